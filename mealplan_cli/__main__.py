@@ -1,0 +1,3 @@
+from mealplan_cli.cli import app
+
+app(prog_name="mealworker")

@@ -1,0 +1,86 @@
+"""``mealworker generate``: one plan, locally, with no database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mealplan_cli.cli import request_options as ro
+from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
+from mealplan_cli.cli.render import plan_view, progress_display
+from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
+from mealplan_cli.generation.models import MealPlanRequest
+
+
+@app.command()
+def generate(
+    ctx: typer.Context,
+    request_file: ro.RequestFile = None,
+    days: ro.Days = None,
+    meals: ro.Meals = None,
+    calories: ro.Calories = None,
+    macros: ro.Macros = None,
+    diet: ro.DietOption = None,
+    allergies: ro.Allergies = None,
+    exclude: ro.Exclude = None,
+    cuisines: ro.Cuisines = None,
+    household: ro.Household = None,
+    max_cook_minutes: ro.MaxCook = None,
+    notes: ro.Notes = None,
+    planner: Annotated[
+        PlannerChoice | None,
+        typer.Option(envvar="PLANNER", help="auto: OpenAI when OPENAI_API_KEY is set."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(envvar="OPENAI_MODEL", help="OpenAI model.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for the catalogue planner's choices.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the plan as JSON to this file.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Generate a meal plan here and now, with no database: print it, or save it as JSON."""
+    settings = load_settings(ctx, planner=planner, openai_model=model)
+    request = ro.RequestOptions(
+        request_file,
+        days,
+        meals,
+        calories,
+        macros,
+        diet,
+        allergies,
+        exclude,
+        cuisines,
+        household,
+        max_cook_minutes,
+        notes,
+    )
+    plan = run_async(ctx, _generate(settings, request, seed, show_progress=not as_json))
+    if out is not None:
+        out.write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        stdout.print_json(plan.model_dump_json())
+    else:
+        stdout.print(plan_view(plan))
+        if out is not None:
+            stdout.print(f"plan written to {out}")
+
+
+async def _generate(
+    settings: Settings, options: ro.RequestOptions, seed: int | None, show_progress: bool
+) -> MealPlan:
+    request: MealPlanRequest = options.build()
+    async with generation_services(settings, seed=seed) as services:
+        stderr.print(f"[dim]{services.description}[/]", highlight=False)
+        if not show_progress:
+            return await generate_meal_plan(
+                request, planner=services.planner, images=services.images
+            )
+        with progress_display(stderr) as on_progress:
+            return await generate_meal_plan(
+                request, planner=services.planner, images=services.images, on_progress=on_progress
+            )

@@ -1,0 +1,131 @@
+"""Settings from the environment and a ``.env`` file, validated once, secrets kept secret.
+
+Precedence, highest first: command-line options, the process environment, ``.env``, defaults.
+Nothing is ever written back into ``os.environ``. Every field's environment variable is its
+name in upper case; ``env.example`` documents each one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from mealplan_cli.errors import ConfigurationError
+
+
+class PlannerChoice(StrEnum):
+    auto = "auto"
+    openai = "openai"
+    catalog = "catalog"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Settings(BaseModel):
+    """Every setting mealworker reads. Secrets are ``SecretStr``: their repr shows stars."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    planner: PlannerChoice = PlannerChoice.auto
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4.1-mini"
+    openai_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    openai_max_attempts: int = Field(4, ge=1, le=10)
+    openai_concurrency: int = Field(4, ge=1, le=32)
+    openai_price_input_per_mtok: float | None = Field(None, ge=0)
+    openai_price_cached_per_mtok: float | None = Field(None, ge=0)
+    openai_price_output_per_mtok: float | None = Field(None, ge=0)
+
+    unsplash_access_key: SecretStr | None = None
+    unsplash_api_url: str = "https://api.unsplash.com"
+    unsplash_app_name: str = "mealworker"
+    unsplash_min_remaining: int = Field(5, ge=0)
+    unsplash_timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+    database_url: SecretStr | None = None
+    worker_id: str | None = None
+    poll_interval_ms: int = Field(1000, ge=10, le=600_000)
+    max_concurrent_jobs: int = Field(4, ge=1, le=256)
+    log_level: LogLevel = LogLevel.INFO
+
+    @field_validator("openai_base_url", "unsplash_api_url", "supabase_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("planner", mode="before")
+    @classmethod
+    def _planner_lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        env_file: Path | None = Path(".env"),
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Settings from ``.env``, then the environment, then ``overrides`` (None skipped)."""
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        file_values = dotenv_values(env_file) if env_file and env_file.is_file() else {}
+        env = os.environ if environ is None else environ
+        for name in cls.model_fields:
+            variable = name.upper()
+            for source, mapping in ((str(env_file), file_values), ("environment", env)):
+                raw = mapping.get(variable)
+                if raw is not None and raw.strip() != "":
+                    values[name] = raw.strip()
+                    sources[name] = f"{variable} (from {source})"
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+                sources[name] = f"--{name.replace('_', '-')}"
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ConfigurationError(_explain(error, sources)) from None
+
+    def public(self) -> dict[str, Any]:
+        """The settings as JSON-safe values, each secret shown only as set or not set."""
+        shown: dict[str, Any] = {}
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                shown[name] = "set (hidden)"
+            elif value is None:
+                shown[name] = None
+            else:
+                shown[name] = str(value) if isinstance(value, StrEnum) else value
+        return shown
+
+
+def _explain(error: ValidationError, sources: Mapping[str, str]) -> str:
+    """One line per bad setting: where it came from and what is wrong; never the value."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = str(problem["loc"][0]) if problem["loc"] else "settings"
+        where = sources.get(field, field.upper())
+        lines.append(f"invalid setting {where}: {problem['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,95 @@
+"""The bundled recipe catalogue (``data/recipes*.json``, format in ``data/FORMAT.md``)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mealplan_cli.generation.foods import data_files
+from mealplan_cli.generation.models import DraftIngredient, DraftMeal, Slot
+
+CUISINES = (
+    "american",
+    "mexican",
+    "italian",
+    "mediterranean",
+    "greek",
+    "middle_eastern",
+    "indian",
+    "thai",
+    "japanese",
+    "chinese",
+    "korean",
+    "vietnamese",
+    "french",
+    "spanish",
+    "north_african",
+    "caribbean",
+    "british",
+)
+
+
+class RecipeIngredient(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    grams: float = Field(gt=0)
+    quantity: float = Field(gt=0)
+    unit: str
+
+
+class Recipe(BaseModel):
+    """One catalogue recipe, one serving."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    title: str
+    description: str
+    slots: list[Slot] = Field(min_length=1)
+    cuisine: str
+    main_protein: str | None
+    method: str
+    prep_minutes: int = Field(ge=0)
+    cook_minutes: int = Field(ge=0)
+    ingredients: list[RecipeIngredient] = Field(min_length=1)
+    steps: list[str] = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+
+    @property
+    def minutes(self) -> int:
+        return self.prep_minutes + self.cook_minutes
+
+    def draft(self, slot: Slot, portion: float = 1.0) -> DraftMeal:
+        """The recipe as a planner's proposal for ``slot``, ``portion`` times one serving."""
+        return DraftMeal(
+            slot=slot,
+            title=self.title,
+            description=self.description,
+            cuisine=self.cuisine,
+            main_protein=self.main_protein,
+            ingredients=[
+                DraftIngredient(
+                    name=i.name,
+                    quantity=round(i.quantity * portion, 2),
+                    unit=i.unit,
+                    grams=round(i.grams * portion, 1),
+                )
+                for i in self.ingredients
+            ],
+            steps=list(self.steps),
+            prep_minutes=self.prep_minutes,
+            cook_minutes=self.cook_minutes,
+            tags=list(self.tags),
+            recipe_id=self.id,
+        )
+
+
+@cache
+def default_catalog() -> tuple[Recipe, ...]:
+    """Every bundled recipe, loaded once per process."""
+    return tuple(
+        Recipe.model_validate(row) for text in data_files("recipes") for row in json.loads(text)
+    )

@@ -1,0 +1,96 @@
+"""The clients a generation needs, built once from settings and closed together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from openai import AsyncOpenAI
+
+from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.errors import ConfigurationError
+from mealplan_cli.generation.images import ImageCache, MemoryImageCache, UnsplashPhotos
+from mealplan_cli.generation.planner import Planner
+from mealplan_cli.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.generation.planner_openai import OpenAIPlanner
+from mealplan_cli.generation.pricing import Price
+
+
+@dataclass
+class GenerationServices:
+    """The planner and photo source a generation runs with, and a line describing them."""
+
+    planner: Planner
+    images: UnsplashPhotos | None
+    description: str
+
+
+def choose_planner(settings: Settings) -> PlannerChoice:
+    """``auto`` means OpenAI when a key is set, else the offline catalogue."""
+    if settings.planner is PlannerChoice.auto:
+        return PlannerChoice.openai if settings.openai_api_key else PlannerChoice.catalog
+    if settings.planner is PlannerChoice.openai and settings.openai_api_key is None:
+        raise ConfigurationError(
+            "the openai planner needs OPENAI_API_KEY: set it in .env or the environment, "
+            "or use --planner catalog for the offline catalogue"
+        )
+    return settings.planner
+
+
+def _price_override(settings: Settings) -> Price | None:
+    given = (settings.openai_price_input_per_mtok, settings.openai_price_output_per_mtok)
+    if given[0] is None or given[1] is None:
+        return None
+    cached = settings.openai_price_cached_per_mtok
+    return Price(given[0], given[0] if cached is None else cached, given[1])
+
+
+@asynccontextmanager
+async def generation_services(
+    settings: Settings, *, seed: int | None = None, image_cache: ImageCache | None = None
+) -> AsyncIterator[GenerationServices]:
+    """Open the planner's and photos' clients; everything is closed on exit."""
+    choice = choose_planner(settings)
+    async with httpx.AsyncClient(headers={"User-Agent": "mealworker"}) as http:
+        openai_client: AsyncOpenAI | None = None
+        try:
+            planner: Planner
+            if choice is PlannerChoice.openai:
+                assert settings.openai_api_key is not None
+                openai_client = AsyncOpenAI(
+                    api_key=settings.openai_api_key.get_secret_value(),
+                    base_url=settings.openai_base_url,
+                    timeout=settings.openai_timeout_seconds,
+                    max_retries=0,
+                )
+                planner = OpenAIPlanner(
+                    openai_client,
+                    settings.openai_model,
+                    concurrency=settings.openai_concurrency,
+                    max_attempts=settings.openai_max_attempts,
+                    price=_price_override(settings),
+                )
+                where = settings.openai_base_url or "api.openai.com"
+                planner_text = f"openai ({settings.openai_model} at {where})"
+            else:
+                planner = CatalogPlanner(seed=seed)
+                planner_text = "catalog (offline)"
+            images = None
+            photos_text = "photos off (no UNSPLASH_ACCESS_KEY)"
+            if settings.unsplash_access_key is not None:
+                images = UnsplashPhotos(
+                    http,
+                    settings.unsplash_access_key,
+                    api_url=settings.unsplash_api_url,
+                    app_name=settings.unsplash_app_name,
+                    min_remaining=settings.unsplash_min_remaining,
+                    timeout=settings.unsplash_timeout_seconds,
+                    cache=image_cache or MemoryImageCache(),
+                )
+                photos_text = f"photos from Unsplash ({settings.unsplash_api_url})"
+            yield GenerationServices(planner, images, f"planner {planner_text}, {photos_text}")
+        finally:
+            if openai_client is not None:
+                await openai_client.close()
