@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -169,29 +170,22 @@ class MealPlanRequest(BaseModel):
         description="Free text from the user; treated as data, never as instructions.",
     )
 
-    @field_validator("meals", "diet", "allergies", "exclude", "cuisines", mode="before")
+    @field_validator("exclude", "cuisines", mode="before")
     @classmethod
     def _lists_from_text(cls, value: Any) -> Any:
         return _split_words(value)
 
-    @field_validator("allergies", mode="before")
+    @field_validator("meals", "diet", "allergies", mode="before")
     @classmethod
-    def _allergen_aliases(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [
-                ALLERGEN_ALIASES.get(str(v).strip().lower(), str(v).strip().lower())
-                if isinstance(v, str)
-                else v
-                for v in value
-            ]
-        return value
-
-    @field_validator("diet", "meals", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [v.strip().lower().replace("-", "_") if isinstance(v, str) else v for v in value]
-        return value
+    def _choice_spelling(cls, value: Any, info: ValidationInfo) -> Any:
+        """ "Gluten-free" is ``gluten_free``, "soy" is ``soybeans``: forgive the usual spellings."""
+        value = _split_words(value)
+        if not isinstance(value, list):
+            return value
+        spelled = [v.strip().lower().replace("-", "_") if isinstance(v, str) else v for v in value]
+        if info.field_name == "allergies":
+            return [ALLERGEN_ALIASES.get(v, v) if isinstance(v, str) else v for v in spelled]
+        return spelled
 
     @field_validator("meals")
     @classmethod
@@ -436,3 +430,13 @@ def parse_request(data: Any) -> MealPlanRequest:
             message = str(problem["msg"]).removeprefix("Value error, ")
             problems.append(f"{field}: {message}")
         raise InvalidRequestError("invalid meal-plan request: " + "; ".join(problems)) from None
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``MealPlan``, as published in ``schema/meal-plan.schema.json``."""
+    schema = MealPlan.model_json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/mealworker/mealworker/schema/meal-plan.schema.json",
+        **schema,
+    }

@@ -1,0 +1,61 @@
+"""Shared fixtures: isolation from the developer's settings, and the loopback fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from mealplan_cli.config import Settings
+from tests.fakes.meal_responder import CatalogResponder
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.unsplash_server import FakeUnsplash
+
+OPENAI_TEST_KEY = "sk-test-4f9c2b7e1d"
+UNSPLASH_TEST_KEY = "unsplash-test-7a1e5c"
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test may see the developer's environment or ``.env``, nor reach the internet."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(CatalogResponder(), api_key=OPENAI_TEST_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_unsplash() -> Iterator[FakeUnsplash]:
+    with FakeUnsplash(access_key=UNSPLASH_TEST_KEY) as fake:
+        yield fake
+
+
+def openai_settings(fake: FakeOpenAI, **extra: Any) -> Settings:
+    """Settings for the OpenAI planner against ``fake``, with quick retries."""
+    values: dict[str, Any] = {
+        "planner": "openai",
+        "openai_api_key": SecretStr(OPENAI_TEST_KEY),
+        "openai_base_url": fake.base_url,
+        "openai_model": "gpt-4o-mini",
+        "openai_timeout_seconds": 5.0,
+        **extra,
+    }
+    return Settings(**values)
+
+
+def unsplash_settings(fake: FakeUnsplash, **extra: Any) -> dict[str, Any]:
+    return {
+        "unsplash_access_key": SecretStr(UNSPLASH_TEST_KEY),
+        "unsplash_api_url": fake.base_url,
+        **extra,
+    }

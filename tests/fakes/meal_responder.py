@@ -1,0 +1,125 @@
+"""A well-behaved "model" for ``FakeOpenAI``: it answers the planner's calls from the catalogue.
+
+It reads the request back out of the prompt (the line ``Request (JSON): ...``), plans it with the
+catalogue planner, and answers each schema as a careful model would: ``PlanOutline`` with every
+title, ``DayPlan`` with one day in full (per-ingredient figures from the nutrition table), and
+``WholePlan`` (used by the latency benchmark) with every day at once. Faults are layered on top
+with ``FakeOpenAI.inject``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from typing import Any
+
+from mealplan_cli.generation.foods import default_table
+from mealplan_cli.generation.models import Meal, MealPlanRequest
+from mealplan_cli.generation.planner import no_progress
+from mealplan_cli.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from tests.fakes.openai_server import ChatRequest
+
+_REQUEST_LINE = re.compile(r"^Request \(JSON\): (?P<json>.+)$", re.MULTILINE)
+_NOTES_LINE = re.compile(r"^User notes \(quoted data\): (?P<json>.+)$", re.MULTILINE)
+_DAY_LINE = re.compile(r"write day (?P<day>\d+) of")
+
+
+class CatalogResponder:
+    """Answers outline, day and whole-plan calls with the catalogue's plan for the request."""
+
+    def __init__(self) -> None:
+        self._plans: dict[str, list[list[CheckedMeal]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: ChatRequest) -> dict[str, Any]:
+        prompt = str(request.messages[-1]["content"])
+        meal_request = _request_from(prompt)
+        days = self._days(meal_request)
+        if request.schema_name == "PlanOutline":
+            return {
+                "days": [
+                    {
+                        "day": number,
+                        "meals": [
+                            {
+                                "slot": c.meal.slot.value,
+                                "title": c.meal.title,
+                                "main_protein": c.meal.main_protein or "none",
+                                "cuisine": c.meal.cuisine or "",
+                            }
+                            for c in meals
+                        ],
+                    }
+                    for number, meals in enumerate(days, start=1)
+                ]
+            }
+        if request.schema_name == "DayPlan":
+            match = _DAY_LINE.search(prompt)
+            if match is None:
+                raise ValueError("a DayPlan prompt must say which day to write")
+            number = int(match["day"])
+            return day_answer(number, days[number - 1])
+        if request.schema_name == "WholePlan":
+            return {"days": [day_answer(n, meals) for n, meals in enumerate(days, start=1)]}
+        raise ValueError(f"no answer for schema {request.schema_name!r}")
+
+    def _days(self, request: MealPlanRequest) -> list[list[CheckedMeal]]:
+        key = request.model_dump_json()
+        with self._lock:
+            if key not in self._plans:
+                validator = PlanValidator(request)
+                result = asyncio.run(CatalogPlanner(seed=1).plan(request, validator, no_progress))
+                self._plans[key] = result.days
+            return self._plans[key]
+
+
+def _request_from(prompt: str) -> MealPlanRequest:
+    found = _REQUEST_LINE.search(prompt)
+    if found is None:
+        raise ValueError("the prompt carries no 'Request (JSON):' line")
+    data = json.loads(found["json"])
+    notes = _NOTES_LINE.search(prompt)
+    if notes is not None:
+        data["notes"] = json.loads(notes["json"])
+    return MealPlanRequest.model_validate(data)
+
+
+def day_answer(number: int, meals: list[CheckedMeal]) -> dict[str, Any]:
+    return {"day": number, "meals": [meal_answer(c.meal) for c in meals]}
+
+
+def meal_answer(meal: Meal) -> dict[str, Any]:
+    """One meal as the model writes it: one serving, with figures for each ingredient."""
+    table = default_table()
+    ingredients = []
+    for ingredient in meal.ingredients:
+        grams = ingredient.grams / meal.servings
+        food = table.lookup(ingredient.name)
+        figures = food.nutrition_for(grams) if food else None
+        ingredients.append(
+            {
+                "name": ingredient.name,
+                "quantity": round(ingredient.quantity / meal.servings, 2),
+                "unit": ingredient.unit,
+                "grams": round(grams, 1),
+                "kcal": round(figures.kcal, 1) if figures else 0.0,
+                "protein": round(figures.protein, 1) if figures else 0.0,
+                "carbs": round(figures.carbs, 1) if figures else 0.0,
+                "fat": round(figures.fat, 1) if figures else 0.0,
+            }
+        )
+    return {
+        "slot": meal.slot.value,
+        "title": meal.title,
+        "description": meal.description,
+        "cuisine": meal.cuisine or "",
+        "main_protein": meal.main_protein or "none",
+        "ingredients": ingredients,
+        "steps": meal.steps,
+        "prep_minutes": meal.prep_minutes,
+        "cook_minutes": meal.cook_minutes,
+        "tags": [t for t in meal.tags if t],
+    }

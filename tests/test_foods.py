@@ -1,0 +1,116 @@
+"""The nutrition table and the deterministic reading of ingredient names."""
+
+from __future__ import annotations
+
+import pytest
+
+from mealplan_cli.generation.foods import AISLES, DIET_FLAGS, default_table, lookup_key
+from mealplan_cli.generation.models import Allergen
+from mealplan_cli.generation.nutrition import passes_atwater
+
+A = Allergen
+
+
+def test_the_table_has_at_least_200_well_formed_entries() -> None:
+    table = default_table()
+    assert len(table) >= 200
+    names = [food.name for food in table.foods]
+    assert len(names) == len(set(names)), "duplicate names"
+    for food in table.foods:
+        assert food.name == food.name.lower()
+        assert food.aisle in AISLES
+        assert food.flags <= DIET_FLAGS
+
+
+def test_names_and_aliases_never_collide() -> None:
+    owner: dict[str, str] = {}
+    for food in default_table().foods:
+        for label in (food.name, *food.aliases):
+            key = lookup_key(label)
+            assert owner.setdefault(key, food.name) == food.name, (
+                f"{label!r} of {food.name!r} reads like {owner[key]!r}"
+            )
+
+
+def test_every_entry_passes_the_energy_check() -> None:
+    suspect = []
+    for food in default_table().foods:
+        n = food.per_100g
+        if "alcohol" in food.flags or n.kcal < 40:
+            continue
+        if not passes_atwater(n.kcal, n.protein, n.carbs, n.fat):
+            suspect.append(food.name)
+    assert suspect == []
+
+
+@pytest.mark.parametrize(
+    ("spelling", "name"),
+    [
+        ("Chickpeas, cooked", "chickpeas, cooked"),
+        ("cooked chickpeas", "chickpeas, cooked"),
+        ("2 large eggs", None),
+        ("finely chopped red onions", "red onion"),
+        ("extra virgin olive oil", "olive oil"),
+    ],
+)
+def test_lookup_forgives_order_plurals_and_preparation(spelling: str, name: str | None) -> None:
+    found = default_table().lookup(spelling)
+    assert (found.name if found else None) == name
+
+
+@pytest.mark.parametrize(
+    ("ingredient", "allergens"),
+    [
+        ("tahini", {A.sesame}),
+        ("toasted sesame oil", {A.sesame}),
+        ("soy sauce", {A.soybeans, A.gluten}),
+        ("tamari", {A.soybeans}),
+        ("almond milk", {A.tree_nuts}),
+        ("basil pesto", {A.tree_nuts, A.milk}),
+        ("mayonnaise", {A.eggs}),
+        ("worcestershire sauce", {A.fish}),
+        ("tiger prawns", {A.crustaceans}),
+        ("grated parmesan", {A.milk}),
+        ("shrimp paste", {A.crustaceans}),
+        ("smoked paprika", set()),
+        ("butternut squash", set()),
+        ("coconut milk", set()),
+        ("nutmeg", set()),
+        ("eggplant", set()),
+        ("peanut butter", {A.peanuts}),
+        ("vegan mayo", set()),
+        ("gluten-free spaghetti", set()),
+        ("dairy-free cheese shreds", set()),
+        ("cashew cream", {A.tree_nuts}),
+        ("celery stalks", {A.celery}),
+        ("dijon mustard", {A.mustard}),
+        ("dry white wine", {A.sulphites}),
+    ],
+)
+def test_classification_finds_allergens_in_derived_and_unknown_foods(
+    ingredient: str, allergens: set[Allergen]
+) -> None:
+    found = set(default_table().classify(ingredient).allergens)
+    if allergens:
+        assert allergens <= found
+    else:
+        assert found == set(), f"false alarm for {ingredient}"
+
+
+@pytest.mark.parametrize(
+    ("ingredient", "flag"),
+    [
+        ("chicken thighs", "poultry"),
+        ("streaky bacon", "processed"),
+        ("lamb mince", "meat"),
+        ("unflavoured gelatin", "meat"),
+        ("wildflower honey", "honey"),
+        ("greek yogurt", "dairy"),
+        ("red lentils", "legume"),
+        ("basmati rice", "grain"),
+        ("maple syrup", "added_sugar"),
+        ("anchovy fillets", "fish"),
+    ],
+)
+def test_classification_sets_diet_flags(ingredient: str, flag: str) -> None:
+    assert flag in default_table().classify(ingredient).flags
