@@ -122,6 +122,8 @@ class UnsplashPhotos:
         if cached is not None:
             self.stats.cache_hits += 1
             return cached.photo
+        # One request at a time: each answer says how much hourly quota is left, and the floor
+        # can only be honoured if no other request is in flight when it is read.
         async with self._lock:
             remaining = self.stats.remaining
             if remaining is not None and remaining <= self.min_remaining:
@@ -130,15 +132,15 @@ class UnsplashPhotos:
                     "photos resume when it resets"
                 )
             self.stats.searches += 1
-        response = await self._get(
-            "/search/photos",
-            {
-                "query": title,
-                "per_page": "5",
-                "orientation": "landscape",
-                "content_filter": "high",
-            },
-        )
+            response = await self._get(
+                "/search/photos",
+                {
+                    "query": title,
+                    "per_page": "5",
+                    "orientation": "landscape",
+                    "content_filter": "high",
+                },
+            )
         try:
             results = response.json().get("results") or []
         except ValueError:
@@ -151,7 +153,8 @@ class UnsplashPhotos:
         """Tell Unsplash the photo is shown (its download endpoint, query string kept)."""
         if not photo.download_location:
             return
-        await self._get(photo.download_location, None)
+        async with self._lock:
+            await self._get(photo.download_location, None)
         self.stats.downloads_triggered += 1
 
     async def _get(self, path_or_url: str, params: dict[str, str] | None) -> httpx.Response:

@@ -1,0 +1,128 @@
+"""How long a 7-day, 3-meal plan takes: the planner's outline + parallel days, against one call.
+
+Both run in the same process against the same loopback OpenAI fake, simulating a small model's
+speed (0.7 s to first token, 70 output tokens/s by default), so their ratio is meaningful on a
+noisy machine. Also times the offline catalogue planner. Prints one JSON object.
+
+    python -m scripts.bench.plan_latency [--speedup 10] [--catalog-runs 20]
+
+``--speedup`` divides the simulated latency (and the times, roughly) for a quick check; the
+figures reported in notes use the default of 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+from openai import AsyncOpenAI
+from pydantic import BaseModel
+
+from mealplan_cli.generation import generate_meal_plan
+from mealplan_cli.generation.foods import default_table
+from mealplan_cli.generation.models import parse_request
+from mealplan_cli.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.generation.planner_openai import INSTRUCTIONS, DayPlan, OpenAIPlanner
+from mealplan_cli.generation.planner_openai import outline_prompt as _outline_prompt
+from tests.fakes.meal_responder import CatalogResponder
+from tests.fakes.openai_server import FakeOpenAI
+
+REQUEST = parse_request({"days": 7, "meals": "breakfast,lunch,dinner", "calories": 2000})
+API_KEY = "sk-bench"
+MODEL = "gpt-4.1-mini"
+
+
+class WholePlan(BaseModel):
+    """Every day of the plan in one answer: what a single-call planner asks for."""
+
+    days: list[DayPlan]
+
+
+async def planner_way(base_url: str) -> tuple[float, dict[str, Any]]:
+    client = AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=600)
+    try:
+        planner = OpenAIPlanner(client, MODEL, concurrency=7)
+        started = time.perf_counter()
+        plan = await generate_meal_plan(REQUEST, planner=planner)
+        elapsed = time.perf_counter() - started
+        return elapsed, plan.metadata.usage.model_dump()
+    finally:
+        await client.close()
+
+
+async def single_call_way(base_url: str) -> tuple[float, dict[str, Any]]:
+    client = AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=600)
+    try:
+        prompt = _outline_prompt(REQUEST).replace("outline all", "write in full all")
+        started = time.perf_counter()
+        completion = await client.chat.completions.parse(
+            model=MODEL,
+            messages=[
+                {"role": "system", "content": INSTRUCTIONS},
+                {"role": "user", "content": prompt},
+            ],
+            response_format=WholePlan,
+        )
+        elapsed = time.perf_counter() - started
+        parsed = completion.choices[0].message.parsed
+        if parsed is None or len(parsed.days) != REQUEST.days:
+            raise SystemExit("the single-call answer was not a whole plan")
+        usage = completion.usage
+        return elapsed, {"output_tokens": usage.completion_tokens if usage else None}
+    finally:
+        await client.close()
+
+
+def catalog_times(runs: int) -> list[float]:
+    default_table()  # loading the bundled data once is start-up, not planning
+    times = []
+    for seed in range(runs):
+        started = time.perf_counter()
+        asyncio.run(generate_meal_plan(REQUEST, planner=CatalogPlanner(seed=seed)))
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--speedup", type=float, default=1.0)
+    parser.add_argument("--catalog-runs", type=int, default=20)
+    args = parser.parse_args()
+    ttft, rate = 0.7 / args.speedup, 70.0 * args.speedup
+    with FakeOpenAI(
+        CatalogResponder(), time_to_first_token=ttft, tokens_per_second=rate, api_key=API_KEY
+    ) as fake:
+        fake.models.append(MODEL)
+        planner_s, planner_usage = asyncio.run(planner_way(fake.base_url))
+        single_s, single_usage = asyncio.run(single_call_way(fake.base_url))
+    catalog = catalog_times(args.catalog_runs)
+    print(
+        json.dumps(
+            {
+                "benchmark": "plan_latency",
+                "request": "7 days x breakfast, lunch, dinner",
+                "simulated_model": {"time_to_first_token_s": ttft, "output_tokens_per_s": rate},
+                "planner_outline_then_parallel_days_s": round(planner_s, 2),
+                "single_call_whole_plan_s": round(single_s, 2),
+                "ratio_planner_to_single": round(planner_s / single_s, 3),
+                "goal_ratio_at_most": 0.3,
+                "planner_usage": planner_usage,
+                "single_call_usage": single_usage,
+                "catalog_planner_ms": {
+                    "runs": len(catalog),
+                    "median": round(statistics.median(catalog), 1),
+                    "max": round(max(catalog), 1),
+                    "goal_median_under": 50,
+                },
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
