@@ -120,13 +120,21 @@ def test_a_hang_past_the_timeout_is_retried(fake_openai: FakeOpenAI) -> None:
     assert len(fake_openai.requests) == 3 + 1
 
 
-def test_truncated_output_is_regenerated_compactly(fake_openai: FakeOpenAI) -> None:
-    fake_openai.inject(Fault.truncated, times=2)  # the outline, then day 1
+def test_a_truncated_day_is_regenerated_compactly(fake_openai: FakeOpenAI) -> None:
+    fake_openai.inject(Fault.transform, transform=lambda answer: answer)  # the outline passes
+    fake_openai.inject(Fault.truncated)  # day 1 is cut off
     plan = plan_with(serial(fake_openai))
     assert len(plan.days) == 2
-    day_prompts = [r.messages[-1]["content"] for r in fake_openai.requests_for("DayPlan")]
-    assert any("cut off for length" in prompt for prompt in day_prompts)
-    assert fake_openai.calls_by_schema() == {"PlanOutline": 2, "DayPlan": 3}
+    assert fake_openai.calls_by_schema() == {"PlanOutline": 1, "DayPlan": 3}
+    retry_prompt = fake_openai.requests_for("DayPlan")[1].messages[-1]["content"]
+    assert "cut off for length" in retry_prompt
+
+
+def test_a_truncated_outline_is_asked_for_again(fake_openai: FakeOpenAI) -> None:
+    fake_openai.inject(Fault.truncated)
+    plan = plan_with(serial(fake_openai))
+    assert len(plan.days) == 2
+    assert fake_openai.calls_by_schema() == {"PlanOutline": 2, "DayPlan": 2}
 
 
 def test_a_refusal_fails_at_once(fake_openai: FakeOpenAI) -> None:

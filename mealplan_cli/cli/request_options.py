@@ -20,7 +20,7 @@ RequestFile = Annotated[
         dir_okay=False,
     ),
 ]
-Days = Annotated[int | None, typer.Option(help="Days to plan, 1-14 [default: 7].")]
+Days = Annotated[int | None, typer.Option(help="Days to plan, 1-14 (default 7).")]
 Meals = Annotated[
     str | None,
     typer.Option(help="Meal slots, comma-separated: breakfast,lunch,dinner,snack."),
@@ -46,7 +46,7 @@ Allergies = Annotated[
 ]
 Exclude = Annotated[str | None, typer.Option(help="Ingredients to leave out, comma-separated.")]
 Cuisines = Annotated[str | None, typer.Option(help="Preferred cuisines, comma-separated.")]
-Household = Annotated[int | None, typer.Option(help="Servings per meal, 1-12 [default: 1].")]
+Household = Annotated[int | None, typer.Option(help="Servings per meal, 1-12 (default 1).")]
 MaxCook = Annotated[int | None, typer.Option(help="Maximum prep plus cook minutes per meal.")]
 Notes = Annotated[str | None, typer.Option(help="Free-text notes (at most 500 characters).")]
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mealplan_cli.generation.models import Diet, Nutrition
+from mealplan_cli.generation.foods import Food
+from mealplan_cli.generation.models import Allergen, Diet, Nutrition
 
 
 @dataclass(frozen=True)
 class FlaggedIngredient:
+    """An ingredient with what the food table says it contains."""
+
     name: str
     flags: frozenset[str]
-    allergens: frozenset[str]
+    allergens: frozenset[Allergen]
+    food: Food | None = None
 
 
 KETO_MAX_NET_CARB_ENERGY = 0.10
@@ -30,10 +34,10 @@ _FORBIDDEN_FLAGS: dict[Diet, frozenset[str]] = {
     Diet.dairy_free: frozenset({"dairy"}),
 }
 
-_FORBIDDEN_ALLERGENS: dict[Diet, frozenset[str]] = {
-    Diet.gluten_free: frozenset({"gluten"}),
-    Diet.dairy_free: frozenset({"milk"}),
-    Diet.vegan: frozenset({"milk", "eggs"}),
+_FORBIDDEN_ALLERGENS: dict[Diet, frozenset[Allergen]] = {
+    Diet.gluten_free: frozenset({Allergen.gluten}),
+    Diet.dairy_free: frozenset({Allergen.milk}),
+    Diet.vegan: frozenset({Allergen.milk, Allergen.eggs}),
 }
 
 
@@ -60,10 +64,10 @@ def diet_violations(
     forbidden = _FORBIDDEN_FLAGS[diet]
     forbidden_allergens = _FORBIDDEN_ALLERGENS.get(diet, frozenset())
     for ingredient in ingredients:
-        hits = sorted(ingredient.flags & forbidden) + sorted(
-            ingredient.allergens & forbidden_allergens
-        )
-        if hits:
+        bad_flags = ingredient.flags & forbidden
+        bad_allergens = ingredient.allergens & forbidden_allergens
+        if bad_flags or bad_allergens:
+            hits = sorted(bad_flags) + sorted(a.value for a in bad_allergens)
             reasons.append(f"{ingredient.name} ({', '.join(hits)}) is not {diet.value}")
     rule = _MACRO_RULES.get(diet)
     verdict = rule(nutrition) if rule else None

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -81,11 +81,17 @@ def _singular(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=16384)
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(_singular(w) for w in _WORD.findall(text.lower().replace("-", " ")))
+
+
 def words(text: str) -> list[str]:
     """Lowercase singular words of ``text``, hyphens and punctuation dropped."""
-    return [_singular(w) for w in _WORD.findall(text.lower().replace("-", " "))]
+    return list(_words(text))
 
 
+@lru_cache(maxsize=16384)
 def lookup_key(text: str) -> str:
     """The order-free key shared by two spellings ("cooked chickpeas", "chickpeas, cooked")."""
     kept = sorted(w for w in words(text) if w not in _PREPARATION_WORDS)
@@ -219,6 +225,7 @@ class FoodTable:
                 if phrase:
                     self._by_phrase.setdefault(phrase, food)
         self._longest_phrase = max((len(p) for p in self._by_phrase), default=0)
+        self._classified: dict[str, Classification] = {}
 
     def __len__(self) -> int:
         return len(self.foods)
@@ -233,6 +240,13 @@ class FoodTable:
 
     def classify(self, name: str) -> Classification:
         """Allergens and diet flags of ``name``; errs towards finding too many, never too few."""
+        found = self._classified.get(name)
+        if found is None:
+            found = self._classify(name)
+            self._classified[name] = found
+        return found
+
+    def _classify(self, name: str) -> Classification:
         food = self.lookup(name)
         if food is not None:
             return Classification(food.allergens, food.flags, food)

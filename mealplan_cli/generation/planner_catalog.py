@@ -16,13 +16,16 @@ from dataclasses import dataclass
 
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
+from mealplan_cli.generation.foods import FoodTable
 from mealplan_cli.generation.models import MealPlanRequest, ScaledMeal, Slot
 from mealplan_cli.generation.planner import PlannerResult, Progress, ProgressCallback
 from mealplan_cli.generation.validation import (
     MAX_DAYS_IN_A_ROW,
     CheckedMeal,
+    MealFacts,
     PlanValidator,
     ViolationKind,
+    meal_facts,
     protein_key,
 )
 
@@ -41,6 +44,10 @@ _FILTER_ORDER = (
     (ViolationKind.exclusion, "avoid the excluded ingredients"),
     (ViolationKind.time, "fit the cooking time"),
 )
+
+
+_SHARED_FACTS: dict[str, tuple[FoodTable, MealFacts]] = {}
+"""Facts of the bundled recipes, shared by every planner in the process."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,15 @@ class CatalogPlanner:
     def __init__(self, recipes: Sequence[Recipe] | None = None, seed: int | None = None) -> None:
         self.recipes = tuple(recipes) if recipes is not None else default_catalog()
         self.seed = seed
+        self._known_facts = _SHARED_FACTS if recipes is None else {}
+
+    def _facts(self, recipe: Recipe, validator: PlanValidator) -> MealFacts:
+        """A recipe's request-independent facts, worked out once per table."""
+        known = self._known_facts.get(recipe.id)
+        if known is None or known[0] is not validator.table:
+            known = (validator.table, meal_facts(recipe.draft(recipe.slots[0]), validator.table))
+            self._known_facts[recipe.id] = known
+        return known[1]
 
     async def plan(
         self, request: MealPlanRequest, validator: PlanValidator, on_progress: ProgressCallback
@@ -112,11 +128,11 @@ class CatalogPlanner:
             for slot in request.meals:
                 if slot not in recipe.slots:
                     continue
-                checked = validator.check(recipe.draft(slot))
-                if isinstance(checked, list):
-                    refusals[slot].append({v.kind for v in checked})
+                screened = validator.judge(self._facts(recipe, validator), recipe.draft(slot))
+                if isinstance(screened, list):
+                    refusals[slot].append({v.kind for v in screened})
                     continue
-                n = checked.meal.nutrition
+                n = screened.nutrition
                 energy = max(n.kcal, 1.0)
                 pools[slot].append(
                     _Candidate(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mealplan_cli.generation.diets import FlaggedIngredient, diet_violations
-from mealplan_cli.generation.foods import Food, FoodTable, default_table, lookup_key, words
+from mealplan_cli.generation.foods import FoodTable, default_table, lookup_key, words
 from mealplan_cli.generation.models import (
     ALLERGEN_ALIASES,
     Allergen,
@@ -65,6 +65,44 @@ class CheckedMeal:
     draft: DraftMeal
     meal: Meal
     unknown_ingredients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MealFacts:
+    """What a draft is, whatever the request: nutrition per serving, what its ingredients
+    contain, and problems no request could excuse (a weightless or unknowable ingredient)."""
+
+    nutrition: Nutrition
+    ingredients: tuple[FlaggedIngredient, ...]
+    unknown_ingredients: tuple[str, ...]
+    problems: tuple[Violation, ...]
+
+
+def meal_facts(draft: DraftMeal, table: FoodTable) -> MealFacts:
+    problems: list[Violation] = []
+    if not draft.ingredients or not draft.steps:
+        problems.append(Violation(ViolationKind.structure, "a meal needs ingredients and steps"))
+    total = Nutrition()
+    unknown: list[str] = []
+    flagged: list[FlaggedIngredient] = []
+    for ingredient in draft.ingredients:
+        found = table.classify(ingredient.name)
+        flagged.append(FlaggedIngredient(ingredient.name, found.flags, found.allergens, found.food))
+        if ingredient.grams <= 0:
+            problems.append(
+                Violation(ViolationKind.nutrition, f"{ingredient.name!r} has no weight")
+            )
+            continue
+        facts = ingredient_facts(ingredient, table)
+        if isinstance(facts, str):
+            problems.append(Violation(ViolationKind.nutrition, facts))
+            continue
+        total = total + facts.nutrition
+        if not facts.from_table:
+            unknown.append(ingredient.name)
+    if total.kcal < 30 and not problems:
+        problems.append(Violation(ViolationKind.nutrition, "a meal of under 30 kcal"))
+    return MealFacts(total, tuple(flagged), tuple(unknown), tuple(problems))
 
 
 @dataclass
@@ -136,54 +174,53 @@ class PlanValidator:
 
     def check(self, draft: DraftMeal) -> CheckedMeal | list[Violation]:
         """The meal built from ``draft``, or every reason it cannot be served."""
-        violations: list[Violation] = []
+        screened = self.screen(draft)
+        if isinstance(screened, list):
+            return screened
+        meal = self._build(draft, screened.ingredients, screened.nutrition)
+        return CheckedMeal(draft, meal, screened.unknown_ingredients)
+
+    def screen(self, draft: DraftMeal) -> MealFacts | list[Violation]:
+        """Whether ``draft`` may be served, and its per-serving facts (no meal built)."""
+        return self.judge(meal_facts(draft, self.table), draft)
+
+    def judge(self, facts: MealFacts, draft: DraftMeal) -> MealFacts | list[Violation]:
+        """Apply this request's rules to facts already worked out for ``draft``."""
+        violations = list(facts.problems)
         if draft.slot not in self.request.meals:
             violations.append(
                 Violation(ViolationKind.structure, f"{draft.slot.value} was not requested")
             )
-        if not draft.ingredients or not draft.steps:
-            violations.append(
-                Violation(ViolationKind.structure, "a meal needs ingredients and steps")
-            )
-        total = Nutrition()
-        unknown: list[str] = []
-        for ingredient in draft.ingredients:
-            if ingredient.grams <= 0:
-                violations.append(
-                    Violation(ViolationKind.nutrition, f"{ingredient.name!r} has no weight")
-                )
-                continue
-            facts = ingredient_facts(ingredient, self.table)
-            if isinstance(facts, str):
-                violations.append(Violation(ViolationKind.nutrition, facts))
-                continue
-            total = total + facts.nutrition
-            if not facts.from_table:
-                unknown.append(ingredient.name)
-        if total.kcal < 30 and not violations:
-            violations.append(Violation(ViolationKind.nutrition, "a meal of under 30 kcal"))
-        names = [i.name for i in draft.ingredients]
         minutes = draft.prep_minutes + draft.cook_minutes
-        violations += self.content_violations(names, total, minutes)
-        if violations:
-            return violations
-        return CheckedMeal(draft, self._build(draft, names, total), tuple(unknown))
+        violations += self._content_violations(facts.ingredients, facts.nutrition, minutes)
+        return violations or facts
 
     def content_violations(
         self, ingredient_names: Sequence[str], nutrition: Nutrition, minutes: int
     ) -> list[Violation]:
         """Allergies, exclusions, diets and cooking time: what the request forbids."""
-        request = self.request
-        violations: list[Violation] = []
+        return self._content_violations(self._flag(ingredient_names), nutrition, minutes)
+
+    def _flag(self, ingredient_names: Sequence[str]) -> list[FlaggedIngredient]:
         flagged = []
         for name in ingredient_names:
             found = self.table.classify(name)
-            flagged.append(FlaggedIngredient(name, found.flags, frozenset(found.allergens)))
-            for allergen in sorted(found.allergens & set(request.allergies)):
+            flagged.append(FlaggedIngredient(name, found.flags, found.allergens, found.food))
+        return flagged
+
+    def _content_violations(
+        self, flagged: Sequence[FlaggedIngredient], nutrition: Nutrition, minutes: int
+    ) -> list[Violation]:
+        request = self.request
+        violations: list[Violation] = []
+        allergies = set(request.allergies)
+        for ingredient in flagged:
+            for allergen in sorted(ingredient.allergens & allergies):
                 violations.append(
-                    Violation(ViolationKind.allergy, f"{name} contains {allergen.value}")
+                    Violation(ViolationKind.allergy, f"{ingredient.name} contains {allergen.value}")
                 )
-            violations += self._exclusion_hits(name, found.allergens, found.flags, found.food)
+            if request.exclude:
+                violations += self._exclusion_hits(ingredient)
         for diet in request.diet:
             for reason in diet_violations(diet, flagged, nutrition):
                 violations.append(Violation(ViolationKind.diet, reason))
@@ -197,34 +234,32 @@ class PlanValidator:
             )
         return violations
 
-    def _exclusion_hits(
-        self,
-        name: str,
-        allergens: frozenset[Allergen],
-        flags: frozenset[str],
-        food: Food | None,
-    ) -> list[Violation]:
+    def _exclusion_hits(self, ingredient: FlaggedIngredient) -> list[Violation]:
         hits = [
-            term for allergen, term in self._excluded_allergens.items() if allergen in allergens
+            term
+            for allergen, term in self._excluded_allergens.items()
+            if allergen in ingredient.allergens
         ]
-        hits += [term for flag, term in self._excluded_flags.items() if flag in flags]
-        labels = [name]
-        if food is not None:
-            labels += [food.name, *food.aliases]
+        hits += [term for flag, term in self._excluded_flags.items() if flag in ingredient.flags]
+        labels = [ingredient.name]
+        if ingredient.food is not None:
+            labels += [ingredient.food.name, *ingredient.food.aliases]
         label_words = [tuple(words(label)) for label in labels]
         for term, phrase in self._excluded_phrases:
             if term not in hits and any(_contains(lw, phrase) for lw in label_words):
                 hits.append(term)
-        return [Violation(ViolationKind.exclusion, f"{name} is excluded ({term})") for term in hits]
+        return [
+            Violation(ViolationKind.exclusion, f"{ingredient.name} is excluded ({term})")
+            for term in hits
+        ]
 
-    def _build(self, draft: DraftMeal, names: Sequence[str], per_serving: Nutrition) -> Meal:
+    def _build(
+        self, draft: DraftMeal, flagged: Sequence[FlaggedIngredient], per_serving: Nutrition
+    ) -> Meal:
         servings = self.request.household_size
         allergens: set[Allergen] = set()
-        flagged = []
-        for name in names:
-            found = self.table.classify(name)
-            allergens |= found.allergens
-            flagged.append(FlaggedIngredient(name, found.flags, frozenset(found.allergens)))
+        for ingredient in flagged:
+            allergens |= ingredient.allergens
         diets = [
             diet.value
             for diet in Diet

@@ -1,0 +1,217 @@
+"""The catalogue planner: valid, deterministic, responsive to preferences, and honest when stuck."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from mealplan_cli.errors import InfeasibleRequestError
+from mealplan_cli.generation import MealPlan, generate_meal_plan
+from mealplan_cli.generation.catalog import default_catalog
+from mealplan_cli.generation.foods import default_table, words
+from mealplan_cli.generation.models import Allergen, Diet, MealPlanRequest, Slot, parse_request
+from mealplan_cli.generation.planner import Progress
+from mealplan_cli.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.generation.validation import PlanValidator
+
+
+def plan(request: MealPlanRequest, seed: int | None = 1, **kwargs: Any) -> MealPlan:
+    return asyncio.run(generate_meal_plan(request, planner=CatalogPlanner(seed=seed), **kwargs))
+
+
+def titles(p: MealPlan) -> list[str]:
+    return [meal.title for day in p.days for meal in day.meals]
+
+
+def test_the_readme_request_works_offline() -> None:
+    request = parse_request(
+        {"days": 7, "diet": "vegan", "allergies": "tree_nuts,sesame", "calories": 2200}
+    )
+    result = plan(request)
+    assert len(result.days) == 7
+    for day in result.days:
+        assert abs(day.totals.kcal - 2200) <= 110
+        for meal in day.meals:
+            assert not {Allergen.tree_nuts, Allergen.sesame} & set(meal.allergens)
+            assert "vegan" in meal.tags
+
+
+def test_two_weeks_of_four_meals_for_an_omnivore() -> None:
+    result = plan(parse_request({"days": 14, "meals": "breakfast,lunch,dinner,snack"}))
+    assert len(set(titles(result))) == 14 * 4
+
+
+def test_the_same_seed_gives_the_same_plan_and_another_seed_another() -> None:
+    request = parse_request({"days": 5})
+    assert titles(plan(request, seed=3)) == titles(plan(request, seed=3))
+    assert titles(plan(request, seed=3)) != titles(plan(request, seed=4))
+
+
+def test_without_a_seed_the_plan_still_repeats_for_the_same_request() -> None:
+    request = parse_request({"days": 3})
+    first, second = plan(request, seed=None), plan(request, seed=None)
+    assert titles(first) == titles(second)
+    assert first.metadata.seed == second.metadata.seed
+
+
+def test_preferred_cuisines_are_favoured() -> None:
+    request = parse_request({"days": 7, "cuisines": "italian,mexican"})
+    plain = parse_request({"days": 7})
+    wanted = {"italian", "mexican"}
+
+    def share(p: MealPlan) -> float:
+        cuisines = [meal.cuisine for day in p.days for meal in day.meals]
+        return sum(c in wanted for c in cuisines) / len(cuisines)
+
+    seeds = range(5)
+    assert sum(share(plan(request, s)) for s in seeds) > 1.5 * sum(
+        share(plan(plain, s)) for s in seeds
+    )
+
+
+def test_a_macro_split_moves_the_plan_towards_it() -> None:
+    high_protein = parse_request({"days": 7, "macros": {"protein": 40, "carbs": 30, "fat": 30}})
+    plain = parse_request({"days": 7})
+
+    def protein_share(p: MealPlan) -> float:
+        return p.totals.protein * 4 / p.totals.kcal
+
+    assert protein_share(plan(high_protein)) > protein_share(plan(plain))
+
+
+def test_cooking_time_is_respected() -> None:
+    result = plan(parse_request({"days": 5, "max_cook_minutes": 20}))
+    assert all(m.prep_minutes + m.cook_minutes <= 20 for d in result.days for m in d.meals)
+
+
+def test_household_scales_amounts_and_the_shopping_list() -> None:
+    one = plan(parse_request({"days": 2, "household_size": 1}))
+    four = plan(parse_request({"days": 2, "household_size": 4}))
+    assert titles(one) == titles(four)
+    grams_one = sum(i.grams for s in one.shopping_list for i in s.items)
+    grams_four = sum(i.grams for s in four.shopping_list for i in s.items)
+    assert grams_four == pytest.approx(4 * grams_one, rel=0.01)
+    assert one.days[0].totals == four.days[0].totals
+
+
+def test_the_shopping_list_merges_ingredients_across_the_plan() -> None:
+    result = plan(parse_request({"days": 7}))
+    lines = [(item.name, item.unit) for s in result.shopping_list for item in s.items]
+    assert len(lines) == len(set(lines))
+    used = sum(i.grams for d in result.days for m in d.meals for i in m.ingredients)
+    listed = sum(i.grams for s in result.shopping_list for i in s.items)
+    assert listed == pytest.approx(used, rel=0.001)
+
+
+def test_progress_is_reported() -> None:
+    steps: list[Progress] = []
+    plan(parse_request({"days": 3}), on_progress=steps.append)
+    stages = [s.stage for s in steps]
+    assert stages[0] == "outline"
+    assert Progress("day", 3, 3, "all days planned") in steps
+    assert stages[-1] == "validation"
+
+
+def test_an_impossible_request_names_the_constraint() -> None:
+    request = parse_request({"diet": "vegan,keto", "allergies": "soybeans,tree_nuts,gluten"})
+    with pytest.raises(InfeasibleRequestError, match=r"diet vegan \+ keto") as caught:
+        plan(request)
+    assert not caught.value.retryable
+    assert "not enough breakfast recipes" in str(caught.value)
+
+
+def test_an_exclusion_that_empties_a_slot_is_named() -> None:
+    with_banana = [
+        r
+        for r in default_catalog()
+        if Slot.breakfast in r.slots and any(i.name == "banana" for i in r.ingredients)
+    ]
+    assert len(with_banana) >= 3
+    request = parse_request({"days": 3, "meals": "breakfast", "exclude": "banana"})
+    planner = CatalogPlanner(recipes=with_banana, seed=1)
+    with pytest.raises(InfeasibleRequestError) as caught:
+        asyncio.run(generate_meal_plan(request, planner=planner))
+    message = str(caught.value)
+    assert f"of {len(with_banana)} in the catalogue, 0 avoid the excluded ingredients" in message
+    assert "(excluding banana)" in message
+
+
+DIETS = [d for d in Diet if d is not Diet.omnivore]
+EXCLUDABLE = ["mushrooms", "olives", "cilantro", "pork", "banana", "tofu", "rice", "beef"]
+SPLITS = [None, {"protein": 30, "carbs": 40, "fat": 30}, {"protein": 25, "carbs": 50, "fat": 25}]
+
+requests = st.builds(
+    lambda days, meals, calories, diet, allergies, exclude, household, minutes, macros: {
+        "days": days,
+        "meals": meals,
+        "calories": calories,
+        "diet": diet,
+        "allergies": allergies,
+        "exclude": exclude,
+        "household_size": household,
+        "max_cook_minutes": minutes,
+        "macros": macros,
+    },
+    days=st.integers(1, 14),
+    meals=st.lists(st.sampled_from(list(Slot)), min_size=1, max_size=4, unique=True),
+    calories=st.integers(1200, 5000),
+    diet=st.lists(st.sampled_from(DIETS), max_size=2, unique=True),
+    allergies=st.lists(st.sampled_from(list(Allergen)), max_size=3, unique=True),
+    exclude=st.lists(st.sampled_from(EXCLUDABLE), max_size=3, unique=True),
+    household=st.integers(1, 6),
+    minutes=st.one_of(st.none(), st.integers(15, 90)),
+    macros=st.sampled_from(SPLITS),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests)
+def test_every_catalogue_plan_keeps_the_request(fields: dict[str, Any]) -> None:
+    request = parse_request(fields)
+    try:
+        result = plan(request, seed=0)
+    except InfeasibleRequestError as error:
+        refusal = str(error)
+    else:
+        refusal = ""
+    if refusal:
+        event("infeasible")
+        assert refusal.startswith(("not enough", "only", "could not arrange"))
+        return
+    event("planned")
+    assert PlanValidator(request).plan_violations(result.days) == []
+    table = default_table()
+    for day in result.days:
+        assert abs(day.totals.kcal - request.calories) <= 0.05 * request.calories
+        for meal in day.meals:
+            assert not set(meal.allergens) & set(request.allergies)
+            for ingredient in meal.ingredients:
+                assert not table.classify(ingredient.name).allergens & set(request.allergies)
+                for term in request.exclude:
+                    assert " ".join(words(term)) not in " ".join(words(ingredient.name))
+
+
+def test_most_random_requests_of_a_week_or_less_are_feasible() -> None:
+    """Guards the property test against passing only because everything is infeasible."""
+    outcomes: Counter[str] = Counter()
+    for days, diet, allergy in [
+        (7, "vegetarian", "peanuts"),
+        (5, "pescatarian", "milk"),
+        (7, "gluten_free", "eggs"),
+        (3, "keto", "tree_nuts"),
+        (7, "dairy_free", "soybeans"),
+        (4, "paleo", "fish"),
+        (7, "mediterranean", "sesame"),
+        (7, "vegan", "gluten"),
+    ]:
+        try:
+            plan(parse_request({"days": days, "diet": diet, "allergies": allergy}))
+            outcomes["planned"] += 1
+        except InfeasibleRequestError:
+            outcomes["infeasible"] += 1
+    assert outcomes["planned"] >= 7, outcomes
