@@ -64,7 +64,7 @@ def day_table(day: Day) -> Table:
         expand=True,
         header_style="bold",
     )
-    table.add_column("Meal", footer="Total (per person)")
+    table.add_column("Meal", footer="Total")
     table.add_column("Dish", ratio=3, footer=f"target {day.target_kcal} kcal")
     table.add_column("kcal", justify="right", footer=_number(day.totals.kcal))
     table.add_column("P g", justify="right", footer=_number(day.totals.protein))
