@@ -57,9 +57,15 @@ class Settings(BaseModel):
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None
     database_url: SecretStr | None = None
+    mealworker_data_dir: Path | None = None
+
     worker_id: str | None = None
     poll_interval_ms: int = Field(1000, ge=10, le=600_000)
-    max_concurrent_jobs: int = Field(4, ge=1, le=256)
+    max_concurrent_jobs: int = Field(4, ge=1, le=1000)
+    lease_seconds: float = Field(60.0, ge=1, le=3600)
+    job_timeout_seconds: float = Field(900.0, gt=0, le=86_400)
+    shutdown_grace_seconds: float = Field(30.0, ge=0, le=3600)
+    stale_sweep_seconds: float = Field(30.0, ge=1, le=3600)
     log_level: LogLevel = LogLevel.INFO
 
     @field_validator("openai_base_url", "unsplash_api_url", "supabase_url")
@@ -117,7 +123,7 @@ class Settings(BaseModel):
             elif value is None:
                 shown[name] = None
             else:
-                shown[name] = str(value) if isinstance(value, StrEnum) else value
+                shown[name] = str(value) if isinstance(value, StrEnum | Path) else value
         return shown
 
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from mealplan_cli.config import Settings
+from tests import pg
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.unsplash_server import FakeUnsplash
@@ -59,3 +60,26 @@ def unsplash_settings(fake: FakeUnsplash, **extra: Any) -> dict[str, Any]:
         "unsplash_api_url": fake.base_url,
         **extra,
     }
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A superuser URL of the test server (see ``tests/pg.py``)."""
+    url, handle = pg.start_server()
+    yield url
+    del handle
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server_url: str) -> Iterator[str]:
+    name = pg.create_template(pg_server_url)
+    yield name
+    pg.drop(pg_server_url, name)
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = pg.clone(pg_server_url, pg_template)
+    yield pg.with_database(pg_server_url, name)
+    pg.drop(pg_server_url, name)

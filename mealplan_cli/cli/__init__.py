@@ -1,6 +1,12 @@
 """The ``mealworker`` command: one thin function per command, grouped in modules."""
 
+from mealplan_cli.cli import (  # noqa: F401  (importing a module registers its commands)
+    db_commands,
+    demo,
+    enqueue,
+    generate,
+    worker_commands,
+)
 from mealplan_cli.cli.app import app
-from mealplan_cli.cli.generate import generate  # noqa: F401  (registers the command)
 
 __all__ = ["app"]

@@ -28,7 +28,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from mealplan_cli.errors import PlanRejectedError, ProviderRejectedError, ProviderUnavailableError
@@ -209,7 +209,7 @@ def _retry_after(state: RetryCallState) -> float:
                     return min(max(float(value) / divisor, 0.0), MAX_RETRY_AFTER_SECONDS)
             except ValueError:
                 pass
-    return float(wait_exponential_jitter(initial=1, max=30)(state))
+    return float(wait_random_exponential(multiplier=1, max=30)(state))
 
 
 def _transient(error: BaseException) -> bool:

@@ -1,0 +1,52 @@
+"""The ``Database`` interface every transport implements, and the errors it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from mealplan_cli.errors import MealworkerError
+
+Row = dict[str, Any]
+
+
+class DatabaseError(MealworkerError):
+    """The database refused a call (a constraint, a bad argument, a missing privilege)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database could not be reached or dropped the connection; trying later may work."""
+
+    retryable = True
+
+
+class SchemaMissingError(DatabaseError):
+    """The mealworker functions are missing or outdated: the migrations have not been applied."""
+
+
+class Database(Protocol):
+    """Calls SQL functions by name; optionally listens for NOTIFY wake-ups."""
+
+    transport: str
+    """"postgres", "embedded" or "rest"; shown to operators."""
+
+    supports_listen: bool
+
+    async def call(self, function: str, **params: Any) -> list[Row]:
+        """Rows returned by ``public.<function>(name => value, ...)``.
+
+        A function returning a scalar gives one row ``{function: value}``; ``void`` gives one
+        row whose value is None; a set or table gives one row per element.
+        """
+        ...
+
+    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> None:
+        """Call ``on_notify(payload)`` for each notification on ``channel`` until cancelled,
+        reconnecting as needed (and calling ``on_notify("")`` after each reconnection)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,75 @@
+"""Choosing and opening the transport the settings ask for."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import psycopg
+
+from mealplan_cli.config import Settings
+from mealplan_cli.db.base import Database, DatabaseUnavailableError
+from mealplan_cli.db.embedded import default_data_dir, start_embedded
+from mealplan_cli.db.migrations import apply_migrations
+from mealplan_cli.db.postgres import PostgresDatabase, redact_url
+from mealplan_cli.errors import ConfigurationError
+
+NEEDS_DIRECT_CONNECTION = (
+    "this command needs a direct PostgreSQL connection: set DATABASE_URL to Supabase's direct "
+    "or session-pooler connection string (Project Settings > Database)"
+)
+
+
+def transport_of(settings: Settings) -> str:
+    """Which transport the settings select: postgres, rest or embedded."""
+    if settings.database_url is not None:
+        return "postgres"
+    if settings.supabase_url is not None:
+        return "rest"
+    return "embedded"
+
+
+def data_dir_of(settings: Settings) -> Path:
+    return settings.mealworker_data_dir or default_data_dir()
+
+
+async def postgres_url(settings: Settings, *, rest_advice: str = NEEDS_DIRECT_CONNECTION) -> str:
+    """``DATABASE_URL``, or the embedded server's URL (started if it is not running)."""
+    transport = transport_of(settings)
+    if transport == "postgres":
+        assert settings.database_url is not None
+        return settings.database_url.get_secret_value()
+    if transport == "rest":
+        raise ConfigurationError(rest_advice)
+    return await start_embedded(data_dir_of(settings))
+
+
+@asynccontextmanager
+async def direct_connection(url: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+    """One autocommit connection (for migrations), with a clear error when it cannot open."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=15)
+    except psycopg.OperationalError as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DatabaseUnavailableError(f"cannot connect to {redact_url(url)}: {first}") from None
+    async with conn:
+        yield conn
+
+
+@asynccontextmanager
+async def open_database(settings: Settings, *, pool_size: int = 4) -> AsyncIterator[Database]:
+    """The database the settings select, open for calls; closed on exit.
+
+    The embedded database is migrated on start: a newcomer never has to run ``migrate``.
+    """
+    url = await postgres_url(settings)
+    transport = transport_of(settings)
+    if transport == "embedded":
+        async with direct_connection(url) as conn:
+            await apply_migrations(conn)
+    db = await PostgresDatabase(url, transport=transport, max_size=pool_size).open()
+    try:
+        yield db
+    finally:
+        await db.close()

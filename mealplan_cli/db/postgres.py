@@ -1,0 +1,189 @@
+"""The postgres transport: psycopg 3, async, a small pool, LISTEN on a connection of its own.
+
+Calls are ``select * from public.fn(p_a => $1::type, ...)``, the types read once per function
+from the catalogue so that arrays, json and uuids reach the function exactly as declared.
+Prepared statements are off (``prepare_threshold=None``), so the same code works through
+Supabase's transaction pooler; LISTEN needs a direct or session-pooler connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from mealplan_cli.db.base import (
+    DatabaseError,
+    DatabaseUnavailableError,
+    Row,
+    SchemaMissingError,
+)
+
+log = logging.getLogger("mealworker.db")
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_SIGNATURE_SQL = """
+select pg_get_function_identity_arguments(p.oid)
+from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+where n.nspname = 'public' and p.proname = %s
+"""
+_UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03")
+
+
+def redact_url(url: str) -> str:
+    """A connection string with its password replaced, fit for logs and errors."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def _adapt(value: Any, pg_type: str) -> Any:
+    if pg_type in ("jsonb", "json"):
+        return None if value is None else Jsonb(value)
+    if pg_type in ("jsonb[]", "json[]"):
+        return None if value is None else [None if v is None else Jsonb(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, list | tuple) and value and isinstance(value[0], UUID):
+        return [str(v) for v in value]
+    return value
+
+
+def _translate(error: psycopg.Error, function: str) -> DatabaseError:
+    state = error.sqlstate or ""
+    detail = error.diag.message_primary or str(error).strip().splitlines()[0]
+    if isinstance(error, psycopg.OperationalError) or state.startswith(_UNAVAILABLE_STATES):
+        return DatabaseUnavailableError(f"database unavailable: {detail}", code=state or None)
+    if state in ("42883", "42P01", "3F000"):
+        return SchemaMissingError(
+            f"{function}: {detail}; the mealworker schema is missing or outdated: "
+            "run `mealworker migrate`",
+            code=state,
+        )
+    if state == "42501":
+        return DatabaseError(
+            f"{function}: permission denied ({detail}); connect as the database owner or "
+            "service_role",
+            code=state,
+        )
+    return DatabaseError(f"{function}: {detail}", code=state or None)
+
+
+class PostgresDatabase:
+    """A ``Database`` over a psycopg connection pool."""
+
+    supports_listen = True
+
+    def __init__(
+        self, url: str, *, transport: str = "postgres", min_size: int = 1, max_size: int = 4
+    ) -> None:
+        self.url = url
+        self.transport = transport
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+            open=False,
+            timeout=10,
+            reconnect_timeout=0,
+        )
+        self._signatures: dict[str, list[tuple[str, str]]] = {}
+        self._closed = asyncio.Event()
+
+    async def open(self) -> PostgresDatabase:
+        try:
+            await self._pool.open(wait=True, timeout=15)
+        except PoolTimeout:
+            await self._pool.close()
+            raise DatabaseUnavailableError(
+                f"cannot connect to {redact_url(self.url)}: check DATABASE_URL and that the "
+                "server is running and reachable"
+            ) from None
+        return self
+
+    async def close(self) -> None:
+        self._closed.set()
+        await self._pool.close()
+
+    async def call(self, function: str, **params: Any) -> list[Row]:
+        if not _IDENTIFIER.match(function):
+            raise ValueError(f"not a function name: {function!r}")
+        try:
+            async with self._pool.connection() as conn:
+                signature = await self._signature(conn, function)
+                types = dict(signature)
+                unknown = set(params) - set(types)
+                if unknown:
+                    raise SchemaMissingError(
+                        f"{function} has no parameter {', '.join(sorted(unknown))}: the schema "
+                        "is outdated: run `mealworker migrate`"
+                    )
+                arguments = sql.SQL(", ").join(
+                    sql.SQL("{} => {}::{}").format(
+                        sql.Identifier(name), sql.Placeholder(name), sql.SQL(types[name])
+                    )
+                    for name in params
+                )
+                query = sql.SQL("select * from public.{}({})").format(
+                    sql.Identifier(function), arguments
+                )
+                values = {name: _adapt(value, types[name]) for name, value in params.items()}
+                cursor = await conn.execute(query, values)
+                return await cursor.fetchall() if cursor.description else []
+        except PoolTimeout:
+            raise DatabaseUnavailableError("database unavailable: no connection in time") from None
+        except psycopg.Error as error:
+            raise _translate(error, function) from None
+
+    async def _signature(
+        self, conn: psycopg.AsyncConnection[Row], function: str
+    ) -> list[tuple[str, str]]:
+        known = self._signatures.get(function)
+        if known is not None:
+            return known
+        rows = await (await conn.execute(_SIGNATURE_SQL, (function,))).fetchall()
+        if not rows:
+            raise SchemaMissingError(
+                f"function public.{function} does not exist: run `mealworker migrate`"
+            )
+        text = next(iter(rows[0].values())) or ""
+        pairs = []
+        for part in filter(None, (p.strip() for p in str(text).split(","))):
+            name, _, pg_type = part.partition(" ")
+            pairs.append((name, pg_type))
+        self._signatures[function] = pairs
+        return pairs
+
+    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> None:
+        """Call ``on_notify`` for each notification on ``channel`` until cancelled.
+
+        A dropped connection is re-opened with backoff; ``on_notify("")`` after each
+        (re)connection lets the caller look for anything sent while it was away.
+        """
+        delay = 0.5
+        while not self._closed.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            except psycopg.Error as error:
+                log.warning("LISTEN connection failed (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            try:
+                await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+                delay = 0.5
+                on_notify("")
+                async for notify in conn.notifies():
+                    on_notify(notify.payload)
+            except psycopg.Error as error:
+                log.warning("LISTEN connection lost (%s); reconnecting", error)
+            finally:
+                await conn.close()

@@ -1,0 +1,342 @@
+"""The job-level API: typed wrappers over the queue's SQL functions.
+
+Every state change is one of the functions in ``supabase/migrations``; this module only names
+them, passes arguments and reads results into dataclasses. Nothing here composes SQL, so the
+postgres and REST transports behave identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from mealplan_cli.db.base import Database, Row
+from mealplan_cli.generation.images import CachedPhoto
+from mealplan_cli.generation.models import MealPlanRequest, Photo
+
+MEAL_PLAN_JOB = "generate_meal_plan"
+PING_JOB = "ping"
+
+
+def _uuid(value: Any) -> UUID | None:
+    if value is None or isinstance(value, UUID):
+        return value
+    return UUID(str(value))
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker holds a lease on; ``lease_token`` fences every write about it."""
+
+    id: int
+    job_type: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    priority: int
+    lease_token: UUID
+    lease_expires_at: datetime | None
+    meal_plan_id: UUID | None
+    created_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> ClaimedJob:
+        token = _uuid(row["lease_token"])
+        assert token is not None
+        return cls(
+            id=int(row["id"]),
+            job_type=str(row["job_type"]),
+            payload=dict(row.get("payload") or {}),
+            attempts=int(row["attempts"]),
+            max_attempts=int(row["max_attempts"]),
+            priority=int(row.get("priority") or 0),
+            lease_token=token,
+            lease_expires_at=_time(row.get("lease_expires_at")),
+            meal_plan_id=_uuid(row.get("meal_plan_id")),
+            created_at=_time(row.get("created_at")),
+        )
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    job_type: str
+    status: str
+    attempts: int
+    max_attempts: int
+    locked_by: str | None
+    last_error: str | None
+    meal_plan_id: UUID | None
+    payload: dict[str, Any]
+    run_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> JobInfo:
+        return cls(
+            id=int(row["id"]),
+            job_type=str(row["job_type"]),
+            status=str(row["status"]),
+            attempts=int(row["attempts"]),
+            max_attempts=int(row["max_attempts"]),
+            locked_by=row.get("locked_by"),
+            last_error=row.get("last_error"),
+            meal_plan_id=_uuid(row.get("meal_plan_id")),
+            payload=dict(row.get("payload") or {}),
+            run_at=_time(row.get("run_at")),
+            updated_at=_time(row.get("updated_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    meal_plan_id: UUID
+    job_id: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class LostLease:
+    job_id: int
+    reason: str
+    """"lost" (another worker has it, or it expired) or "cancelled" (an operator cancelled it)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    job: ClaimedJob
+    result: dict[str, Any] | None
+
+
+def _scalar(rows: list[Row]) -> Any:
+    if not rows:
+        return None
+    return next(iter(rows[0].values()))
+
+
+class Queue:
+    """The queue operations, over any ``Database``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def enqueue_meal_plan(
+        self,
+        request: MealPlanRequest,
+        *,
+        user_id: UUID | None = None,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        max_attempts: int = 5,
+    ) -> Enqueued:
+        rows = await self.db.call(
+            "mealworker_enqueue_meal_plan",
+            p_request=request.model_dump(mode="json"),
+            p_user_id=user_id,
+            p_priority=priority,
+            p_idempotency_key=idempotency_key,
+            p_max_attempts=max_attempts,
+        )
+        row = rows[0]
+        plan_id = _uuid(row["meal_plan_id"])
+        assert plan_id is not None
+        return Enqueued(plan_id, int(row["job_id"]), bool(row["created"]))
+
+    async def enqueue_jobs(
+        self,
+        job_type: str,
+        payloads: Sequence[dict[str, Any]],
+        *,
+        priority: int = 0,
+        max_attempts: int = 5,
+    ) -> list[int]:
+        rows = await self.db.call(
+            "mealworker_enqueue_jobs",
+            p_job_type=job_type,
+            p_payloads=list(payloads),
+            p_priority=priority,
+            p_max_attempts=max_attempts,
+        )
+        return [int(_scalar([row])) for row in rows]
+
+    async def claim(
+        self, worker_id: str, job_types: Sequence[str], limit: int, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        rows = await self.db.call(
+            "mealworker_claim_jobs",
+            p_worker_id=worker_id,
+            p_job_types=list(job_types),
+            p_limit=limit,
+            p_lease_seconds=lease_seconds,
+        )
+        return [ClaimedJob.from_row(row) for row in rows]
+
+    async def claim_job(
+        self, job_id: int, worker_id: str, lease_seconds: float, *, force: bool = False
+    ) -> ClaimedJob | None:
+        rows = await self.db.call(
+            "mealworker_claim_job",
+            p_job_id=job_id,
+            p_worker_id=worker_id,
+            p_lease_seconds=lease_seconds,
+            p_force=force,
+        )
+        return ClaimedJob.from_row(rows[0]) if rows else None
+
+    async def get_job(self, job_id: int) -> JobInfo | None:
+        rows = await self.db.call("mealworker_get_job", p_job_id=job_id)
+        return JobInfo.from_row(rows[0]) if rows else None
+
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, version: str, max_jobs: int, job_types: list[str]
+    ) -> None:
+        await self.db.call(
+            "mealworker_register_worker",
+            p_worker_id=worker_id,
+            p_host=host,
+            p_pid=pid,
+            p_version=version,
+            p_max_jobs=max_jobs,
+            p_job_types=job_types,
+        )
+
+    async def heartbeat(
+        self,
+        worker_id: str,
+        jobs: Sequence[ClaimedJob],
+        lease_seconds: float,
+        *,
+        rss_bytes: int | None = None,
+        status: str = "running",
+    ) -> list[LostLease]:
+        rows = await self.db.call(
+            "mealworker_heartbeat",
+            p_worker_id=worker_id,
+            p_job_ids=[job.id for job in jobs],
+            p_lease_tokens=[job.lease_token for job in jobs],
+            p_lease_seconds=lease_seconds,
+            p_active_jobs=len(jobs),
+            p_rss_bytes=rss_bytes,
+            p_status=status,
+        )
+        return [LostLease(int(row["job_id"]), str(row["reason"])) for row in rows]
+
+    async def stop_worker(self, worker_id: str) -> None:
+        await self.db.call("mealworker_stop_worker", p_worker_id=worker_id)
+
+    async def report_progress(self, job: ClaimedJob, progress: dict[str, Any]) -> bool:
+        rows = await self.db.call(
+            "mealworker_report_progress",
+            p_job_id=job.id,
+            p_lease_token=job.lease_token,
+            p_progress=progress,
+        )
+        return bool(_scalar(rows))
+
+    async def complete(self, completions: Sequence[Completion]) -> set[int]:
+        """Complete many jobs in one call; returns the ids whose lease was still held."""
+        if not completions:
+            return set()
+        rows = await self.db.call(
+            "mealworker_complete_jobs",
+            p_job_ids=[c.job.id for c in completions],
+            p_lease_tokens=[c.job.lease_token for c in completions],
+            p_results=[c.result for c in completions],
+        )
+        return {int(_scalar([row])) for row in rows}
+
+    async def fail(self, job: ClaimedJob, error: str, *, retryable: bool) -> str | None:
+        """'pending' (retry scheduled), 'failed', 'cancelled' (an operator asked), or None when
+        the lease was lost."""
+        rows = await self.db.call(
+            "mealworker_fail_job",
+            p_job_id=job.id,
+            p_lease_token=job.lease_token,
+            p_error=error,
+            p_retryable=retryable,
+        )
+        value = _scalar(rows)
+        return None if value is None else str(value)
+
+    async def release(self, worker_id: str, jobs: Sequence[ClaimedJob]) -> int:
+        if not jobs:
+            return 0
+        rows = await self.db.call(
+            "mealworker_release_jobs",
+            p_worker_id=worker_id,
+            p_job_ids=[job.id for job in jobs],
+            p_lease_tokens=[job.lease_token for job in jobs],
+        )
+        return int(_scalar(rows) or 0)
+
+    async def requeue_stale(self, limit: int = 1000) -> list[tuple[int, str]]:
+        rows = await self.db.call("mealworker_requeue_stale", p_limit=limit)
+        return [(int(row["job_id"]), str(row["status"])) for row in rows]
+
+    async def stats(self) -> dict[str, Any]:
+        value = _scalar(await self.db.call("mealworker_queue_stats"))
+        return dict(value or {})
+
+    async def get_meal_plan(self, meal_plan_id: UUID) -> MealPlanRow | None:
+        rows = await self.db.call("mealworker_get_meal_plan", p_meal_plan_id=meal_plan_id)
+        return MealPlanRow.from_row(rows[0]) if rows else None
+
+    async def events_since(
+        self, after_id: int = 0, *, limit: int = 500, job_id: int | None = None
+    ) -> list[Row]:
+        return await self.db.call(
+            "mealworker_events_since", p_after_id=after_id, p_limit=limit, p_job_id=job_id
+        )
+
+
+@dataclass(frozen=True)
+class MealPlanRow:
+    """A ``meal_plans`` row as an app sees it."""
+
+    id: UUID
+    status: str
+    progress: dict[str, Any]
+    plan: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> MealPlanRow:
+        plan_id = _uuid(row["id"])
+        assert plan_id is not None
+        return cls(
+            id=plan_id,
+            status=str(row["status"]),
+            progress=dict(row.get("progress") or {}),
+            plan=row.get("plan"),
+            error=row.get("error"),
+        )
+
+
+class DatabaseImageCache:
+    """The photo cache of the generation library, kept in ``image_cache``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, query: str) -> CachedPhoto | None:
+        rows = await self.db.call("mealworker_image_cache_get", p_query=query)
+        if not rows or not rows[0].get("found"):
+            return None
+        photo = rows[0].get("photo")
+        return CachedPhoto(Photo.model_validate(photo) if photo else None)
+
+    async def put(self, query: str, photo: Photo | None) -> None:
+        await self.db.call(
+            "mealworker_image_cache_put",
+            p_query=query,
+            p_photo=photo.model_dump(mode="json") if photo else None,
+        )

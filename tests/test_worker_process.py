@@ -1,0 +1,258 @@
+"""``mealworker work`` as a real process: end to end, signals, crashes, outages, many workers.
+
+The three classic failures of Postgres queues (jobs stuck after a crash, jobs run twice,
+shutdowns that lose work) are each provoked here for real and must not happen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from mealplan_cli.config import Settings
+from mealplan_cli.generation.models import MealPlan
+from tests.conftest import OPENAI_TEST_KEY
+from tests.fakes.openai_server import FakeOpenAI
+
+pytestmark = pytest.mark.timeout(180)
+
+REQUEST = {"days": 2, "meals": ["breakfast", "lunch", "dinner"], "calories": 2000}
+
+
+def clean_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+_SETTING_NAMES = {name.upper() for name in Settings.model_fields}
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mealplan_cli", "work", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], *args: str) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def env_for(database_url: str, fake: FakeOpenAI | None = None, **extra: str) -> dict[str, str]:
+    env = clean_environment()
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "POLL_INTERVAL_MS": "100",
+            "LEASE_SECONDS": "3",
+            "STALE_SWEEP_SECONDS": "1",
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    if fake is not None:
+        env.update(
+            {
+                "OPENAI_API_KEY": OPENAI_TEST_KEY,
+                "OPENAI_BASE_URL": fake.base_url,
+                "OPENAI_MODEL": "gpt-4o-mini",
+            }
+        )
+    env.update(extra)
+    return env
+
+
+def query(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def enqueue_plans(url: str, count: int, request: dict[str, Any] | None = None) -> list[int]:
+    rows = []
+    for _ in range(count):
+        rows += query(
+            url,
+            "select job_id from public.mealworker_enqueue_meal_plan(p_request => %s::jsonb)",
+            json.dumps(request or REQUEST),
+        )
+    return [int(row["job_id"]) for row in rows]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def statuses(url: str) -> dict[str, int]:
+    rows = query(url, "select status, count(*) as n from public.background_jobs group by 1")
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
+def completions_per_job(url: str) -> dict[int, int]:
+    rows = query(
+        url,
+        "select job_id, count(*) as n from public.background_job_events "
+        "where event = 'completed' group by 1",
+    )
+    return {int(row["job_id"]): int(row["n"]) for row in rows}
+
+
+def assert_plans_valid(url: str, count: int) -> None:
+    rows = query(url, "select status, plan from public.meal_plans")
+    assert len(rows) == count
+    for row in rows:
+        assert row["status"] == "completed"
+        MealPlan.model_validate(row["plan"])
+
+
+def test_meal_plans_are_generated_end_to_end_with_openai(
+    database_url: str, fake_openai: FakeOpenAI, workers: Callable[..., WorkerProcess]
+) -> None:
+    enqueue_plans(database_url, 3)
+    worker = workers(env_for(database_url, fake_openai), "--until-empty")
+    assert worker.wait() == 0, worker.output
+    assert_plans_valid(database_url, 3)
+    assert fake_openai.calls_by_schema()["PlanOutline"] == 3
+    progress = query(database_url, "select progress from public.meal_plans")
+    assert all(row["progress"]["stage"] == "done" for row in progress)
+    assert "transport postgres" in worker.output
+    assert OPENAI_TEST_KEY not in worker.output
+
+
+def test_sigterm_lets_the_running_job_finish_and_exits_0(
+    database_url: str, fake_openai: FakeOpenAI, workers: Callable[..., WorkerProcess]
+) -> None:
+    fake_openai.time_to_first_token = 1.0
+    enqueue_plans(database_url, 1)
+    worker = workers(env_for(database_url, fake_openai, SHUTDOWN_GRACE_SECONDS="20"))
+    wait_until(lambda: statuses(database_url).get("processing") == 1, what="a claim")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    assert statuses(database_url) == {"completed": 1}
+    assert_plans_valid(database_url, 1)
+    stopped = query(database_url, "select status from public.workers")
+    assert [row["status"] for row in stopped] == ["stopped"]
+
+
+def test_sigterm_past_the_grace_period_releases_the_job(
+    database_url: str, fake_openai: FakeOpenAI, workers: Callable[..., WorkerProcess]
+) -> None:
+    fake_openai.time_to_first_token = 30
+    enqueue_plans(database_url, 1)
+    worker = workers(env_for(database_url, fake_openai, SHUTDOWN_GRACE_SECONDS="0.5"))
+    wait_until(lambda: statuses(database_url).get("processing") == 1, what="a claim")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output
+    (job,) = query(database_url, "select status, attempts from public.background_jobs")
+    assert job == {"status": "pending", "attempts": 0}
+    assert "released 1 unfinished jobs" in worker.output
+
+
+def test_a_killed_worker_s_job_is_completed_exactly_once_by_another(
+    database_url: str, fake_openai: FakeOpenAI, workers: Callable[..., WorkerProcess]
+) -> None:
+    fake_openai.time_to_first_token = 1.5
+    (job_id,) = enqueue_plans(database_url, 1)
+    first = workers(env_for(database_url, fake_openai))
+    wait_until(lambda: statuses(database_url).get("processing") == 1, what="a claim")
+    first.signal(signal.SIGKILL)
+    first.wait()
+    fake_openai.time_to_first_token = 0
+    second = workers(env_for(database_url, fake_openai))
+    wait_until(lambda: statuses(database_url) == {"completed": 1}, timeout=30, what="rescue")
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0, second.output
+    assert "requeued 1 jobs whose lease expired" in second.output
+    assert completions_per_job(database_url) == {job_id: 1}
+    (job,) = query(database_url, "select attempts from public.background_jobs")
+    assert job["attempts"] == 2
+    assert_plans_valid(database_url, 1)
+
+
+def test_the_worker_survives_its_connections_being_killed(
+    database_url: str, fake_openai: FakeOpenAI, workers: Callable[..., WorkerProcess]
+) -> None:
+    fake_openai.time_to_first_token = 0.3
+    enqueue_plans(database_url, 8)
+    worker = workers(env_for(database_url, fake_openai, MAX_CONCURRENT_JOBS="2"), "--until-empty")
+    wait_until(lambda: statuses(database_url).get("completed", 0) >= 1, what="progress")
+    killed = query(
+        database_url,
+        "select pg_terminate_backend(pid) as killed from pg_stat_activity "
+        "where datname = current_database() and pid <> pg_backend_pid()",
+    )
+    assert killed
+    assert worker.wait(90) == 0, worker.output
+    assert statuses(database_url) == {"completed": 8}
+    assert all(n == 1 for n in completions_per_job(database_url).values())
+    assert_plans_valid(database_url, 8)
+
+
+def test_four_workers_write_each_of_200_plans_exactly_once(
+    database_url: str, workers: Callable[..., WorkerProcess]
+) -> None:
+    enqueue_plans(database_url, 200, {"days": 1, "meals": ["lunch", "dinner"]})
+    env = env_for(database_url, PLANNER="catalog", MAX_CONCURRENT_JOBS="8", LOG_LEVEL="WARNING")
+    started = [workers(env, "--until-empty") for _ in range(4)]
+    for worker in started:
+        assert worker.wait(120) == 0, worker.output
+    assert statuses(database_url) == {"completed": 200}
+    per_job = completions_per_job(database_url)
+    assert len(per_job) == 200
+    assert set(per_job.values()) == {1}
+    claimed_by = query(
+        database_url,
+        "select count(distinct worker_id) as n from public.background_job_events "
+        "where event = 'claimed'",
+    )
+    assert claimed_by[0]["n"] >= 2
+    assert_plans_valid(database_url, 200)
