@@ -98,7 +98,8 @@ async def execute(
     try:
         if handler is None:
             raise MealworkerError(f"no handler for job type {job.job_type!r}")
-        return await asyncio.wait_for(handler(job, context), time_limit)
+        async with asyncio.timeout(time_limit):
+            return await handler(job, context)
     except TimeoutError:
         raise JobFailed(f"timed out after {time_limit:g}s", retryable=True) from None
     except MealworkerError as error:

@@ -108,7 +108,7 @@ async def _demo(settings: Settings, concurrency: int) -> MealPlan | None:
                     await asyncio.sleep(0.15)
             report = await run
         stderr.print(
-            f"{report.completed} plans completed, {report.failed} failed, in "
+            f"\n{report.completed} plans completed, {report.failed} failed, in "
             f"{time.monotonic() - started:.1f}s; the last one:"
         )
         for item in reversed(queued):

@@ -40,8 +40,10 @@ class Runtime:
 
 
 @asynccontextmanager
-async def runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterator[Runtime]:
-    async with open_database(settings, pool_size=pool_size) as db:
+async def runtime(
+    settings: Settings, *, pool_size: int = 4, keep_open: bool = False
+) -> AsyncIterator[Runtime]:
+    async with open_database(settings, pool_size=pool_size, keep_open=keep_open) as db:
         cache = DatabaseImageCache(db)
         async with generation_services(settings, image_cache=cache) as services:
             yield Runtime(db, Queue(db), services)
@@ -129,7 +131,8 @@ async def _work(
     settings: Settings, config: WorkerConfig, job_types: list[str] | None
 ) -> WorkerReport:
     handlers = handlers_for(job_types)
-    async with runtime(settings, pool_size=min(max(4, config.concurrency // 50), 10)) as rt:
+    pool_size = min(max(4, config.concurrency // 50), 10)
+    async with runtime(settings, pool_size=pool_size, keep_open=True) as rt:
         worker = Worker(rt.queue, handlers, rt.services, config)
         log.info(
             "mealworker %s: transport %s, worker %s, concurrency %d, jobs %s, %s",

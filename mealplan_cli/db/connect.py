@@ -58,17 +58,23 @@ async def direct_connection(url: str) -> AsyncIterator[psycopg.AsyncConnection[t
 
 
 @asynccontextmanager
-async def open_database(settings: Settings, *, pool_size: int = 4) -> AsyncIterator[Database]:
+async def open_database(
+    settings: Settings, *, pool_size: int = 4, keep_open: bool = False
+) -> AsyncIterator[Database]:
     """The database the settings select, open for calls; closed on exit.
 
     The embedded database is migrated on start: a newcomer never has to run ``migrate``.
+    ``keep_open`` opens the whole pool up front (a worker), so that no call ever waits for a
+    new connection.
     """
     url = await postgres_url(settings)
     transport = transport_of(settings)
     if transport == "embedded":
         async with direct_connection(url) as conn:
             await apply_migrations(conn)
-    db = await PostgresDatabase(url, transport=transport, max_size=pool_size).open()
+    db = await PostgresDatabase(
+        url, transport=transport, min_size=pool_size if keep_open else 1, max_size=pool_size
+    ).open()
     try:
         yield db
     finally:

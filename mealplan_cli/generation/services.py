@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from openai import AsyncOpenAI
 
 from mealplan_cli.config import PlannerChoice, Settings
 from mealplan_cli.errors import ConfigurationError
 from mealplan_cli.generation.images import ImageCache, MemoryImageCache, UnsplashPhotos
 from mealplan_cli.generation.planner import Planner
 from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.planner_openai import OpenAIPlanner
 from mealplan_cli.generation.pricing import Price
 
 
@@ -53,44 +51,56 @@ async def generation_services(
 ) -> AsyncIterator[GenerationServices]:
     """Open the planner's and photos' clients; everything is closed on exit."""
     choice = choose_planner(settings)
-    async with httpx.AsyncClient(headers={"User-Agent": "mealworker"}) as http:
-        openai_client: AsyncOpenAI | None = None
-        try:
-            planner: Planner
-            if choice is PlannerChoice.openai:
-                assert settings.openai_api_key is not None
-                openai_client = AsyncOpenAI(
-                    api_key=settings.openai_api_key.get_secret_value(),
-                    base_url=settings.openai_base_url,
-                    timeout=settings.openai_timeout_seconds,
-                    max_retries=0,
-                )
-                planner = OpenAIPlanner(
-                    openai_client,
-                    settings.openai_model,
-                    concurrency=settings.openai_concurrency,
-                    max_attempts=settings.openai_max_attempts,
-                    price=_price_override(settings),
-                )
-                where = settings.openai_base_url or "api.openai.com"
-                planner_text = f"openai ({settings.openai_model} at {where})"
-            else:
-                planner = CatalogPlanner(seed=seed)
-                planner_text = "catalog (offline)"
-            images = None
-            photos_text = "photos off (no UNSPLASH_ACCESS_KEY)"
-            if settings.unsplash_access_key is not None:
-                images = UnsplashPhotos(
-                    http,
-                    settings.unsplash_access_key,
-                    api_url=settings.unsplash_api_url,
-                    app_name=settings.unsplash_app_name,
-                    min_remaining=settings.unsplash_min_remaining,
-                    timeout=settings.unsplash_timeout_seconds,
-                    cache=image_cache or MemoryImageCache(),
-                )
-                photos_text = f"photos from Unsplash ({settings.unsplash_api_url})"
-            yield GenerationServices(planner, images, f"planner {planner_text}, {photos_text}")
-        finally:
-            if openai_client is not None:
-                await openai_client.close()
+    async with AsyncExitStack() as stack:
+        planner: Planner
+        if choice is PlannerChoice.openai:
+            planner = await stack.enter_async_context(_openai_planner(settings))
+            where = settings.openai_base_url or "api.openai.com"
+            planner_text = f"openai ({settings.openai_model} at {where})"
+        else:
+            planner = CatalogPlanner(seed=seed)
+            planner_text = "catalog (offline)"
+        images = None
+        photos_text = "photos off (no UNSPLASH_ACCESS_KEY)"
+        if settings.unsplash_access_key is not None:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(headers={"User-Agent": "mealworker"})
+            )
+            images = UnsplashPhotos(
+                http,
+                settings.unsplash_access_key,
+                api_url=settings.unsplash_api_url,
+                app_name=settings.unsplash_app_name,
+                min_remaining=settings.unsplash_min_remaining,
+                timeout=settings.unsplash_timeout_seconds,
+                cache=image_cache or MemoryImageCache(),
+            )
+            photos_text = f"photos from Unsplash ({settings.unsplash_api_url})"
+        yield GenerationServices(planner, images, f"planner {planner_text}, {photos_text}")
+
+
+@asynccontextmanager
+async def _openai_planner(settings: Settings) -> AsyncIterator[Planner]:
+    # Imported here: the SDK is a third of an idle worker's memory, and the offline planner
+    # never needs it.
+    from openai import AsyncOpenAI
+
+    from mealplan_cli.generation.planner_openai import OpenAIPlanner
+
+    assert settings.openai_api_key is not None
+    client = AsyncOpenAI(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        timeout=settings.openai_timeout_seconds,
+        max_retries=0,
+    )
+    try:
+        yield OpenAIPlanner(
+            client,
+            settings.openai_model,
+            concurrency=settings.openai_concurrency,
+            max_attempts=settings.openai_max_attempts,
+            price=_price_override(settings),
+        )
+    finally:
+        await client.close()

@@ -1,0 +1,87 @@
+"""Queue throughput: 20,000 no-op (ping) jobs enqueued in bulk, then one worker drains them.
+
+The method of the peer figures in the queue issue: time from worker start until all jobs are
+done, median of 3, at the default concurrency and at a tuned one, plus the worker's resident
+memory before and after (it must not grow with the number of jobs). Prints JSON.
+
+    python -m scripts.bench.queue_throughput [--jobs 20000] [--runs 3] [--tuned 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import time
+from typing import Any
+
+from mealplan_cli.config import Settings
+from mealplan_cli.db.postgres import PostgresDatabase
+from mealplan_cli.queue import PING_JOB, Queue
+from mealplan_cli.worker import rss_bytes
+from scripts.bench.common import fresh_database, run_worker, server_description
+
+
+async def enqueue(url: str, jobs: int) -> None:
+    db = await PostgresDatabase(url).open()
+    try:
+        queue = Queue(db)
+        for start in range(0, jobs, 10_000):
+            await queue.enqueue_jobs(PING_JOB, [{}] * min(10_000, jobs - start))
+    finally:
+        await db.close()
+
+
+async def one_run(url: str, jobs: int, concurrency: int) -> dict[str, Any]:
+    await enqueue(url, jobs)
+    started = time.perf_counter()
+    report = await run_worker(url, concurrency=concurrency)
+    elapsed = time.perf_counter() - started
+    if report.completed != jobs:
+        raise SystemExit(f"expected {jobs} completions, got {report}")
+    return {"seconds": round(elapsed, 3), "jobs_per_s": round(jobs / elapsed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tuned", type=int, default=500, help="Concurrency for the tuned run.")
+    parser.add_argument("--only-tuned", action="store_true", help="Skip the default setting.")
+    args = parser.parse_args()
+    logging.getLogger("mealworker").setLevel(logging.WARNING)
+    default = Settings().max_concurrent_jobs
+    results: dict[str, Any] = {}
+    rss_before = rss_bytes()
+    with fresh_database() as url:
+        settings = [("default", default), ("tuned", args.tuned)]
+        for label, concurrency in settings[1:] if args.only_tuned else settings:
+            runs = [asyncio.run(one_run(url, args.jobs, concurrency)) for _ in range(args.runs)]
+            results[label] = {
+                "concurrency": concurrency,
+                "runs": runs,
+                "median_jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
+            }
+    rss_after = rss_bytes()
+    print(
+        json.dumps(
+            {
+                "benchmark": "queue_throughput",
+                "database": server_description(),
+                "jobs_per_run": args.jobs,
+                **results,
+                "goal_jobs_per_s_at_least": 8000,
+                "process_rss_mb": {
+                    "before": round((rss_before or 0) / 2**20, 1),
+                    "after_all_runs": round((rss_after or 0) / 2**20, 1),
+                },
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
