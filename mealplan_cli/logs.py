@@ -79,3 +79,5 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+    # The pool reports each connection it discards; the worker already logs the outage once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -232,6 +232,9 @@ def test_the_worker_survives_its_connections_being_killed(
     )
     assert killed
     assert worker.wait(90) == 0, worker.output
+    outages = worker.output.count("database unavailable (")
+    assert outages >= 1, worker.output  # each outage is logged once as it starts...
+    assert worker.output.count("database reachable again") == outages  # ...and once as it ends
     assert statuses(database_url) == {"completed": 8}
     assert all(n == 1 for n in completions_per_job(database_url).values())
     assert_plans_valid(database_url, 8)
