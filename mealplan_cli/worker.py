@@ -343,13 +343,14 @@ class Worker:
                 self._outage.failed(error)
                 continue
             for lease in lost:
+                entry = self._active.get(lease.job_id)
+                if entry is None:  # finished (and written) while the heartbeat was in flight
+                    continue
                 if lease.job_id not in self._lost:
                     self.report.lost += 1
                 self._lost.add(lease.job_id)
-                entry = self._active.get(lease.job_id)
                 log.warning("job %s: lease %s; stopping it", lease.job_id, lease.reason)
-                if entry is not None:
-                    entry[1].cancel()
+                entry[1].cancel()
 
     async def _sweeper(self) -> None:
         """Puts back jobs whose worker died (lease expired): no cron needed for that."""
@@ -409,8 +410,10 @@ class Worker:
         ):
             with attempt:
                 result = await call()
-            self._outage.recovered()
-            return result
+            outcome = attempt.retry_state.outcome
+            if outcome is not None and not outcome.failed:
+                self._outage.recovered()
+                return result
         raise AssertionError("unreachable: tenacity returns or raises")
 
 

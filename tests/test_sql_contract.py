@@ -750,6 +750,17 @@ def test_heartbeat_extends_leases_and_reports_lost_and_cancelled_jobs(conn: Conn
     assert (worker["status"], worker["active_jobs"]) == ("stopped", 0)
 
 
+def test_a_job_finished_while_the_heartbeat_was_in_flight_is_not_lost(conn: Conn) -> None:
+    enqueue(conn, 1)
+    (job,) = claim(conn, worker="w1", limit=1)
+    assert complete(conn, [job["id"]], [job["lease_token"]], [{}]) == [job["id"]]
+    assert heartbeat(conn, "w1", [job["id"]], [job["lease_token"]]) == []
+    events = conn.execute(
+        "select event from public.background_job_events where job_id = %s", (job["id"],)
+    ).fetchall()
+    assert "lease_lost" not in [row["event"] for row in events]
+
+
 def test_heartbeat_registers_an_unknown_worker(conn: Conn) -> None:
     assert heartbeat(conn, "newcomer", [], []) == []
     worker = conn.execute("select * from public.workers where id = 'newcomer'").fetchone()

@@ -45,20 +45,7 @@ def enqueue(
 ) -> None:
     """Queue a meal-plan request (the same options as generate), or ping jobs with --type ping."""
     settings = load_settings(ctx)
-    options = ro.RequestOptions(
-        request_file,
-        days,
-        meals,
-        calories,
-        macros,
-        diet,
-        allergies,
-        exclude,
-        cuisines,
-        household,
-        max_cook_minutes,
-        notes,
-    )
+    options = ro.RequestOptions.from_params(ctx.params)
     if job_type not in (MEAL_PLAN_JOB, PING_JOB):
         raise typer.BadParameter(f"unknown job type {job_type!r}", param_hint="--type")
     request = None if job_type == PING_JOB else run_checked(ctx, options.build)

@@ -45,20 +45,7 @@ def generate(
 ) -> None:
     """Generate a meal plan here and now, with no database: print it, or save it as JSON."""
     settings = load_settings(ctx, planner=planner, openai_model=model)
-    request = ro.RequestOptions(
-        request_file,
-        days,
-        meals,
-        calories,
-        macros,
-        diet,
-        allergies,
-        exclude,
-        cuisines,
-        household,
-        max_cook_minutes,
-        notes,
-    )
+    request = ro.RequestOptions.from_params(ctx.params)
     plan = run_async(ctx, _generate(settings, request, seed, show_progress=not as_json))
     if out is not None:
         out.write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")

@@ -66,6 +66,14 @@ class RequestOptions:
     max_cook_minutes: int | None = None
     notes: str | None = None
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RequestOptions:
+        """The request options among a command's parameters (``ctx.params``)."""
+        renamed = {"request_file": "file", "household": "household_size"}
+        fields = set(cls.__dataclass_fields__)
+        values = {renamed.get(name, name): value for name, value in params.items()}
+        return cls(**{name: value for name, value in values.items() if name in fields})
+
     def build(self) -> MealPlanRequest:
         """The request from the file (if any) with the given options on top."""
         data: dict[str, Any] = {}

@@ -660,6 +660,12 @@ as $$
            active_jobs = excluded.active_jobs,
            rss_bytes = excluded.rss_bytes
     returning w.id
+  ), finished_here as (
+    -- Finished by this very worker while the heartbeat was on its way: not a lost lease.
+    select j.id
+      from listed l
+      join public.background_jobs j on j.id = l.job_id
+     where j.status in ('completed', 'failed', 'cancelled') and j.locked_by = p_worker_id
   ), lost as (
     insert into public.background_job_events (job_id, event, job_type, worker_id, attempt, detail)
     select j.id, 'lease_lost', j.job_type, p_worker_id, j.attempts,
@@ -667,12 +673,14 @@ as $$
       from listed l
       join public.background_jobs j on j.id = l.job_id
      where not exists (select 1 from extended e where e.id = l.job_id)
+       and not exists (select 1 from finished_here f where f.id = l.job_id)
     returning 1
   )
   select l.job_id, case when e.id is null then 'lost' else 'cancelled' end
     from listed l
     left join extended e on e.id = l.job_id
-   where e.id is null or e.cancel_requested
+   where (e.id is null or e.cancel_requested)
+     and not exists (select 1 from finished_here f where f.id = l.job_id)
    order by l.job_id;
 $$;
 
