@@ -117,10 +117,9 @@ class Completion:
     result: dict[str, Any] | None
 
 
-def _scalar(rows: list[Row]) -> Any:
-    if not rows:
-        return None
-    return next(iter(rows[0].values()))
+def _only(row: Row) -> Any:
+    """The value of a one-column row (an element of ``setof <scalar>``)."""
+    return next(iter(row.values()))
 
 
 class Queue:
@@ -166,7 +165,7 @@ class Queue:
             p_priority=priority,
             p_max_attempts=max_attempts,
         )
-        return [int(_scalar([row])) for row in rows]
+        return [int(_only(row)) for row in rows]
 
     async def claim(
         self, worker_id: str, job_types: Sequence[str], limit: int, lease_seconds: float
@@ -199,7 +198,7 @@ class Queue:
     async def register_worker(
         self, worker_id: str, host: str, pid: int, version: str, max_jobs: int, job_types: list[str]
     ) -> None:
-        await self.db.call(
+        await self.db.value(
             "mealworker_register_worker",
             p_worker_id=worker_id,
             p_host=host,
@@ -231,16 +230,16 @@ class Queue:
         return [LostLease(int(row["job_id"]), str(row["reason"])) for row in rows]
 
     async def stop_worker(self, worker_id: str) -> None:
-        await self.db.call("mealworker_stop_worker", p_worker_id=worker_id)
+        await self.db.value("mealworker_stop_worker", p_worker_id=worker_id)
 
     async def report_progress(self, job: ClaimedJob, progress: dict[str, Any]) -> bool:
-        rows = await self.db.call(
+        written = await self.db.value(
             "mealworker_report_progress",
             p_job_id=job.id,
             p_lease_token=job.lease_token,
             p_progress=progress,
         )
-        return bool(_scalar(rows))
+        return bool(written)
 
     async def complete(self, completions: Sequence[Completion]) -> set[int]:
         """Complete many jobs in one call; returns the ids whose lease was still held."""
@@ -252,39 +251,37 @@ class Queue:
             p_lease_tokens=[c.job.lease_token for c in completions],
             p_results=[c.result for c in completions],
         )
-        return {int(_scalar([row])) for row in rows}
+        return {int(_only(row)) for row in rows}
 
     async def fail(self, job: ClaimedJob, error: str, *, retryable: bool) -> str | None:
         """'pending' (retry scheduled), 'failed', 'cancelled' (an operator asked), or None when
         the lease was lost."""
-        rows = await self.db.call(
+        status = await self.db.value(
             "mealworker_fail_job",
             p_job_id=job.id,
             p_lease_token=job.lease_token,
             p_error=error,
             p_retryable=retryable,
         )
-        value = _scalar(rows)
-        return None if value is None else str(value)
+        return None if status is None else str(status)
 
     async def release(self, worker_id: str, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:
             return 0
-        rows = await self.db.call(
+        released = await self.db.value(
             "mealworker_release_jobs",
             p_worker_id=worker_id,
             p_job_ids=[job.id for job in jobs],
             p_lease_tokens=[job.lease_token for job in jobs],
         )
-        return int(_scalar(rows) or 0)
+        return int(released or 0)
 
     async def requeue_stale(self, limit: int = 1000) -> list[tuple[int, str]]:
         rows = await self.db.call("mealworker_requeue_stale", p_limit=limit)
         return [(int(row["job_id"]), str(row["status"])) for row in rows]
 
     async def stats(self) -> dict[str, Any]:
-        value = _scalar(await self.db.call("mealworker_queue_stats"))
-        return dict(value or {})
+        return dict(await self.db.value("mealworker_queue_stats") or {})
 
     async def get_meal_plan(self, meal_plan_id: UUID) -> MealPlanRow | None:
         rows = await self.db.call("mealworker_get_meal_plan", p_meal_plan_id=meal_plan_id)
@@ -335,7 +332,7 @@ class DatabaseImageCache:
         return CachedPhoto(Photo.model_validate(photo) if photo else None)
 
     async def put(self, query: str, photo: Photo | None) -> None:
-        await self.db.call(
+        await self.db.value(
             "mealworker_image_cache_put",
             p_query=query,
             p_photo=photo.model_dump(mode="json") if photo else None,

@@ -44,6 +44,11 @@ class Database(Protocol):
         """
         ...
 
+    async def value(self, function: str, **params: Any) -> Any:
+        """The single value ``public.<function>(...)`` returns (a scalar, json, or None for
+        ``void``), for functions that return one value rather than rows."""
+        ...
+
     async def listen(self, channel: str, on_notify: Callable[[str], None]) -> None:
         """Call ``on_notify(payload)`` for each notification on ``channel`` until cancelled,
         reconnecting as needed (and calling ``on_notify("")`` after each reconnection)."""

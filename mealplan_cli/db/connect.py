@@ -13,11 +13,12 @@ from mealplan_cli.db.base import Database, DatabaseUnavailableError
 from mealplan_cli.db.embedded import default_data_dir, start_embedded
 from mealplan_cli.db.migrations import apply_migrations
 from mealplan_cli.db.postgres import PostgresDatabase, redact_url
+from mealplan_cli.db.rest import RestDatabase
 from mealplan_cli.errors import ConfigurationError
 
 NEEDS_DIRECT_CONNECTION = (
-    "this command needs a direct PostgreSQL connection: set DATABASE_URL to Supabase's direct "
-    "or session-pooler connection string (Project Settings > Database)"
+    "this needs a direct PostgreSQL connection: set DATABASE_URL to Supabase's direct or "
+    "session-pooler connection string (Project Settings > Database)"
 )
 
 
@@ -57,6 +58,16 @@ async def direct_connection(url: str) -> AsyncIterator[psycopg.AsyncConnection[t
         yield conn
 
 
+def _rest_database(settings: Settings) -> RestDatabase:
+    assert settings.supabase_url is not None
+    if settings.supabase_service_role_key is None:
+        raise ConfigurationError(
+            "SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not: set it to the project's "
+            "service role key (or an sb_secret_ key), or set DATABASE_URL instead"
+        )
+    return RestDatabase(settings.supabase_url, settings.supabase_service_role_key)
+
+
 @asynccontextmanager
 async def open_database(
     settings: Settings, *, pool_size: int = 4, keep_open: bool = False
@@ -67,8 +78,15 @@ async def open_database(
     ``keep_open`` opens the whole pool up front (a worker), so that no call ever waits for a
     new connection.
     """
-    url = await postgres_url(settings)
     transport = transport_of(settings)
+    if transport == "rest":
+        rest = await _rest_database(settings).open()
+        try:
+            yield rest
+        finally:
+            await rest.close()
+        return
+    url = await postgres_url(settings)
     if transport == "embedded":
         async with direct_connection(url) as conn:
             await apply_migrations(conn)

@@ -114,6 +114,13 @@ class PostgresDatabase:
         await self._pool.close()
 
     async def call(self, function: str, **params: Any) -> list[Row]:
+        return await self._execute(function, params, "select * from public.{}({})")
+
+    async def value(self, function: str, **params: Any) -> Any:
+        rows = await self._execute(function, params, "select public.{}({}) as value")
+        return rows[0]["value"] if rows else None
+
+    async def _execute(self, function: str, params: dict[str, Any], template: str) -> list[Row]:
         if not _IDENTIFIER.match(function):
             raise ValueError(f"not a function name: {function!r}")
         try:
@@ -132,9 +139,7 @@ class PostgresDatabase:
                     )
                     for name in params
                 )
-                query = sql.SQL("select * from public.{}({})").format(
-                    sql.Identifier(function), arguments
-                )
+                query = sql.SQL(template).format(sql.Identifier(function), arguments)
                 values = {name: _adapt(value, types[name]) for name, value in params.items()}
                 cursor = await conn.execute(query, values)
                 return await cursor.fetchall() if cursor.description else []

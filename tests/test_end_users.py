@@ -1,0 +1,133 @@
+"""What an app's signed-in users may do, straight in SQL as PostgREST would run it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from mealplan_cli.db.migrations import bundled_migrations
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+@contextmanager
+def as_role(url: str, role: str, user: uuid.UUID | None = None) -> Iterator[Conn]:
+    """A transaction run the way PostgREST runs a request: role and JWT claims set locally."""
+    with psycopg.connect(url, row_factory=dict_row) as conn, conn.transaction():
+        conn.execute(f"set local role {role}")
+        claims = {"role": role, **({"sub": str(user)} if user else {})}
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+        yield conn
+
+
+def request_plan(url: str, user: uuid.UUID, request: dict[str, Any], key: str | None = None) -> Any:
+    with as_role(url, "authenticated", user) as conn:
+        row = conn.execute(
+            "select public.request_meal_plan(request => %s::jsonb, idempotency_key => %s) as id",
+            (json.dumps(request), key),
+        ).fetchone()
+    assert row is not None
+    return row["id"]
+
+
+def visible_plans(url: str, user: uuid.UUID) -> list[Any]:
+    with as_role(url, "authenticated", user) as conn:
+        return [row["id"] for row in conn.execute("select id from public.meal_plans").fetchall()]
+
+
+def test_a_user_requests_a_plan_and_sees_only_their_own(database_url: str) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    plan = request_plan(database_url, alice, {"days": 3, "diet": ["vegan"]})
+    assert visible_plans(database_url, alice) == [plan]
+    assert visible_plans(database_url, bob) == []
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        job = conn.execute(
+            "select job_type, payload->'request' as request from public.background_jobs"
+        ).fetchone()
+    assert job == {"job_type": "generate_meal_plan", "request": {"days": 3, "diet": ["vegan"]}}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "field"),
+    [
+        ({"days": 30}, "days"),
+        ({"calories": 99999}, "calories"),
+        ({"diet": ["carnivore"]}, "diet"),
+        ({"allergies": "nuts"}, "allergies"),
+        ({"notes": "x" * 501}, "notes"),
+        ({"macros": {"protein": 50, "carbs": 50, "fat": 50}}, "macros"),
+        ({"colour": "blue"}, "colour"),
+        ({"exclude": ["x" * 41]}, "exclude"),
+    ],
+)
+def test_a_malformed_request_is_refused_naming_the_field(
+    database_url: str, request_body: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(
+        psycopg.errors.InvalidParameterValue, match=f"invalid meal-plan request: {field}"
+    ):
+        request_plan(database_url, uuid.uuid4(), request_body)
+
+
+def test_plans_in_flight_are_limited_per_user_but_a_retry_is_not(database_url: str) -> None:
+    user = uuid.uuid4()
+    first = request_plan(database_url, user, {"days": 1}, key="k1")
+    request_plan(database_url, user, {"days": 1})
+    request_plan(database_url, user, {"days": 1})
+    with pytest.raises(psycopg.Error, match="too many meal plans in progress") as caught:
+        request_plan(database_url, user, {"days": 1})
+    assert caught.value.sqlstate == "PT429"
+    assert request_plan(database_url, user, {"days": 1}, key="k1") == first
+    assert request_plan(database_url, uuid.uuid4(), {"days": 1}) is not None
+
+
+def test_only_the_owner_cancels(database_url: str) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    plan = request_plan(database_url, alice, {"days": 1})
+    with (
+        pytest.raises(psycopg.Error, match="no such meal plan"),
+        as_role(database_url, "authenticated", bob) as conn,
+    ):
+        conn.execute("select public.cancel_meal_plan(meal_plan_id => %s)", (plan,))
+    with as_role(database_url, "authenticated", alice) as conn:
+        row = conn.execute(
+            "select public.cancel_meal_plan(meal_plan_id => %s) as status", (plan,)
+        ).fetchone()
+    assert row == {"status": "cancelled"}
+
+
+def test_anon_may_neither_request_nor_read(database_url: str) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), as_role(database_url, "anon") as conn:
+        conn.execute("select public.request_meal_plan(request => '{}'::jsonb)")
+    with (
+        as_role(database_url, "anon") as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("select id from public.meal_plans")
+
+
+def test_a_user_cannot_call_the_queue_functions(database_url: str) -> None:
+    with (
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+        as_role(database_url, "authenticated", uuid.uuid4()) as conn,
+    ):
+        conn.execute("select * from public.mealworker_claim_jobs('w', array['ping'], 10)")
+
+
+def test_meal_plans_join_the_realtime_publication_where_it_exists(database_url: str) -> None:
+    (migration,) = [m for m in bundled_migrations() if m.name == "end_user_requests"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("create publication supabase_realtime")
+        conn.execute(migration.sql.encode())
+        conn.execute(migration.sql.encode())  # idempotent: added once
+        rows = conn.execute(
+            "select tablename from pg_publication_tables where pubname = 'supabase_realtime'"
+        ).fetchall()
+    assert rows == [("meal_plans",)]
