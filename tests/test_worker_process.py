@@ -24,6 +24,7 @@ from mealplan_cli.config import Settings
 from mealplan_cli.generation.models import MealPlan
 from tests.conftest import OPENAI_TEST_KEY
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.postgrest_server import FakePostgrest
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -259,3 +260,27 @@ def test_four_workers_write_each_of_200_plans_exactly_once(
     )
     assert claimed_by[0]["n"] >= 2
     assert_plans_valid(database_url, 200)
+
+
+def test_with_only_the_two_supabase_settings_the_worker_runs_over_rest(
+    database_url: str, fake_openai: FakeOpenAI, workers: Callable[..., WorkerProcess]
+) -> None:
+    secret = "sb_secret_worker_5e2c8a1f7b3d"
+    enqueue_plans(database_url, 2)
+    with FakePostgrest(database_url, secret_keys=[secret]) as postgrest:
+        env = env_for(database_url, fake_openai)
+        del env["DATABASE_URL"]
+        env.update({"SUPABASE_URL": postgrest.base_url, "SUPABASE_SERVICE_ROLE_KEY": secret})
+        worker = workers(env)
+        wait_until(lambda: statuses(database_url) == {"completed": 2}, what="plans over REST")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output
+    assert "transport rest" in worker.output
+    assert secret not in worker.output
+    assert_plans_valid(database_url, 2)
+    assert {r.function for r in postgrest.requests} >= {
+        "mealworker_claim_jobs",
+        "mealworker_complete_jobs",
+        "mealworker_register_worker",
+        "mealworker_stop_worker",
+    }
