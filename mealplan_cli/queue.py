@@ -280,6 +280,39 @@ class Queue:
         rows = await self.db.call("mealworker_requeue_stale", p_limit=limit)
         return [(int(row["job_id"]), str(row["status"])) for row in rows]
 
+    async def requeue_jobs(
+        self,
+        *,
+        job_ids: Sequence[int] | None = None,
+        statuses: Sequence[str] = ("failed",),
+        job_type: str | None = None,
+        since: datetime | None = None,
+        error_contains: str | None = None,
+        reset_attempts: bool = False,
+        limit: int = 100,
+        dry_run: bool = False,
+    ) -> list[Row]:
+        """Failed (or other finished) jobs back to pending; never a processing one."""
+        return await self.db.call(
+            "mealworker_requeue_jobs",
+            p_job_ids=list(job_ids) if job_ids else None,
+            p_statuses=list(statuses),
+            p_job_type=job_type,
+            p_since=since,
+            p_error_contains=error_contains,
+            p_reset_attempts=reset_attempts,
+            p_limit=limit,
+            p_dry_run=dry_run,
+        )
+
+    async def cancel_jobs(self, job_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Pending jobs are cancelled at once; a processing one when its worker checks in."""
+        rows = await self.db.call("mealworker_cancel_jobs", p_job_ids=list(job_ids))
+        return [(int(row["job_id"]), str(row["status"])) for row in rows]
+
+    async def events_from(self, since: datetime, *, limit: int = 500) -> list[Row]:
+        return await self.db.call("mealworker_events_from", p_since=since, p_limit=limit)
+
     async def stats(self) -> dict[str, Any]:
         return dict(await self.db.value("mealworker_queue_stats") or {})
 

@@ -141,6 +141,7 @@ class Worker:
         self.report = WorkerReport()
         self._active: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
         self._lost: set[int] = set()
+        self._cancelled: set[int] = set()
         self._completions: list[Completion] = []
         self._completing: dict[int, ClaimedJob] = {}
         self._completions_ready = asyncio.Event()
@@ -263,6 +264,9 @@ class Worker:
         try:
             result = await execute(handler, job, context, self.config.job_timeout)
         except asyncio.CancelledError:
+            if job.id in self._cancelled:  # an operator's cancel: the database records it
+                await asyncio.shield(self._fail(job, "cancelled by an operator", True))
+                return
             if job.id in self._lost:
                 log.warning("job %s: lease lost, result dropped", job.id, extra=extra)
             raise
@@ -346,10 +350,14 @@ class Worker:
                 entry = self._active.get(lease.job_id)
                 if entry is None:  # finished (and written) while the heartbeat was in flight
                     continue
-                if lease.job_id not in self._lost:
-                    self.report.lost += 1
-                self._lost.add(lease.job_id)
-                log.warning("job %s: lease %s; stopping it", lease.job_id, lease.reason)
+                if lease.reason == "cancelled":
+                    self._cancelled.add(lease.job_id)
+                    log.warning("job %s: cancelled by an operator; stopping it", lease.job_id)
+                else:
+                    if lease.job_id not in self._lost:
+                        self.report.lost += 1
+                    self._lost.add(lease.job_id)
+                    log.warning("job %s: lease lost; stopping it", lease.job_id)
                 entry[1].cancel()
 
     async def _sweeper(self) -> None:

@@ -177,3 +177,24 @@ def test_a_lost_lease_drops_the_result(database_url: str) -> None:
     assert report.completed == 0
     assert report.lost == 1
     assert events(database_url, "completed") == [1]
+
+
+def test_an_operator_cancel_stops_the_running_job(database_url: str) -> None:
+    started = asyncio.Event()
+
+    async def slow(job: ClaimedJob, context: JobContext) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    async def body(queue: Queue) -> WorkerReport:
+        (job_id,) = await queue.enqueue_jobs("ping", [{}])
+        worker = asyncio.create_task(drain(queue, registry(slow), lease_seconds=0.6))
+        await started.wait()
+        async with connected(database_url) as other:
+            assert await other.cancel_jobs([job_id]) == [(job_id, "processing")]
+        return await worker
+
+    report = run(database_url, body)
+    assert report.lost == 0
+    (row,) = job_rows(database_url).values()
+    assert row["status"] == "cancelled"

@@ -5,6 +5,9 @@ from mealplan_cli.cli import (  # noqa: F401  (importing a module registers its 
     demo,
     enqueue,
     generate,
+    requeue,
+    stats,
+    tail,
     worker_commands,
 )
 from mealplan_cli.cli.app import app

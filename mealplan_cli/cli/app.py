@@ -80,7 +80,19 @@ def run_checked(ctx: typer.Context, action: Any) -> Any:
         raise typer.Exit(1) from None
 
 
-def run_async(ctx: typer.Context, coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one async command body, with the same error handling as ``run_checked``."""
-    result: T = run_checked(ctx, lambda: asyncio.run(coroutine))
+def run_async(
+    ctx: typer.Context, coroutine: Coroutine[Any, Any, T], *, until_interrupted: bool = False
+) -> T:
+    """Run one async command body, with the same error handling as ``run_checked``.
+
+    Ctrl-C ends a command that runs ``until_interrupted`` (``tail``, ``stats --watch``) with
+    exit code 0; any other command it interrupts exits 130, as shells expect.
+    """
+    try:
+        result: T = run_checked(ctx, lambda: asyncio.run(coroutine))
+    except KeyboardInterrupt:
+        if until_interrupted:
+            raise typer.Exit(0) from None
+        stderr.print("interrupted")
+        raise typer.Exit(130) from None
     return result

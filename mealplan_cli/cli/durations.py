@@ -1,0 +1,23 @@
+"""Durations as operators type them: ``90s``, ``10m``, ``24h``, ``7d``."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import typer
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 10m, 24h or 7d")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def ago(text: str | None) -> datetime | None:
+    """The moment ``text`` (a duration) before now, or None."""
+    return None if text is None else datetime.now(UTC) - parse_duration(text)

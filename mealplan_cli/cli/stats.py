@@ -1,0 +1,140 @@
+"""``mealworker stats``: the queue at a glance, for people, scripts and monitors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stderr, stdout
+from mealplan_cli.config import Settings
+from mealplan_cli.db.connect import open_database
+from mealplan_cli.monitoring import QueueHealth, Threshold
+from mealplan_cli.queue import Queue
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "-"
+    seconds = float(value)
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def health_view(health: QueueHealth) -> Group:
+    raw, metrics = health.raw, health.metrics()
+    overview = Table(title="Queue", title_justify="left", show_header=False)
+    overview.add_column()
+    overview.add_column(justify="right")
+    for status, count in (raw.get("by_status") or {}).items():
+        overview.add_row(status, str(count))
+    overview.add_row("lag (oldest runnable pending)", _seconds(raw.get("oldest_pending_seconds")))
+    for window in ("5m", "1h", "24h"):
+        overview.add_row(
+            f"completed, last {window}", str((raw.get("completed") or {}).get(window, 0))
+        )
+    overview.add_row("failure rate, last 1h", f"{metrics['failure_rate']:.1%}")
+    overview.add_row("retry rate, last 1h", f"{metrics['retry_rate']:.1%}")
+    durations = raw.get("processing_seconds") or {}
+    overview.add_row(
+        "processing p50 / p95 / max (24h)",
+        " / ".join(_seconds(durations.get(k)) for k in ("p50", "p95", "max")),
+    )
+    cost = raw.get("openai_24h") or {}
+    overview.add_row(
+        "OpenAI, 24h",
+        f"{cost.get('plans', 0)} plans, {cost.get('input_tokens', 0)} in / "
+        f"{cost.get('output_tokens', 0)} out tokens, ${float(cost.get('cost_usd') or 0):.4f}"
+        + (
+            f" (${float(cost['cost_per_plan_usd']):.4f}/plan)"
+            if cost.get("cost_per_plan_usd")
+            else ""
+        ),
+    )
+    statuses = ("pending", "processing", "completed", "failed", "cancelled")
+    types = Table("job type", *statuses)
+    for job_type, counts in (raw.get("by_type") or {}).items():
+        types.add_row(job_type, *(str(counts.get(status, 0)) for status in statuses))
+    workers = Table("worker", "host", "pid", "version", "jobs", "RSS", "last seen", "state")
+    for worker in health.workers:
+        state = "SILENT" if worker["silent"] else worker.get("status", "")
+        rss = worker.get("rss_bytes")
+        workers.add_row(
+            str(worker["id"]),
+            str(worker.get("host") or ""),
+            str(worker.get("pid") or ""),
+            str(worker.get("version") or ""),
+            f"{worker.get('active_jobs', 0)}/{worker.get('max_jobs') or '?'}",
+            f"{rss / 2**20:.0f} MB" if rss else "-",
+            _seconds(worker.get("seconds_since_seen")) + " ago",
+            f"[red]{state}[/]" if worker["silent"] else state,
+        )
+    errors = Table("count", "last error (24h)", "last seen")
+    for error in raw.get("recent_errors") or []:
+        errors.add_row(str(error["count"]), str(error["message"])[:120], str(error["last_at"])[:19])
+    return Group(overview, types, workers, errors)
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.5, help="Seconds between refreshes.")] = 2.0,
+    fail_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-if",
+            help="Exit 1 when a metric crosses a threshold, e.g. lag>300 or "
+            "failure_rate>0.1 (repeatable). Metrics: lag, pending, processing, failed_1h, "
+            "failure_rate, retry_rate, silent_workers, throughput_5m.",
+        ),
+    ] = None,
+) -> None:
+    """Counts, lag, throughput, processing times, failures, recent errors, workers and cost."""
+    settings = load_settings(ctx)
+    thresholds = [run_checked(ctx, lambda t=text: Threshold.parse(t)) for text in fail_if or []]
+    if watch:
+        run_async(ctx, _watch(settings, interval), until_interrupted=True)
+        return
+    health = run_async(ctx, _health(settings))
+    if as_json:
+        stdout.out(json.dumps(health.as_json(), default=str))
+    else:
+        stdout.print(health_view(health))
+    crossed = [t for t in thresholds if t.crossed(health.metrics())]
+    if crossed:
+        values = health.metrics()
+        for threshold in crossed:
+            stderr.print(
+                f"threshold crossed: {threshold} (now {values[threshold.metric]:g})",
+                highlight=False,
+            )
+        raise typer.Exit(1)
+
+
+async def _health(settings: Settings) -> QueueHealth:
+    async with open_database(settings) as db:
+        return QueueHealth(await Queue(db).stats(), settings.lease_seconds)
+
+
+async def _watch(settings: Settings, interval: float) -> None:
+    async with open_database(settings) as db:
+        queue = Queue(db)
+        with Live(console=stdout, refresh_per_second=4) as live:
+            try:
+                while True:
+                    live.update(
+                        health_view(QueueHealth(await queue.stats(), settings.lease_seconds))
+                    )
+                    await asyncio.sleep(interval)
+            except asyncio.CancelledError:
+                return
