@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -67,6 +67,9 @@ class Settings(BaseModel):
     shutdown_grace_seconds: float = Field(30.0, ge=0, le=3600)
     stale_sweep_seconds: float = Field(30.0, ge=1, le=3600)
     log_level: LogLevel = LogLevel.INFO
+    log_format: Literal["rich", "json"] = "rich"
+    log_dir: Path = Path("logs")
+    metrics_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("openai_base_url", "unsplash_api_url", "supabase_url")
     @classmethod
@@ -78,6 +81,11 @@ class Settings(BaseModel):
     @field_validator("planner", mode="before")
     @classmethod
     def _planner_lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")

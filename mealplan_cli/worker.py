@@ -82,6 +82,11 @@ class WorkerReport:
     lost: int = 0
 
 
+def job_fields(job: ClaimedJob) -> dict[str, Any]:
+    """The fields every log line about a job carries (besides the worker id)."""
+    return {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts}
+
+
 class JobFailed(Exception):
     """A handler's failure, reduced to what the queue records: a message and whether to retry."""
 
@@ -105,7 +110,7 @@ async def execute(
     except MealworkerError as error:
         raise JobFailed(str(error), error.retryable) from None
     except Exception as error:  # a bug in a handler must not stop the worker
-        log.exception("job %s: unexpected error", job.id)
+        log.exception("job %s: unexpected error", job.id, extra=job_fields(job))
         raise JobFailed(f"unexpected error: {type(error).__name__}: {error}", True) from None
 
 
@@ -256,7 +261,7 @@ class Worker:
     async def _run_job(self, job: ClaimedJob) -> None:
         handler = self.handlers.get(job.job_type)
         started = time.monotonic()
-        extra = {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts}
+        extra = job_fields(job)
         log.debug(
             "job %s (%s) started, attempt %d", job.id, job.job_type, job.attempts, extra=extra
         )
@@ -286,7 +291,7 @@ class Worker:
             lambda: self.queue.fail(job, error[:2000], retryable=retryable),
             until=self.config.lease_seconds,
         )
-        extra = {"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts}
+        extra = job_fields(job)
         if outcome == "pending":
             self.report.retried += 1
             log.warning("job %s failed, retry scheduled: %s", job.id, error, extra=extra)
@@ -324,6 +329,7 @@ class Worker:
                     log.warning(
                         "job %s: lease lost, result dropped (another worker owns it)",
                         completion.job.id,
+                        extra=job_fields(completion.job),
                     )
         self._completions_ready.clear()
         if self.config.until_empty:
@@ -350,14 +356,17 @@ class Worker:
                 entry = self._active.get(lease.job_id)
                 if entry is None:  # finished (and written) while the heartbeat was in flight
                     continue
+                extra = job_fields(entry[0])
                 if lease.reason == "cancelled":
                     self._cancelled.add(lease.job_id)
-                    log.warning("job %s: cancelled by an operator; stopping it", lease.job_id)
+                    log.warning(
+                        "job %s: cancelled by an operator; stopping it", lease.job_id, extra=extra
+                    )
                 else:
                     if lease.job_id not in self._lost:
                         self.report.lost += 1
                     self._lost.add(lease.job_id)
-                    log.warning("job %s: lease lost; stopping it", lease.job_id)
+                    log.warning("job %s: lease lost; stopping it", lease.job_id, extra=extra)
                 entry[1].cancel()
 
     async def _sweeper(self) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from typer.testing import CliRunner
 
+from mealplan_cli.cli import app
 from mealplan_cli.config import Settings
 from mealplan_cli.generation.models import MealPlan
 from tests.conftest import OPENAI_TEST_KEY
@@ -284,3 +286,46 @@ def test_with_only_the_two_supabase_settings_the_worker_runs_over_rest(
         "mealworker_register_worker",
         "mealworker_stop_worker",
     }
+
+
+def test_no_secret_reaches_any_log_console_or_json_output(
+    database_url: str,
+    fake_openai: FakeOpenAI,
+    workers: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """Failing jobs with every secret set: none of them appears anywhere an operator looks."""
+    password = "pg-password-3b9f1c"
+    url = database_url.replace("postgres@", f"postgres:{password}@", 1)
+    secrets = {
+        "OPENAI_API_KEY": OPENAI_TEST_KEY,
+        "UNSPLASH_ACCESS_KEY": "unsplash-secret-8c2d4e6f",
+        "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_leaktest_1a2b3c4d5e",
+        "SUPABASE_URL": "http://127.0.0.1:9",
+    }
+    fake_openai.api_key = "sk-some-other-key"  # every OpenAI call fails with 401
+    enqueue_plans(database_url, 2)
+    log_dir = tmp_path / "logs"
+    env = env_for(url, fake_openai, LOG_DIR=str(log_dir), LOG_LEVEL="DEBUG", **secrets)
+    env["OPENAI_API_KEY"] = OPENAI_TEST_KEY
+    worker = workers(env, "--until-empty")
+    assert worker.wait() == 0, worker.output
+    assert statuses(database_url) == {"failed": 2}
+    outputs = {
+        "console": worker.output,
+        "combined.log": (log_dir / "combined.log").read_text(),
+        "error.log": (log_dir / "error.log").read_text(),
+    }
+    runner = CliRunner()
+    for command in (["stats", "--json"], ["tail", "--since", "1h", "--no-follow", "--json"]):
+        result = runner.invoke(app, command, env=env)
+        assert result.exit_code == 0, result.output
+        outputs[" ".join(command)] = result.output
+    assert "OPENAI_API_KEY" in outputs["error.log"]  # the failure is explained...
+    for name, text in outputs.items():
+        for secret in [password, *secrets.values(), OPENAI_TEST_KEY]:
+            if secret.startswith("http"):
+                continue
+            assert secret not in text, f"{secret} leaked into {name}"
+    assert "job=" in outputs["combined.log"]
+    assert "attempt=" in outputs["combined.log"]

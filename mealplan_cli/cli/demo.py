@@ -15,8 +15,8 @@ from rich.table import Table
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
 from mealplan_cli.cli.render import plan_view
 from mealplan_cli.cli.signals import graceful_stop
-from mealplan_cli.cli.worker_commands import handlers_for, runtime, secrets_of
-from mealplan_cli.config import Settings
+from mealplan_cli.cli.worker_commands import handlers_for, runtime
+from mealplan_cli.config import LogLevel, Settings
 from mealplan_cli.generation.models import MealPlan, parse_request
 from mealplan_cli.logs import setup_logging
 from mealplan_cli.queue import Enqueued, MealPlanRow, Queue
@@ -73,7 +73,7 @@ def demo(
     """Queue a few sample requests and watch a worker generate them (embedded database by
     default: nothing to set up)."""
     settings = load_settings(ctx)
-    setup_logging("WARNING", secrets=secrets_of(settings))
+    setup_logging(settings.model_copy(update={"log_level": LogLevel.WARNING}), to_files=False)
     plan = run_async(ctx, _demo(settings, concurrency))
     if plan is not None:
         stdout.print(plan_view(plan))

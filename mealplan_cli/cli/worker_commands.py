@@ -49,16 +49,6 @@ async def runtime(
             yield Runtime(db, Queue(db), services)
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    values = (
-        settings.openai_api_key,
-        settings.unsplash_access_key,
-        settings.supabase_service_role_key,
-        settings.database_url,
-    )
-    return [v.get_secret_value() for v in values if v is not None]
-
-
 def handlers_for(job_types: list[str] | None) -> HandlerRegistry:
     handlers = default_handlers()
     if not job_types:
@@ -91,9 +81,6 @@ def work(
         list[str] | None, typer.Option("--job-type", help="Only these job types (repeatable).")
     ] = None,
     planner: Annotated[PlannerChoice | None, typer.Option(envvar="PLANNER")] = None,
-    log_json: Annotated[
-        bool, typer.Option("--log-json", envvar="LOG_JSON", help="Log JSON lines.")
-    ] = False,
 ) -> None:
     """Run the worker: claim jobs and process them until SIGTERM or SIGINT."""
     settings = load_settings(
@@ -113,12 +100,7 @@ def work(
         sweep_interval=settings.stale_sweep_seconds,
         until_empty=until_empty,
     )
-    setup_logging(
-        settings.log_level.value,
-        json_lines=log_json,
-        worker_id=config.worker_id,
-        secrets=secrets_of(settings),
-    )
+    setup_logging(settings, worker_id=config.worker_id)
     report = run_async(ctx, _work(settings, config, job_type))
     stderr.print(
         f"worker stopped: {report.completed} completed, {report.failed} failed, "
@@ -158,7 +140,7 @@ def run_job(
 ) -> None:
     """Process one job in the foreground. Exit 0 done, 1 failed, 2 no such job."""
     settings = load_settings(ctx, planner=planner)
-    setup_logging(settings.log_level.value, secrets=secrets_of(settings))
+    setup_logging(settings, worker_id=f"run-job-{socket.gethostname()}-{os.getpid()}")
     outcome = run_async(ctx, _run_job(settings, job_id, force))
     if outcome is None:
         stderr.print(f"[bold red]error:[/] no job {job_id}")
