@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ from mealplan_cli.errors import MealworkerError
 from mealplan_cli.generation.planner import Progress
 from mealplan_cli.generation.services import GenerationServices
 from mealplan_cli.handlers import Handler, HandlerRegistry, JobContext
+from mealplan_cli.metrics import Health, WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Completion, Queue
 
 log = logging.getLogger("mealworker.worker")
@@ -117,15 +119,19 @@ async def execute(
 class _Outage:
     """Logs a database outage once when it starts and once when it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: WorkerMetrics, health: Health) -> None:
         self.since: float | None = None
+        self.metrics = metrics
+        self.health = health
 
     def failed(self, error: BaseException) -> None:
+        self.metrics.database_errors += 1
         if self.since is None:
             self.since = time.monotonic()
             log.error("database unavailable (%s); retrying with backoff", error)
 
     def recovered(self) -> None:
+        self.health.database_answered()
         if self.since is not None:
             log.warning("database reachable again after %.1fs", time.monotonic() - self.since)
             self.since = None
@@ -138,12 +144,19 @@ class Worker:
         handlers: HandlerRegistry,
         services: GenerationServices,
         config: WorkerConfig,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.queue = queue
         self.handlers = handlers
         self.services = services
         self.config = config
         self.report = WorkerReport()
+        self.metrics = metrics or WorkerMetrics()
+        self.metrics.active_jobs = lambda: len(self._active)
+        if services.images is not None:
+            stats = services.images.stats
+            self.metrics.photo_counts = lambda: (stats.searches, stats.cache_hits)
+        self.health = Health(stale_after=max(3 * config.poll_interval, config.lease_seconds))
         self._active: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
         self._lost: set[int] = set()
         self._cancelled: set[int] = set()
@@ -155,7 +168,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._maybe_more = True
-        self._outage = _Outage()
+        self._outage = _Outage(self.metrics, self.health)
 
     @property
     def job_types(self) -> list[str]:
@@ -202,6 +215,7 @@ class Worker:
             await claimer
             await self._drain()
         finally:
+            self.health.loop_alive = False
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
@@ -265,6 +279,9 @@ class Worker:
         log.debug(
             "job %s (%s) started, attempt %d", job.id, job.job_type, job.attempts, extra=extra
         )
+        if job.attempts == 1 and job.created_at is not None:
+            waited = (datetime.now(UTC) - job.created_at).total_seconds()
+            self.metrics.pickup.observe(max(waited, 0.0))
         context = JobContext(self.queue, job, self.services, self.config.worker_id)
         try:
             result = await execute(handler, job, context, self.config.job_timeout)
@@ -282,7 +299,10 @@ class Worker:
             self._nothing_completing.clear()
             self._completions.append(Completion(job, result))
             self._completions_ready.set()
-            log.info("job %s done in %.2fs", job.id, time.monotonic() - started, extra=extra)
+            seconds = time.monotonic() - started
+            usage = result.get("usage") if isinstance(result, dict) else None
+            self.metrics.job_finished(job.job_type, seconds, usage)
+            log.info("job %s done in %.2fs", job.id, seconds, extra=extra)
 
     async def _fail(self, job: ClaimedJob, error: str, retryable: bool) -> None:
         if job.id in self._lost:
@@ -294,9 +314,11 @@ class Worker:
         extra = job_fields(job)
         if outcome == "pending":
             self.report.retried += 1
+            self.metrics.retried[job.job_type] += 1
             log.warning("job %s failed, retry scheduled: %s", job.id, error, extra=extra)
         elif outcome == "failed":
             self.report.failed += 1
+            self.metrics.failed[job.job_type] += 1
             log.error("job %s failed: %s", job.id, error, extra=extra)
         elif outcome == "cancelled":
             log.warning("job %s cancelled by an operator", job.id, extra=extra)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -329,3 +331,41 @@ def test_no_secret_reaches_any_log_console_or_json_output(
             assert secret not in text, f"{secret} leaked into {name}"
     assert "job=" in outputs["combined.log"]
     assert "attempt=" in outputs["combined.log"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_metrics_and_health_endpoints(
+    database_url: str, workers: Callable[..., WorkerProcess]
+) -> None:
+    port = free_port()
+    rows = query(
+        database_url,
+        "select * from public.mealworker_enqueue_jobs(p_job_type => 'ping', "
+        "p_payloads => '[{}, {}, {}]'::jsonb)",
+    )
+    assert len(rows) == 3
+    worker = workers(env_for(database_url, METRICS_PORT=str(port)))
+    wait_until(lambda: statuses(database_url) == {"completed": 3}, what="pings")
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _get(f"{base}/healthz")[0] == 200, what="healthz")
+    status, metrics = _get(f"{base}/metrics")
+    assert status == 200
+    assert 'mealworker_jobs_completed_total{job_type="ping"} 3' in metrics
+    assert "mealworker_pickup_latency_seconds_count 3" in metrics
+    assert "mealworker_active_jobs 0" in metrics
+    assert _get(f"{base}/nowhere")[0] == 404
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return 0, ""
+    return response.status_code, response.text

@@ -24,6 +24,7 @@ from mealplan_cli.generation import generation_services
 from mealplan_cli.generation.services import GenerationServices
 from mealplan_cli.handlers import HandlerRegistry, default_handlers
 from mealplan_cli.logs import setup_logging
+from mealplan_cli.metrics import serve_metrics
 from mealplan_cli.queue import DatabaseImageCache, Queue
 from mealplan_cli.worker import SingleRun, Worker, WorkerConfig, WorkerReport, run_single
 
@@ -81,6 +82,10 @@ def work(
         list[str] | None, typer.Option("--job-type", help="Only these job types (repeatable).")
     ] = None,
     planner: Annotated[PlannerChoice | None, typer.Option(envvar="PLANNER")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(envvar="METRICS_PORT", help="Serve /metrics and /healthz on this port."),
+    ] = None,
 ) -> None:
     """Run the worker: claim jobs and process them until SIGTERM or SIGINT."""
     settings = load_settings(
@@ -89,6 +94,7 @@ def work(
         poll_interval_ms=poll_interval,
         worker_id=worker_id,
         planner=planner,
+        metrics_port=metrics_port,
     )
     config = WorkerConfig(
         worker_id=settings.worker_id or f"{socket.gethostname()}-{os.getpid()}",
@@ -125,8 +131,17 @@ async def _work(
             ", ".join(handlers),
             rt.services.description,
         )
-        with graceful_stop(worker.stop):
-            return await worker.run()
+        server = None
+        if settings.metrics_port is not None:
+            server = await serve_metrics(worker.metrics, worker.health, settings.metrics_port)
+            log.info("metrics on :%d/metrics, health on :%d/healthz", *[settings.metrics_port] * 2)
+        try:
+            with graceful_stop(worker.stop):
+                return await worker.run()
+        finally:
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
 
 @app.command("run-job")

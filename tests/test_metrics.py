@@ -1,0 +1,36 @@
+"""The health check's verdicts and the metrics' text format, without a worker."""
+
+from __future__ import annotations
+
+import time
+
+from mealplan_cli.metrics import Health, WorkerMetrics
+
+
+def test_health_follows_the_database_and_the_loop() -> None:
+    health = Health(stale_after=5)
+    assert health.healthy() == (True, "ok")
+    health.last_database_answer = time.monotonic() - 10
+    ok, reason = health.healthy()
+    assert not ok
+    assert reason.startswith("no database answer for")
+    health.database_answered()
+    health.loop_alive = False
+    assert health.healthy() == (False, "worker loop stopped")
+
+
+def test_metrics_render_counters_histograms_and_cost() -> None:
+    metrics = WorkerMetrics()
+    metrics.job_finished(
+        "generate_meal_plan",
+        42.0,
+        {"input_tokens": 1000, "output_tokens": 500, "cached_tokens": 0, "cost_usd": 0.0012},
+    )
+    metrics.failed["generate_meal_plan"] += 1
+    text = metrics.render()
+    assert 'mealworker_jobs_completed_total{job_type="generate_meal_plan"} 1' in text
+    assert 'mealworker_jobs_failed_total{job_type="generate_meal_plan"} 1' in text
+    assert 'le="60"} 1' in text
+    assert 'le="30"} 0' in text
+    assert 'mealworker_openai_tokens_total{kind="input"} 1000' in text
+    assert "mealworker_openai_cost_usd_total 0.001200" in text
