@@ -3,6 +3,7 @@
 from mealplan_cli.cli import (  # noqa: F401  (importing a module registers its commands)
     db_commands,
     demo,
+    doctor,
     enqueue,
     generate,
     requeue,
