@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 
 import psycopg
@@ -147,3 +148,23 @@ def test_tail_shows_history_then_stops_without_follow(
     assert [line["job_id"] for line in lines] == [first, second]
     code, out, _ = cli(env, "tail", "--since", "10m", "--no-follow", "--job", str(second))
     assert f"job {first} " not in out
+
+
+@pytest.mark.timeout(120)
+def test_the_operator_commands_work_on_the_embedded_database() -> None:
+    data = tempfile.mkdtemp(prefix="mealworker-ops-")
+    env = {"MEALWORKER_DATA_DIR": data}
+    code, out, err = cli(env, "enqueue", "--type", "ping", "--count", "2", "--json")
+    assert code == 0, err
+    first, second = (item["job_id"] for item in json.loads(out))
+    assert cli(env, "cancel", str(first))[1].strip() == f"job {first}: cancelled"
+    assert cli(env, "requeue", str(first))[0] == 0
+    assert cli(env, "requeue", "--stale") == (0, "", "")
+    code, out, _ = cli(env, "stats", "--json")
+    assert json.loads(out)["by_status"]["pending"] == 2
+    code, out, _ = cli(env, "tail", "--since", "5m", "--no-follow", "--json")
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert events.count("enqueued") == 2
+    assert "cancelled" in events
+    assert "requeued" in events
+    assert second

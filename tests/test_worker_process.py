@@ -369,3 +369,24 @@ def _get(url: str) -> tuple[int, str]:
     except httpx.HTTPError:
         return 0, ""
     return response.status_code, response.text
+
+
+def test_tail_shows_a_running_worker_s_events(
+    database_url: str, workers: Callable[..., WorkerProcess]
+) -> None:
+    query(
+        database_url,
+        "select * from public.mealworker_enqueue_jobs(p_job_type => 'ping', "
+        "p_payloads => '[{}, {}]'::jsonb)",
+    )
+    worker = workers(env_for(database_url, WORKER_ID="tail-test-worker"))
+    wait_until(lambda: statuses(database_url) == {"completed": 2}, what="pings")
+    result = CliRunner().invoke(
+        app, ["tail", "--since", "1m", "--no-follow", "--json"], env={"DATABASE_URL": database_url}
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    done = [e for e in events if e["event"] == "completed"]
+    assert len(done) == 2
+    assert {e["worker_id"] for e in done} == {"tail-test-worker"}
