@@ -53,6 +53,8 @@ class WorkerMetrics:
     done: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    """Job failures by kind: ProviderUnavailableError and ProviderRejectedError are OpenAI's."""
     processing: dict[str, Histogram] = field(default_factory=dict)
     pickup: Histogram = field(default_factory=lambda: Histogram(PICKUP_BUCKETS))
     openai_tokens: Counter[str] = field(default_factory=Counter)
@@ -85,6 +87,7 @@ class WorkerMetrics:
         counter("mealworker_jobs_completed_total", "Jobs completed.", self.done, "job_type")
         counter("mealworker_jobs_failed_total", "Jobs failed for good.", self.failed, "job_type")
         counter("mealworker_jobs_retried_total", "Retries scheduled.", self.retried, "job_type")
+        counter("mealworker_job_errors_total", "Job failures by kind.", self.errors, "kind")
         lines += [
             "# HELP mealworker_job_processing_seconds Time from claim to result.",
             "# TYPE mealworker_job_processing_seconds histogram",

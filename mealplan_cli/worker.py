@@ -92,10 +92,12 @@ def job_fields(job: ClaimedJob) -> dict[str, Any]:
 class JobFailed(Exception):
     """A handler's failure, reduced to what the queue records: a message and whether to retry."""
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, kind: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.kind = kind
+        """The exception class behind it, for metrics (``ProviderUnavailableError``...)."""
 
 
 async def execute(
@@ -108,12 +110,13 @@ async def execute(
         async with asyncio.timeout(time_limit):
             return await handler(job, context)
     except TimeoutError:
-        raise JobFailed(f"timed out after {time_limit:g}s", retryable=True) from None
+        raise JobFailed(f"timed out after {time_limit:g}s", True, "TimeoutError") from None
     except MealworkerError as error:
-        raise JobFailed(str(error), error.retryable) from None
+        raise JobFailed(str(error), error.retryable, type(error).__name__) from None
     except Exception as error:  # a bug in a handler must not stop the worker
         log.exception("job %s: unexpected error", job.id, extra=job_fields(job))
-        raise JobFailed(f"unexpected error: {type(error).__name__}: {error}", True) from None
+        kind = type(error).__name__
+        raise JobFailed(f"unexpected error: {kind}: {error}", True, kind) from None
 
 
 class _Outage:
@@ -293,6 +296,7 @@ class Worker:
                 log.warning("job %s: lease lost, result dropped", job.id, extra=extra)
             raise
         except JobFailed as failure:
+            self.metrics.errors[failure.kind] += 1
             await self._fail(job, failure.message, failure.retryable)
         else:
             self._completing[job.id] = job

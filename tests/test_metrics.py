@@ -27,7 +27,9 @@ def test_metrics_render_counters_histograms_and_cost() -> None:
         {"input_tokens": 1000, "output_tokens": 500, "cached_tokens": 0, "cost_usd": 0.0012},
     )
     metrics.failed["generate_meal_plan"] += 1
+    metrics.errors["ProviderUnavailableError"] += 2
     text = metrics.render()
+    assert 'mealworker_job_errors_total{kind="ProviderUnavailableError"} 2' in text
     assert 'mealworker_jobs_completed_total{job_type="generate_meal_plan"} 1' in text
     assert 'mealworker_jobs_failed_total{job_type="generate_meal_plan"} 1' in text
     assert 'le="60"} 1' in text

@@ -14,6 +14,7 @@ from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.errors import InvalidRequestError, ProviderUnavailableError
 from mealplan_cli.generation.services import generation_services
 from mealplan_cli.handlers import HandlerRegistry, JobContext, default_handlers
+from mealplan_cli.metrics import WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Completion, Queue
 from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
 
@@ -30,12 +31,17 @@ async def connected(url: str) -> AsyncIterator[Queue]:
 
 
 async def drain(
-    queue: Queue, handlers: HandlerRegistry | None = None, **config: Any
+    queue: Queue,
+    handlers: HandlerRegistry | None = None,
+    metrics: WorkerMetrics | None = None,
+    **config: Any,
 ) -> WorkerReport:
     settings = Settings(planner="catalog")
     values: dict[str, Any] = {"until_empty": True, "poll_interval": 0.05, **config}
     async with generation_services(settings) as services:
-        worker = Worker(queue, handlers or default_handlers(), services, WorkerConfig(**values))
+        worker = Worker(
+            queue, handlers or default_handlers(), services, WorkerConfig(**values), metrics
+        )
         return await asyncio.wait_for(worker.run(), 60)
 
 
@@ -96,12 +102,16 @@ def test_a_transient_failure_schedules_a_retry(database_url: str) -> None:
     async def flaky(job: ClaimedJob, context: JobContext) -> None:
         raise ProviderUnavailableError("OpenAI unavailable (RateLimitError)")
 
+    metrics = WorkerMetrics()
+
     async def body(queue: Queue) -> WorkerReport:
         await queue.enqueue_jobs("ping", [{}])
-        return await drain(queue, registry(flaky))
+        return await drain(queue, registry(flaky), metrics)
 
     report = run(database_url, body)
     assert report.retried == 1
+    assert metrics.errors == {"ProviderUnavailableError": 1}
+    assert metrics.retried == {"ping": 1}
     (row,) = job_rows(database_url).values()
     assert row["status"] == "pending"
     assert row["attempts"] == 1
