@@ -116,7 +116,7 @@ class Settings(BaseModel):
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = value
-                sources[name] = f"--{name.replace('_', '-')}"
+                sources[name] = f"{name.upper()} (from the command line)"
         try:
             return cls.model_validate(values)
         except ValidationError as error:

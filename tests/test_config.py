@@ -77,3 +77,8 @@ def test_settings_never_write_the_environment(tmp_path: Path) -> None:
     env_file.write_text("OPENAI_MODEL=from-file\n")
     assert Settings.load(env_file=env_file).openai_model == "from-file"
     assert "OPENAI_MODEL" not in os.environ
+
+
+def test_a_bad_command_line_value_names_its_setting() -> None:
+    with pytest.raises(ConfigurationError, match=r"MAX_CONCURRENT_JOBS \(from the command line\)"):
+        Settings.load({"max_concurrent_jobs": 0}, env_file=None, environ={})
