@@ -390,3 +390,24 @@ def test_tail_shows_a_running_worker_s_events(
     done = [e for e in events if e["event"] == "completed"]
     assert len(done) == 2
     assert {e["worker_id"] for e in done} == {"tail-test-worker"}
+
+
+@pytest.mark.parametrize("command", [["tail"], ["stats", "--watch", "--interval", "0.5"]])
+def test_ctrl_c_ends_the_following_commands_with_exit_0(
+    database_url: str, command: list[str], tmp_path: Path
+) -> None:
+    env = env_for(database_url)
+    output = (tmp_path / "out.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mealplan_cli", *command], env=env, stdout=output, stderr=output
+    )
+    try:
+        time.sleep(2.5)
+        assert process.poll() is None, "it should keep following until interrupted"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output.close()
+    assert "Traceback" not in (tmp_path / "out.log").read_text()
