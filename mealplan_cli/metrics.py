@@ -64,8 +64,11 @@ class WorkerMetrics:
     photo_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)
     """(Unsplash searches, cache hits) so far."""
 
-    def job_finished(self, job_type: str, seconds: float, usage: dict[str, object] | None) -> None:
-        self.done[job_type] += 1
+    def handler_finished(
+        self, job_type: str, seconds: float, usage: dict[str, object] | None
+    ) -> None:
+        """A handler returned: its time and the tokens it spent count, whether or not its
+        result is then written (``done`` counts only results the database accepted)."""
         self.processing.setdefault(job_type, Histogram(PROCESSING_BUCKETS)).observe(seconds)
         if usage:
             for direction in ("input", "output", "cached"):

@@ -305,7 +305,7 @@ class Worker:
             self._completions_ready.set()
             seconds = time.monotonic() - started
             usage = result.get("usage") if isinstance(result, dict) else None
-            self.metrics.job_finished(job.job_type, seconds, usage)
+            self.metrics.handler_finished(job.job_type, seconds, usage)
             log.info("job %s done in %.2fs", job.id, seconds, extra=extra)
 
     async def _fail(self, job: ClaimedJob, error: str, retryable: bool) -> None:
@@ -350,7 +350,9 @@ class Worker:
                     self._nothing_completing.set()
             self.report.completed += len(written)
             for completion in batch:
-                if completion.job.id not in written:
+                if completion.job.id in written:
+                    self.metrics.done[completion.job.job_type] += 1
+                else:
                     self.report.lost += 1
                     log.warning(
                         "job %s: lease lost, result dropped (another worker owns it)",

@@ -21,11 +21,12 @@ def test_health_follows_the_database_and_the_loop() -> None:
 
 def test_metrics_render_counters_histograms_and_cost() -> None:
     metrics = WorkerMetrics()
-    metrics.job_finished(
+    metrics.handler_finished(
         "generate_meal_plan",
         42.0,
         {"input_tokens": 1000, "output_tokens": 500, "cached_tokens": 0, "cost_usd": 0.0012},
     )
+    metrics.done["generate_meal_plan"] += 1
     metrics.failed["generate_meal_plan"] += 1
     metrics.errors["ProviderUnavailableError"] += 2
     text = metrics.render()

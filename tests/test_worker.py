@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+import pytest
 
 from mealplan_cli.config import Settings
 from mealplan_cli.db.postgres import PostgresDatabase
@@ -162,9 +163,16 @@ def test_a_job_past_its_timeout_fails(database_url: str) -> None:
     assert row["last_error"] == "timed out after 0.3s"
 
 
-def test_a_lost_lease_drops_the_result(database_url: str) -> None:
-    """The job is taken over while it runs; the first worker's late result must not land."""
+@pytest.mark.parametrize(
+    "lease_seconds",
+    [3, 60],
+    ids=["the-heartbeat-notices", "the-completion-is-refused"],
+)
+def test_a_lost_lease_drops_the_result(database_url: str, lease_seconds: float) -> None:
+    """The job is taken over while it runs; the first worker's late result must not land,
+    whether its heartbeat learns of it first or its completion is fenced out."""
     started = asyncio.Event()
+    metrics = WorkerMetrics()
 
     async def slow(job: ClaimedJob, context: JobContext) -> dict[str, str]:
         started.set()
@@ -173,7 +181,9 @@ def test_a_lost_lease_drops_the_result(database_url: str) -> None:
 
     async def body(queue: Queue) -> WorkerReport:
         await queue.enqueue_jobs("ping", [{}])
-        first = asyncio.create_task(drain(queue, registry(slow), lease_seconds=3, concurrency=1))
+        first = asyncio.create_task(
+            drain(queue, registry(slow), metrics, lease_seconds=lease_seconds, concurrency=1)
+        )
         await started.wait()
         with psycopg.connect(database_url, autocommit=True) as conn:  # as if it had stalled
             conn.execute("update public.background_jobs set lease_expires_at = now()")
@@ -187,6 +197,7 @@ def test_a_lost_lease_drops_the_result(database_url: str) -> None:
     assert report.completed == 0
     assert report.lost == 1
     assert events(database_url, "completed") == [1]
+    assert metrics.done == {}
 
 
 def test_an_operator_cancel_stops_the_running_job(database_url: str) -> None:
