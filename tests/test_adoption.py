@@ -104,7 +104,8 @@ def test_adopt_keeps_every_row_and_app_column_and_queues_the_pending_jobs(
         ledger_before = conn.execute(
             "select * from supabase_migrations.schema_migrations order by 1"
         ).fetchall()
-    assert len(plans_before) == 6 and len(jobs_before) == 7
+    assert len(plans_before) == 6
+    assert len(jobs_before) == 7
 
     result = runner.invoke(app, ["migrate", "--adopt"], env={"DATABASE_URL": node_database})
     assert result.exit_code == 0, result.output
@@ -164,7 +165,8 @@ def test_adopt_keeps_every_row_and_app_column_and_queues_the_pending_jobs(
         other = conn.execute(
             "select payload from public.background_jobs where job_type = 'send_weekly_email'"
         ).fetchone()
-        assert other is not None and other[0]["userId"].startswith("10000000")
+        assert other is not None
+        assert other[0]["userId"].startswith("10000000")
         conn.commit()
 
     again = runner.invoke(app, ["migrate"], env={"DATABASE_URL": node_database})

@@ -204,7 +204,9 @@ def test_export_writes_the_files_and_never_overwrites_another(tmp_path: Path) ->
     assert names == [m.file_name for m in bundled_migrations()]
     assert (target / names[0]).read_text() == bundled_migrations()[0].sql
     again = runner.invoke(app, ["migrate", "--export", str(target)])
-    assert again.exit_code == 0 and "unchanged" in again.stdout and "wrote" not in again.stdout
+    assert again.exit_code == 0
+    assert "unchanged" in again.stdout
+    assert "wrote" not in again.stdout
 
     other = tmp_path / "node-app" / "supabase" / "migrations"
     other.mkdir(parents=True)

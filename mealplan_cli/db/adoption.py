@@ -310,14 +310,16 @@ async def _widen_status_check(conn: Conn, legacy: LegacySchema) -> None:
             )
         )
     await conn.execute(
-        sql.SQL("alter table public.meal_plans add constraint meal_plans_status_check check ({})")
-        .format(sql.SQL("status in ({})").format(sql.SQL(", ").join(map(sql.Literal, allowed))))
+        sql.SQL(
+            "alter table public.meal_plans add constraint meal_plans_status_check check ({})"
+        ).format(sql.SQL("status in ({})").format(sql.SQL(", ").join(map(sql.Literal, allowed))))
     )
     if rows:
         old = "; ".join(f"{r[0]}: {r[1]}" for r in rows)
         await conn.execute(
-            sql.SQL("comment on constraint meal_plans_status_check on public.meal_plans is {}")
-            .format(sql.Literal(f"widened by mealworker migrate --adopt; was {old}"))
+            sql.SQL(
+                "comment on constraint meal_plans_status_check on public.meal_plans is {}"
+            ).format(sql.Literal(f"widened by mealworker migrate --adopt; was {old}"))
         )
         legacy.notes.append(f"widened the status check of public.meal_plans to {allowed}")
 
