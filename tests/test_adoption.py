@@ -124,7 +124,9 @@ def test_adopt_keeps_every_row_and_app_column_and_queues_the_pending_jobs(
         status = APP_COLUMNS.index("status")
         for old, new in zip(plans_before, plans_after, strict=True):
             assert old[:status] + old[status + 1 :] == new[:status] + new[status + 1 :]
-        statuses = dict(conn.execute("select id::text, status from public.meal_plans").fetchall())
+        statuses: dict[str, str] = dict(
+            conn.execute("select id::text, status from public.meal_plans").fetchall()
+        )
         assert statuses["00000000-0000-4000-8000-000000000001"] == "completed"
         assert statuses["00000000-0000-4000-8000-000000000003"] == "failed"
         assert statuses["00000000-0000-4000-8000-000000000004"] == "pending"  # was processing
