@@ -76,7 +76,7 @@ def agree(conn: psycopg.Connection[Any], request: Any) -> None:
         assert field in python_problem, (request, sql_problem, python_problem)
 
 
-characters = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+characters = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 text = st.text(characters, max_size=12)
 padding = st.lists(st.sampled_from(WHITESPACE), max_size=2).map("".join)
 
