@@ -171,6 +171,27 @@ def test_adopt_keeps_every_row_and_app_column_and_queues_the_pending_jobs(
         assert other[0]["userId"].startswith("10000000")
         conn.commit()
 
+    # The app, unchanged, still enqueues the Node worker's way: the job is one mealworker runs.
+    with psycopg.connect(node_database) as conn:
+        plan = conn.execute(
+            "insert into public.meal_plans (user_id, title, preferences) values "
+            "('10000000-0000-4000-8000-000000000001', 'New', '{\"days\": 2}') returning id"
+        ).fetchone()
+        assert plan is not None
+        conn.execute(
+            "insert into public.background_jobs (job_type, payload) values "
+            "('generate_meal_plan', jsonb_build_object('mealPlanId', %s::text, "
+            "'preferences', '{\"days\": 2}'::jsonb))",
+            (plan[0],),
+        )
+        conn.commit()
+        (node_job,) = conn.execute(
+            "select payload, meal_plan_id from public.mealworker_claim_jobs("
+            "'adopter', array['generate_meal_plan'], 10)"
+        ).fetchall()
+        assert node_job[1] == plan[0]
+        assert parse_request(node_job[0]["request"]).days == 2
+
     again = runner.invoke(app, ["migrate"], env={"DATABASE_URL": node_database})
     assert again.exit_code == 0, again.output
     assert again.stdout.strip() == "database is up to date"

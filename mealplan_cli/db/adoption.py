@@ -19,7 +19,9 @@ with every migration (all or nothing):
   first migration's ``revoke``; no row and no app column is touched;
 * the migrations run, and the old queue's pending (and, since the Node worker must be stopped
   first, processing) jobs are queued again in the new ``background_jobs``, each payload keeping
-  ``legacy_job_id``; their meal plans go back to ``pending``.
+  ``legacy_job_id``; their meal plans go back to ``pending``;
+* a trigger (``mealworker_accept_node_jobs``) translates jobs the app still inserts the Node
+  worker's way, so the app keeps working unchanged until it calls ``request_meal_plan``.
 
 A ``meal_plans`` that cannot be adopted (its ``id`` is not a uuid, a needed column has another
 type, an app column is NOT NULL without a default so mealworker could not insert a row) is
@@ -371,6 +373,50 @@ select (select count(*) from imported), (select count(*) from plans)
 """
 
 
+_ACCEPT_NODE_JOBS = f"""
+create or replace function {LEGACY_SCHEMA}.accept_node_job()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_plan uuid;
+  v_request jsonb;
+begin
+  begin
+    v_plan := coalesce(new.payload ->> 'meal_plan_id', new.payload ->> 'mealPlanId')::uuid;
+  exception when invalid_text_representation then
+    return new;  -- not a meal plan id: the job fails with that reason, visibly
+  end;
+  if v_plan is null or not exists (select 1 from public.meal_plans mp where mp.id = v_plan) then
+    return new;
+  end if;
+  v_request := coalesce(new.payload -> 'request', new.payload -> 'preferences');
+  if v_request is null then
+    select mp.request into v_request from public.meal_plans mp where mp.id = v_plan;
+  end if;
+  update public.meal_plans mp
+     set request = v_request
+   where mp.id = v_plan and mp.request = '{{}}'::jsonb
+     and jsonb_typeof(v_request) = 'object';
+  new.meal_plan_id := v_plan;
+  new.payload := jsonb_build_object('meal_plan_id', v_plan, 'request', v_request,
+                                    'node_payload', new.payload);
+  return new;
+end
+$$;
+revoke all on function {LEGACY_SCHEMA}.accept_node_job() from public;
+create or replace trigger mealworker_accept_node_jobs
+  before insert on public.background_jobs
+  for each row
+  when (new.job_type = 'generate_meal_plan' and new.meal_plan_id is null)
+  execute function {LEGACY_SCHEMA}.accept_node_job();
+"""
+"""While the app still enqueues the Node worker's way (an insert into background_jobs with
+``{{"mealPlanId", "preferences"}}``), such a job is given the meal plan and request mealworker
+reads. Drop the trigger once the app calls ``request_meal_plan`` instead."""
+
+
 async def finish(conn: Conn, legacy: LegacySchema, grants: list[Grant]) -> None:
     """After the migrations: the app's privileges back, the old pending jobs queued again."""
     for grantee, privilege, column in grants:
@@ -383,6 +429,7 @@ async def finish(conn: Conn, legacy: LegacySchema, grants: list[Grant]) -> None:
         )
     if legacy.problem("background_jobs") is None:
         return
+    await conn.execute(_ACCEPT_NODE_JOBS)
     await conn.execute(
         "select pg_catalog.set_config('mealworker.detail', %s, true)",
         (f'{{"imported_from": "{LEGACY_SCHEMA}.background_jobs"}}',),
