@@ -91,6 +91,10 @@ def test_migrate_refuses_a_node_worker_database_and_changes_nothing(node_databas
     assert "Nothing was changed" in message
     assert "mealworker migrate --adopt" in message
     assert snapshot(node_database) == before
+    status = runner.invoke(app, ["migrate", "--status"], env={"DATABASE_URL": node_database})
+    assert status.exit_code == 0
+    assert "public.background_jobs has no priority" in " ".join(status.stdout.split())
+    assert snapshot(node_database) == before
 
 
 def test_adopt_keeps_every_row_and_app_column_and_queues_the_pending_jobs(

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
 from mealplan_cli.config import Settings
+from mealplan_cli.db import adoption
 from mealplan_cli.db.connect import direct_connection, postgres_url, transport_of
 from mealplan_cli.db.migrations import (
     LEDGER,
@@ -63,7 +64,7 @@ def migrate(
     if sql and transport_of(settings) == "rest":
         stdout.out(pending_sql([MigrationStatus(m, False) for m in bundled_migrations()]))
         return
-    statuses, applied, notes = run_async(
+    statuses, applied, notes, legacy = run_async(
         ctx, _migrate(settings, apply=not (status or sql), adopt=adopt)
     )
     if sql:
@@ -79,6 +80,8 @@ def migrate(
                 state = "applied" if item.applied else "pending"
             table.add_row(item.migration.version, item.migration.name, state)
         stdout.print(table)
+        if legacy is not None:
+            stdout.print(f"[yellow]note:[/] {legacy}", highlight=False, soft_wrap=True)
     else:
         for note in notes:
             stdout.print(f"adopted: {note}", highlight=False, soft_wrap=True)
@@ -97,9 +100,12 @@ MIGRATE_NEEDS_SQL = (
 
 async def _migrate(
     settings: Settings, *, apply: bool, adopt: bool
-) -> tuple[list[MigrationStatus], list[Migration], list[str]]:
+) -> tuple[list[MigrationStatus], list[Migration], list[str], str | None]:
+    """(statuses, files applied, what adoption did, why the database needs --adopt)"""
     url = await postgres_url(settings, rest_advice=MIGRATE_NEEDS_SQL)
     notes: list[str] = []
     async with direct_connection(url) as conn:
         applied = await apply_migrations(conn, adopt=adopt, report=notes) if apply else []
-        return await migration_status(conn), applied, notes
+        statuses = await migration_status(conn)
+        legacy = None if apply or statuses[0].applied else await adoption.inspect(conn)
+        return statuses, applied, notes, legacy.refusal() if legacy else None
