@@ -213,3 +213,24 @@ def test_a_meal_plans_table_that_cannot_be_adopted_is_refused_by_name(
     assert "Traceback" not in result.output
     assert "public.meal_plans.rating is NOT NULL without a default" in result.stderr
     assert snapshot(node_database) == before
+
+
+def test_the_worker_completes_the_adopted_jobs(node_database: str) -> None:
+    env = {"DATABASE_URL": node_database, "PLANNER": "catalog"}
+    assert runner.invoke(app, ["migrate", "--adopt"], env=env).exit_code == 0
+    result = runner.invoke(app, ["work", "--until-empty"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "3 completed, 0 failed" in result.stderr
+    with psycopg.connect(node_database) as conn:
+        rows = conn.execute(
+            "select right(id::text, 1), status, title, plan is not null from public.meal_plans "
+            "order by id"
+        ).fetchall()
+    assert rows == [
+        ("1", "completed", "Week 1", True),
+        ("2", "completed", "Week 2", True),
+        ("3", "failed", "Oops", False),
+        ("4", "completed", "Cutting", True),
+        ("5", "completed", "Vegan", True),
+        ("6", "completed", "Family", True),
+    ]
