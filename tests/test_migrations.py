@@ -162,11 +162,12 @@ def test_the_apps_supabase_ledger_is_never_written(empty_database: str) -> None:
         ours = conn.execute("select version from mealworker_private.migrations").fetchall()
         hidden = conn.execute(
             "select has_schema_privilege('anon', 'mealworker_private', 'usage'), "
-            "has_schema_privilege('authenticated', 'mealworker_private', 'usage')"
+            "has_schema_privilege('authenticated', 'mealworker_private', 'usage'), "
+            "has_table_privilege('service_role', 'mealworker_private.migrations', 'select')"
         ).fetchone()
     assert ledger == [("20231201000000", ["create table public.recipes (id int)"], "app_recipes")]
     assert len(ours) == len(bundled_migrations())
-    assert hidden == (False, False)
+    assert hidden == (False, False, False)
 
 
 def test_files_applied_through_the_supabase_cli_are_taken_over_not_rerun(

@@ -154,9 +154,21 @@ create table if not exists {LEDGER} (
     applied_at timestamptz not null default now(),
     applied_by text not null default 'mealworker migrate'
 );
-revoke all on table {LEDGER} from public
+revoke all on table {LEDGER} from public;
+do $$
+declare
+  r text;
+begin
+  -- Where these roles exist, take away whatever default privileges may have given them.
+  foreach r in array array['anon', 'authenticated', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = r) then
+      execute pg_catalog.format('revoke all on table {LEDGER} from %I', r);
+    end if;
+  end loop;
+end
+$$
 """
-"""Our ledger. No grant to anon or authenticated (new schemas get none, not even on Supabase)."""
+"""Our ledger: readable and writable by the database owner (who runs ``migrate``) only."""
 
 Conn = psycopg.AsyncConnection[tuple[object, ...]]
 
