@@ -8,6 +8,10 @@ from the Python model, so a word added there and not in SQL fails this test.
 
 Limits of the generated data, each a PostgreSQL limit rather than a choice: no NUL character and
 no lone surrogate (``jsonb`` cannot store them), and no NaN or infinity (JSON has none).
+
+One deliberate difference sits outside ``mealworker_request_problem``: ``request_meal_plan``
+refuses a body over 64 KB before validating it. Only white space padding can make a valid
+request that large (the largest meaningful one is about 12 KB), so the worker never sees one.
 """
 
 from __future__ import annotations
