@@ -234,3 +234,18 @@ def test_the_worker_completes_the_adopted_jobs(node_database: str) -> None:
         ("5", "completed", "Vegan", True),
         ("6", "completed", "Family", True),
     ]
+
+
+def test_an_adoption_that_fails_half_way_changes_nothing(node_database: str) -> None:
+    with psycopg.connect(node_database, autocommit=True) as conn:
+        conn.execute(
+            "insert into public.background_jobs (job_type, payload, status, attempts) values "
+            "('generate_meal_plan', '{\"mealPlanId\": \"00000000-0000-4000-8000-000000000005\"}', "
+            "'pending', 2147483647)"
+        )
+    before = snapshot(node_database)
+    result = runner.invoke(app, ["migrate", "--adopt"], env={"DATABASE_URL": node_database})
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "migrate --adopt failed, nothing was changed" in result.stderr
+    assert snapshot(node_database) == before

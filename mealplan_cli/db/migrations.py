@@ -287,9 +287,15 @@ async def apply_migrations(
         await conn.execute(LEDGER_DDL)
         await _take_over_supabase_records(conn, migrations)
         if legacy is not None and legacy.problems:
-            grants = await adoption.prepare(conn, legacy)
-            applied = [m for m in migrations if await _apply_one(conn, m)]
-            await adoption.finish(conn, legacy, grants)
+            try:
+                grants = await adoption.prepare(conn, legacy)
+                applied = [m for m in migrations if await _apply_one(conn, m)]
+                await adoption.finish(conn, legacy, grants)
+            except psycopg.Error as error:
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise adoption.LegacySchemaError(
+                    f"migrate --adopt failed, nothing was changed: {first}", code=error.sqlstate
+                ) from None
             if report is not None:
                 report.extend(legacy.notes)
             return applied
