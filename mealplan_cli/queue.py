@@ -112,6 +112,22 @@ class LostLease:
 
 
 @dataclass(frozen=True)
+class Cancellation:
+    """What ``cancel`` did to one job."""
+
+    job_id: int
+    status: str
+    previous_status: str
+    outcome: str
+    """cancelled, cancel_requested, already_requested, already_cancelled or finished."""
+
+    @property
+    def refused(self) -> bool:
+        """The job had finished (completed or failed): there was nothing left to cancel."""
+        return self.outcome == "finished"
+
+
+@dataclass(frozen=True)
 class Completion:
     job: ClaimedJob
     result: dict[str, Any] | None
@@ -309,6 +325,24 @@ class Queue:
         """Pending jobs are cancelled at once; a processing one when its worker checks in."""
         rows = await self.db.call("mealworker_cancel_jobs", p_job_ids=list(job_ids))
         return [(int(row["job_id"]), str(row["status"])) for row in rows]
+
+    async def cancel(self, job_ids: Sequence[int]) -> list[Cancellation]:
+        """Cancel jobs, saying per job what happened; unknown ids are left out."""
+        rows = await self.db.call("mealworker_cancel_jobs", p_job_ids=list(job_ids))
+        return [
+            Cancellation(
+                int(row["job_id"]),
+                str(row["status"]),
+                str(row.get("previous_status") or row["status"]),
+                str(row.get("outcome") or row["status"]),
+            )
+            for row in rows
+        ]
+
+    async def job_for_meal_plan(self, meal_plan_id: UUID) -> int | None:
+        """The newest job generating this meal plan (``run-job <meal plan id>``)."""
+        job_id = await self.db.value("mealworker_job_for_meal_plan", p_meal_plan_id=meal_plan_id)
+        return None if job_id is None else int(job_id)
 
     async def events_from(self, since: datetime, *, limit: int = 500) -> list[Row]:
         return await self.db.call("mealworker_events_from", p_since=since, p_limit=limit)

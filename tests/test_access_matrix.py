@@ -56,6 +56,7 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_requeue_stale": {},
     "mealworker_requeue_jobs": {"p_dry_run": True},
     "mealworker_cancel_jobs": {"p_job_ids": []},
+    "mealworker_job_for_meal_plan": {"p_meal_plan_id": str(uuid.uuid4())},
     "mealworker_queue_stats": {},
     "mealworker_events_since": {},
     "mealworker_image_cache_get": {"p_query": "dal"},
@@ -114,6 +115,29 @@ def test_request_and_cancel_belong_to_signed_in_owners(server: FakePostgrest) ->
     assert rpc(server, "cancel_meal_plan", cancel, tokens["anon"]) == 401
     assert rpc(server, "cancel_meal_plan", cancel, tokens["bob"]) == 404
     assert rpc(server, "cancel_meal_plan", cancel, tokens["alice"]) == 200
+
+
+def test_anonymous_sign_ins_and_the_daily_cap_through_the_api(
+    server: FakePostgrest, database_url: str
+) -> None:
+    anonymous = server.user_jwt(uuid.uuid4(), claims={"is_anonymous": True})
+    response = httpx.post(
+        f"{server.rest_url}/rpc/request_meal_plan",
+        json={"request": {"days": 1}},
+        headers={"apikey": server.anon_key, "Authorization": f"Bearer {anonymous}"},
+    )
+    assert response.status_code == 403
+    assert "anonymous users cannot request meal plans" in response.json()["message"]
+    assert "mealworker.allow_anonymous" in response.json()["hint"]
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'alter database "{name}" set mealworker.max_plans_per_day = 1')
+        conn.execute(f'alter database "{name}" set mealworker.allow_anonymous = on')
+    with FakePostgrest(database_url) as fresh:  # new connections see the settings
+        token = fresh.user_jwt(uuid.uuid4(), claims={"is_anonymous": True})
+        codes = [rpc(fresh, "request_meal_plan", {"request": {"days": 1}}, token) for _ in range(2)]
+    assert codes == [200, 429]
 
 
 def rows_visible(url: str, role: str, user: uuid.UUID | None, table: str) -> int | str:

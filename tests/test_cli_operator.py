@@ -107,7 +107,7 @@ def test_cancel_pending_processing_and_unknown(env: dict[str, str], database_url
     sql(database_url, "select * from public.mealworker_claim_jobs('w1', array['ping'], 1)")
     code, out, _ = cli(env, "cancel", str(running), str(waiting))
     assert code == 0
-    assert f"job {running}: processing (its worker stops it" in out
+    assert f"job {running}: cancel requested; its worker stops it" in out
     assert f"job {waiting}: cancelled" in out
     code, _, err = cli(env, "cancel", "424242")
     assert code == 1

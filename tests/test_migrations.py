@@ -75,8 +75,11 @@ def test_migrate_applies_then_is_a_no_op(empty_database: str) -> None:
     with psycopg.connect(empty_database) as conn:
         rows = conn.execute(
             "select version, name, array_length(statements, 1) "
-            "from supabase_migrations.schema_migrations"
+            "from mealworker_private.migrations order by version"
         ).fetchall()
+        assert conn.execute(
+            "select to_regclass('supabase_migrations.schema_migrations')"
+        ).fetchone() == (None,)
     assert rows[0][0] == "20240101000000"
     assert rows[0][1] == "create_background_jobs"
     assert rows[0][2] > 10
@@ -100,7 +103,9 @@ def test_two_migrations_at_once_apply_each_file_once(empty_database: str) -> Non
         return list(await asyncio.gather(one(), one()))
 
     results = asyncio.run(both())
-    assert sorted(len(r) for r in results) == [0, len(bundled_migrations())]
+    # Each file ran exactly once, whichever of the two ran it.
+    versions = sorted(m.version for r in results for m in r)
+    assert versions == [m.version for m in bundled_migrations()]
 
 
 def test_an_edited_migration_is_refused(empty_database: str) -> None:
@@ -130,7 +135,92 @@ def test_the_sql_for_supabases_editor_applies_and_records(empty_database: str) -
     assert printed.exit_code == 0
     with psycopg.connect(empty_database, autocommit=True) as conn:
         conn.execute(printed.stdout.encode())
+        recorded = conn.execute(
+            "select count(*) from mealworker_private.migrations "
+            "where applied_by = 'mealworker migrate --sql'"
+        ).fetchone()
+    assert recorded == (len(bundled_migrations()),)
     assert migrate(empty_database).strip() == "database is up to date"
+
+
+APP_LEDGER = """
+create schema supabase_migrations;
+create table supabase_migrations.schema_migrations (
+  version text not null primary key, statements text[], name text);
+insert into supabase_migrations.schema_migrations values
+  ('20231201000000', array['create table public.recipes (id int)'], 'app_recipes');
+create table public.recipes (id int);
+"""
+
+
+def test_the_apps_supabase_ledger_is_never_written(empty_database: str) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(APP_LEDGER)
+    migrate(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        ledger = conn.execute("select * from supabase_migrations.schema_migrations").fetchall()
+        ours = conn.execute("select version from mealworker_private.migrations").fetchall()
+        hidden = conn.execute(
+            "select has_schema_privilege('anon', 'mealworker_private', 'usage'), "
+            "has_schema_privilege('authenticated', 'mealworker_private', 'usage'), "
+            "has_table_privilege('service_role', 'mealworker_private.migrations', 'select')"
+        ).fetchone()
+    assert ledger == [("20231201000000", ["create table public.recipes (id int)"], "app_recipes")]
+    assert len(ours) == len(bundled_migrations())
+    assert hidden == (False, False, False)
+
+
+def test_files_applied_through_the_supabase_cli_are_taken_over_not_rerun(
+    empty_database: str,
+) -> None:
+    """What an earlier mealworker, or `supabase db push` of exported files, leaves behind."""
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(APP_LEDGER)
+        for migration in bundled_migrations():
+            conn.execute(migration.sql.encode())
+            conn.execute(
+                "insert into supabase_migrations.schema_migrations values (%s, %s, %s)",
+                (migration.version, migration.statements, migration.name),
+            )
+        # Were the first file run again, this index would be back.
+        conn.execute("drop index public.background_job_events_created_at_idx")
+    status = runner.invoke(app, ["migrate", "--status"], env={"DATABASE_URL": empty_database})
+    assert "applied (Supabase CLI" in status.stdout
+    assert "pending" not in status.stdout
+    assert migrate(empty_database).strip() == "database is up to date"
+    with psycopg.connect(empty_database) as conn:
+        taken = conn.execute(
+            "select distinct applied_by from mealworker_private.migrations"
+        ).fetchall()
+        index = conn.execute(
+            "select to_regclass('public.background_job_events_created_at_idx')"
+        ).fetchone()
+    assert taken == [("supabase cli (taken over)",)]
+    assert index == (None,)
+
+
+def test_export_writes_the_files_and_never_overwrites_another(tmp_path: Path) -> None:
+    target = tmp_path / "app" / "supabase" / "migrations"
+    first = runner.invoke(app, ["migrate", "--export", str(target)])
+    assert first.exit_code == 0, first.output
+    names = sorted(p.name for p in target.iterdir())
+    assert names == [m.file_name for m in bundled_migrations()]
+    assert (target / names[0]).read_text() == bundled_migrations()[0].sql
+    again = runner.invoke(app, ["migrate", "--export", str(target)])
+    assert again.exit_code == 0
+    assert "unchanged" in again.stdout
+    assert "wrote" not in again.stdout
+
+    other = tmp_path / "node-app" / "supabase" / "migrations"
+    other.mkdir(parents=True)
+    (other / names[0]).write_text("-- the Node worker's own migration\n")
+    refused = runner.invoke(app, ["migrate", "--export", str(other)])
+    assert refused.exit_code == 1
+    assert "Traceback" not in refused.output
+    assert f"already has a different {names[0]}" in refused.stderr
+    assert "nothing was written" in refused.stderr
+    assert [p.name for p in other.iterdir()] == [names[0]]
+    assert (other / names[0]).read_text() == "-- the Node worker's own migration\n"
 
 
 def test_with_only_rest_settings_migrate_says_how_to_proceed() -> None:

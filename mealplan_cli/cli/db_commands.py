@@ -1,20 +1,24 @@
-"""``mealworker migrate``: apply, list or print the SQL migrations."""
+"""``mealworker migrate``: apply, list, print or export the SQL migrations."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from mealplan_cli.cli.app import app, load_settings, run_async, stdout
+from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
 from mealplan_cli.config import Settings
+from mealplan_cli.db import adoption
 from mealplan_cli.db.connect import direct_connection, postgres_url, transport_of
 from mealplan_cli.db.migrations import (
+    LEDGER,
     Migration,
     MigrationStatus,
     apply_migrations,
     bundled_migrations,
+    export_migrations,
     migration_status,
     pending_sql,
 )
@@ -28,29 +32,63 @@ def migrate(
         bool,
         typer.Option("--sql", help="Print the pending SQL (for Supabase's SQL editor)."),
     ] = False,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="Take over a Node-worker database: move its background_jobs aside to "
+            "mealworker_legacy, fit meal_plans, queue its pending jobs again.",
+        ),
+    ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            metavar="DIR",
+            help="Write the migration files into DIR (an app's supabase/migrations), for "
+            "`supabase db push`; touches no database.",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Apply the SQL migrations in order (each in its own transaction), recorded like the
-    Supabase CLI records them."""
+    """Apply the SQL migrations in order (each in its own transaction), recorded in
+    mealworker's own ledger (never in the app's Supabase CLI ledger)."""
+    if export is not None:
+        exported = run_checked(ctx, lambda: export_migrations(export))
+        for name in exported.written:
+            stdout.print(f"wrote {export / name}", highlight=False)
+        for name in exported.unchanged:
+            stdout.print(f"unchanged {export / name}", highlight=False)
+        return
     settings = load_settings(ctx)
     if sql and transport_of(settings) == "rest":
         stdout.out(pending_sql([MigrationStatus(m, False) for m in bundled_migrations()]))
         return
-    statuses, applied = run_async(ctx, _migrate(settings, apply=not (status or sql)))
+    statuses, applied, notes, legacy = run_async(
+        ctx, _migrate(settings, apply=not (status or sql), adopt=adopt)
+    )
     if sql:
         stdout.out(pending_sql(statuses) or "-- nothing pending")
     elif status:
         table = Table("version", "name", "state", title="Migrations", title_justify="left")
         for item in statuses:
-            state = (
-                "edited after it ran" if item.edited else ("applied" if item.applied else "pending")
-            )
+            if item.edited:
+                state = "edited after it ran"
+            elif item.via_supabase_cli:
+                state = f"applied (Supabase CLI; `migrate` records it in {LEDGER})"
+            else:
+                state = "applied" if item.applied else "pending"
             table.add_row(item.migration.version, item.migration.name, state)
         stdout.print(table)
-    elif applied:
-        for migration in applied:
-            stdout.print(f"applied {migration.file_name}")
+        if legacy is not None:
+            stdout.print(f"[yellow]note:[/] {legacy}", highlight=False, soft_wrap=True)
     else:
-        stdout.print("database is up to date")
+        for note in notes:
+            stdout.print(f"adopted: {note}", highlight=False, soft_wrap=True)
+        for migration in applied:
+            stdout.print(f"applied {migration.file_name}", highlight=False)
+        if not applied:
+            stdout.print("database is up to date")
 
 
 MIGRATE_NEEDS_SQL = (
@@ -61,9 +99,13 @@ MIGRATE_NEEDS_SQL = (
 
 
 async def _migrate(
-    settings: Settings, *, apply: bool
-) -> tuple[list[MigrationStatus], list[Migration]]:
+    settings: Settings, *, apply: bool, adopt: bool
+) -> tuple[list[MigrationStatus], list[Migration], list[str], str | None]:
+    """(statuses, files applied, what adoption did, why the database needs --adopt)"""
     url = await postgres_url(settings, rest_advice=MIGRATE_NEEDS_SQL)
+    notes: list[str] = []
     async with direct_connection(url) as conn:
-        applied = await apply_migrations(conn) if apply else []
-        return await migration_status(conn), applied
+        applied = await apply_migrations(conn, adopt=adopt, report=notes) if apply else []
+        statuses = await migration_status(conn)
+        legacy = None if apply or statuses[0].applied else await adoption.inspect(conn)
+        return statuses, applied, notes, legacy.refusal() if legacy else None

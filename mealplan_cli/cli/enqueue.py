@@ -55,8 +55,8 @@ def enqueue(
         return
     for item in queued[:20]:
         plan = f", meal plan {item['meal_plan_id']}" if item.get("meal_plan_id") else ""
-        again = "" if item.get("created", True) else " (already queued with this key)"
-        stdout.print(f"job {item['job_id']}{plan}{again}", highlight=False)
+        again = "" if item.get("created", True) else " (already queued with this key: no new plan)"
+        stdout.print(f"job {item['job_id']}{plan}{again}", highlight=False, soft_wrap=True)
     if len(queued) > 20:
         stdout.print(f"... and {len(queued) - 20} more")
 

@@ -11,6 +11,7 @@ from mealplan_cli.cli import request_options as ro
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
 from mealplan_cli.cli.render import plan_view, progress_display
 from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.errors import ProviderUnavailableError
 from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
 from mealplan_cli.generation.models import MealPlanRequest
 
@@ -61,6 +62,17 @@ async def _generate(
     settings: Settings, options: ro.RequestOptions, seed: int | None, show_progress: bool
 ) -> MealPlan:
     request: MealPlanRequest = options.build()
+    try:
+        return await _plan(settings, request, seed, show_progress)
+    except ProviderUnavailableError as error:
+        # The library's message fits a queued job too (the worker retries it); here the
+        # person at the terminal is the one to try again.
+        raise ProviderUnavailableError(f"{error}: try again in a minute") from None
+
+
+async def _plan(
+    settings: Settings, request: MealPlanRequest, seed: int | None, show_progress: bool
+) -> MealPlan:
     async with generation_services(settings, seed=seed) as services:
         stderr.print(f"[dim]{services.description}[/]", highlight=False)
         if not show_progress:

@@ -10,10 +10,11 @@ from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
 from mealplan_cli.cli.durations import ago
+from mealplan_cli.cli.render import plural
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Row
 from mealplan_cli.db.connect import open_database
-from mealplan_cli.queue import Queue
+from mealplan_cli.queue import Cancellation, Queue
 
 
 @app.command()
@@ -70,7 +71,7 @@ def requeue(
         stdout.out(json.dumps(rows, default=str))
         return
     verb = "would requeue" if dry_run else "requeued"
-    table = Table("job", "type", "was", "last error", title=f"{verb} {len(rows)} jobs")
+    table = Table("job", "type", "was", "last error", title=f"{verb} {plural(len(rows), 'job')}")
     for row in rows:
         table.add_row(
             str(row["job_id"]), row["job_type"], row["previous_status"], row.get("last_error") or ""
@@ -107,28 +108,57 @@ async def _requeue(
         )
 
 
+CANCEL_MESSAGES = {
+    "cancelled": "cancelled",
+    "cancel_requested": "cancel requested; its worker stops it at its next heartbeat",
+    "already_requested": "cancel already requested; its worker stops it at its next heartbeat",
+    "already_cancelled": "already cancelled",
+}
+
+
 @app.command()
 def cancel(
     ctx: typer.Context,
     job_ids: Annotated[list[int], typer.Argument(help="Jobs to cancel.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Cancel jobs: a pending one at once, a processing one when its worker next checks in."""
+    """Cancel jobs: a pending one at once, a processing one when its worker next checks in.
+    Exit 1 when a job could not be cancelled (completed, failed or unknown)."""
     settings = load_settings(ctx)
     outcome = run_async(ctx, _cancel(settings, job_ids))
+    found = {item.job_id for item in outcome}
+    missing = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in found]
+    refused = [item for item in outcome if item.refused]
     if as_json:
-        stdout.out(json.dumps([{"job_id": i, "status": s} for i, s in outcome]))
-        return
-    found = {job_id for job_id, _ in outcome}
-    for job_id, status in outcome:
-        note = " (its worker stops it at the next heartbeat)" if status == "processing" else ""
-        stdout.print(f"job {job_id}: {status}{note}", highlight=False)
-    missing = [job_id for job_id in job_ids if job_id not in found]
-    if missing:
-        stderr.print(f"[bold red]error:[/] no job {', '.join(map(str, missing))}")
+        rows: list[dict[str, object]] = [
+            {
+                "job_id": item.job_id,
+                "status": item.status,
+                "previous_status": item.previous_status,
+                "outcome": item.outcome,
+            }
+            for item in outcome
+        ]
+        rows += [{"job_id": job_id, "outcome": "not_found"} for job_id in missing]
+        stdout.out(json.dumps(rows))
+    else:
+        for item in outcome:
+            if not item.refused:
+                stdout.print(f"job {item.job_id}: {CANCEL_MESSAGES[item.outcome]}", highlight=False)
+        for item in refused:
+            stderr.print(
+                f"[bold red]error:[/] job {item.job_id} was not cancelled: it is already "
+                f"{item.status}",
+                highlight=False,
+            )
+        if missing:
+            stderr.print(
+                f"[bold red]error:[/] no job {', '.join(map(str, missing))}", highlight=False
+            )
+    if refused or missing:
         raise typer.Exit(1)
 
 
-async def _cancel(settings: Settings, job_ids: list[int]) -> list[tuple[int, str]]:
+async def _cancel(settings: Settings, job_ids: list[int]) -> list[Cancellation]:
     async with open_database(settings) as db:
-        return await Queue(db).cancel_jobs(job_ids)
+        return await Queue(db).cancel(job_ids)

@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stderr, stdout
+from mealplan_cli.cli.render import plural
 from mealplan_cli.config import Settings
 from mealplan_cli.db.connect import open_database
 from mealplan_cli.monitoring import QueueHealth, Threshold
@@ -48,10 +49,13 @@ def health_view(health: QueueHealth) -> Group:
         "processing p50 / p95 / max (24h)",
         " / ".join(_seconds(durations.get(k)) for k in ("p50", "p95", "max")),
     )
+    if "plans_24h" in raw:
+        overview.add_row("meal plans completed, 24h", str(raw["plans_24h"]))
     cost = raw.get("openai_24h") or {}
     overview.add_row(
-        "OpenAI, 24h",
-        f"{cost.get('plans', 0)} plans, {cost.get('input_tokens', 0)} in / "
+        "OpenAI usage, 24h",
+        f"{plural(int(cost.get('plans') or 0), 'plan')} that called it, "
+        f"{cost.get('input_tokens', 0)} in / "
         f"{cost.get('output_tokens', 0)} out tokens, ${float(cost.get('cost_usd') or 0):.4f}"
         + (
             f" (${float(cost['cost_per_plan_usd']):.4f}/plan)"

@@ -17,6 +17,21 @@ from mealplan_cli.db.base import Row
 from mealplan_cli.db.connect import open_database
 from mealplan_cli.queue import Queue
 
+EVENTS = (
+    "enqueued",
+    "claimed",
+    "progress",
+    "retry_scheduled",
+    "completed",
+    "failed",
+    "released",
+    "requeued",
+    "cancel_requested",
+    "cancelled",
+    "lease_lost",
+)
+"""Every event the queue writes (the triggers and functions in ``supabase/migrations``)."""
+
 EVENT_STYLES = {
     "failed": "bold red",
     "retry_scheduled": "yellow",
@@ -67,6 +82,12 @@ def tail(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Follow job events live: time, job, type, event, worker, attempt, detail. Ctrl-C exits."""
+    unknown = [name for name in event or [] if name not in EVENTS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown event {', '.join(map(repr, unknown))}; the events are {', '.join(EVENTS)}",
+            param_hint="--event",
+        )
     settings = load_settings(ctx)
 
     def wanted(row: Row) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
+from uuid import UUID
 
 import typer
 
@@ -147,7 +148,10 @@ async def _work(
 @app.command("run-job")
 def run_job(
     ctx: typer.Context,
-    job_id: Annotated[int, typer.Argument(help="The background_jobs id.")],
+    job: Annotated[
+        str,
+        typer.Argument(help="The background_jobs id, or the meal plan's id (a uuid)."),
+    ],
     force: Annotated[
         bool, typer.Option("--force", help="Also reprocess a failed, completed or cancelled job.")
     ] = False,
@@ -156,6 +160,7 @@ def run_job(
     """Process one job in the foreground. Exit 0 done, 1 failed, 2 no such job."""
     settings = load_settings(ctx, planner=planner)
     setup_logging(settings, worker_id=f"run-job-{socket.gethostname()}-{os.getpid()}")
+    job_id = _job_id(ctx, settings, job)
     outcome = run_async(ctx, _run_job(settings, job_id, force))
     if outcome is None:
         stderr.print(f"[bold red]error:[/] no job {job_id}")
@@ -165,6 +170,31 @@ def run_job(
         stderr.print(f"[bold red]job {job_id} failed{where}:[/] {outcome.error}", highlight=False)
         raise typer.Exit(1)
     stdout.print(f"job {job_id} completed")
+
+
+def _job_id(ctx: typer.Context, settings: Settings, job: str) -> int:
+    """``JOB`` as a job id: a number is one; a meal plan's uuid is looked up."""
+    if job.strip().isdigit():
+        return int(job)
+    try:
+        meal_plan_id = UUID(job.strip())
+    except ValueError:
+        stderr.print(
+            f"[bold red]error:[/] {job!r} is neither a job id (a number) nor a meal plan id "
+            "(a uuid)",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+    job_id = run_async(ctx, _job_for_meal_plan(settings, meal_plan_id))
+    if job_id is None:
+        stderr.print(f"[bold red]error:[/] no job for meal plan {meal_plan_id}", highlight=False)
+        raise typer.Exit(2)
+    return job_id
+
+
+async def _job_for_meal_plan(settings: Settings, meal_plan_id: UUID) -> int | None:
+    async with open_database(settings) as db:
+        return await Queue(db).job_for_meal_plan(meal_plan_id)
 
 
 async def _run_job(settings: Settings, job_id: int, force: bool) -> SingleRun | None:

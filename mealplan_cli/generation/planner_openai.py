@@ -432,7 +432,8 @@ def _provider_error(error: openai.APIError, model: str, attempts: int) -> Except
     if _transient(error):
         kind = type(error).__name__
         return ProviderUnavailableError(
-            f"OpenAI unavailable after {attempts} attempts ({kind}): it will be retried later"
+            f"OpenAI unavailable after {attempts} attempt{'' if attempts == 1 else 's'} "
+            f"({kind}), a temporary failure"
         )
     if isinstance(error, openai.AuthenticationError):
         return ProviderRejectedError("OpenAI rejected the API key (401): check OPENAI_API_KEY")
