@@ -1,15 +1,19 @@
-"""``mealworker migrate``: apply, list or print the SQL migrations."""
+"""``mealworker migrate``: apply, list or print the SQL migrations; ``mealworker db``: the
+embedded server's status, and stopping it."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from mealplan_cli.cli.app import app, load_settings, run_async, stdout
+from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
 from mealplan_cli.config import Settings
-from mealplan_cli.db.connect import direct_connection, postgres_url, transport_of
+from mealplan_cli.db.connect import data_dir_of, direct_connection, postgres_url, transport_of
+from mealplan_cli.db.embedded import ServerState, running_server, stop_server
 from mealplan_cli.db.migrations import (
     Migration,
     MigrationStatus,
@@ -67,3 +71,44 @@ async def _migrate(
     async with direct_connection(url) as conn:
         applied = await apply_migrations(conn) if apply else []
         return await migration_status(conn), applied
+
+
+db_app = typer.Typer(
+    name="db",
+    help="The embedded PostgreSQL (used when neither DATABASE_URL nor SUPABASE_URL is set).",
+    no_args_is_help=True,
+)
+app.add_typer(db_app)
+
+
+def _server_view(state: ServerState | None, data_dir: Path) -> dict[str, object]:
+    if state is None:
+        return {"running": False, "data_dir": str(data_dir)}
+    return {"running": True, "data_dir": str(data_dir), "pid": state.pid, "url": state.url}
+
+
+@db_app.command("status")
+def db_status(
+    ctx: typer.Context,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whether the embedded PostgreSQL is running, and where."""
+    data_dir = data_dir_of(load_settings(ctx))
+    view = _server_view(running_server(data_dir), data_dir)
+    if json_output:
+        stdout.out(json.dumps(view))
+    elif view["running"]:
+        stdout.print(f"running in {data_dir} (pid {view['pid']})", highlight=False)
+    else:
+        stdout.print(f"not running ({data_dir})", highlight=False)
+
+
+@db_app.command("stop")
+def db_stop(ctx: typer.Context) -> None:
+    """Stop the embedded PostgreSQL; the next command starts it again."""
+    data_dir = data_dir_of(load_settings(ctx))
+    stopped = run_checked(ctx, lambda: stop_server(data_dir))
+    if stopped is None:
+        stdout.print(f"not running ({data_dir})", highlight=False)
+    else:
+        stdout.print(f"stopped (pid {stopped.pid})", highlight=False)
