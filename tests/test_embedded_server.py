@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mealplan_cli.db.embedded import STATE_FILE, running_server
+from mealplan_cli.db.embedded import STATE_FILE, is_migrated, mark_migrated, running_server
 from tests.conftest import postgres_processes_under
 
 pytestmark = pytest.mark.timeout(180)
@@ -153,3 +153,14 @@ def test_db_status_of_a_folder_never_used(tmp_path: Path) -> None:
     assert code == 0
     assert json.loads(out) == {"running": False, "data_dir": str(tmp_path / "nothing")}
     assert not (tmp_path / "nothing").exists()
+
+
+def test_the_migration_check_is_skipped_only_for_the_server_and_files_it_was_made_for(
+    embedded_data_dir: Path,
+) -> None:
+    assert mealworker(embedded_data_dir, "stats")[0] == 0  # migrates and marks
+    mark_migrated(embedded_data_dir, "files-a")
+    assert is_migrated(embedded_data_dir, "files-a")
+    assert not is_migrated(embedded_data_dir, "files-b")  # other migration files: check again
+    assert mealworker(embedded_data_dir, "db", "stop")[0] == 0
+    assert not is_migrated(embedded_data_dir, "files-a")  # another server: check again

@@ -11,6 +11,8 @@ start (seconds) and every later one connects at once. Its lifecycle lives in the
   a live server there connects straight to its socket, without importing pgserver at all.
 - ``server.lock`` is held (``flock``) while a server is started or stopped, so two commands
   starting at once start one server, and ``mealworker db stop`` cannot race a start.
+- ``server.migrated`` names the running server and the migrations it was brought up to, so the
+  commands after the first skip the migration check as well (tens of milliseconds each).
 
 A server that died (killed, machine rebooted) leaves a state file whose pid is gone: the next
 command starts a new one. pgserver's own lifecycle (``cleanup_mode="stop"``: stop the server when
@@ -42,6 +44,7 @@ log = logging.getLogger("mealworker.db")
 
 STATE_FILE = "server.json"
 LOCK_FILE = "server.lock"
+MIGRATED_FILE = "server.migrated"
 START_ATTEMPTS_SECONDS = 20.0
 """How long a start is retried: after a SIGKILL, the dead postmaster's children hold its shared
 memory for a moment and PostgreSQL refuses to start until they have exited."""
@@ -145,6 +148,7 @@ def _write_state(data_dir: Path, state: ServerState) -> None:
 
 def _forget_state(data_dir: Path) -> None:
     (data_dir / STATE_FILE).unlink(missing_ok=True)
+    (data_dir / MIGRATED_FILE).unlink(missing_ok=True)
 
 
 def running_server(data_dir: Path) -> ServerState | None:
@@ -286,6 +290,29 @@ def stop_server(data_dir: Path) -> ServerState | None:
             _wait_exit(state.pid, 5.0)
         _forget_state(data_dir)
         return state
+
+
+def _migrated_mark(state: ServerState, fingerprint: str) -> str:
+    return f"{state.pid} {state.started} {fingerprint}"
+
+
+def is_migrated(data_dir: Path, fingerprint: str) -> bool:
+    """Whether the running server was brought up to the migrations ``fingerprint`` names."""
+    state = running_server(data_dir)
+    try:
+        mark = (data_dir / MIGRATED_FILE).read_text()
+    except OSError:
+        return False
+    return state is not None and mark == _migrated_mark(state, fingerprint)
+
+
+def mark_migrated(data_dir: Path, fingerprint: str) -> None:
+    """Record that the running server has the migrations ``fingerprint`` names."""
+    state = running_server(data_dir)
+    if state is not None:
+        temporary = data_dir / f".{MIGRATED_FILE}.{os.getpid()}"
+        temporary.write_text(_migrated_mark(state, fingerprint))
+        temporary.replace(data_dir / MIGRATED_FILE)
 
 
 async def start_embedded(data_dir: Path) -> str:
