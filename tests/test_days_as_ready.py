@@ -26,6 +26,7 @@ from tests.conftest import openai_settings
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import ChatRequest, FakeOpenAI
 from tests.test_end_users import as_role, request_plan
+from tests.test_queue_transports import Opener, open_db, run  # noqa: F401  (open_db: a fixture)
 
 REQUEST = {"days": 3, "meals": ["breakfast", "lunch", "dinner"], "calories": 2000}
 
@@ -230,3 +231,17 @@ def test_generate_meal_plan_tells_each_day_before_it_returns(fake_openai: FakeOp
     by_number = {day.day: day for day in told}
     for day in plan.days:
         assert by_number[day.day].model_dump() == day.model_dump()
+
+
+def test_report_days_over_every_transport(open_db: Opener, database_url: str) -> None:  # noqa: F811
+    async def body(queue: Queue) -> None:
+        queued = await queue.enqueue_meal_plan(parse_request({"days": 2}), idempotency_key=None)
+        (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
+        assert await queue.report_days(job, {"2": {"day": 2}})
+        assert await queue.report_days(job, {"1": {"day": 1}})
+        assert plan_row(database_url, str(queued.meal_plan_id))["days"] == {
+            "1": {"day": 1},
+            "2": {"day": 2},
+        }
+
+    run(open_db, body)
