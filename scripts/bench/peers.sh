@@ -19,8 +19,8 @@ if [[ -z "$harness" ]]; then
   done
 fi
 if [[ -z "$harness" || ! -x "$harness/run_all.sh" ]]; then
-  echo "peers.sh: no peer harness found beside the checkout: set PEERS_HARNESS to the" \
-       "bench-peers folder (the one with run_all.sh)" >&2
+  echo "peers.sh: no run_all.sh in ${harness:-../shared/bench-peers or ../../shared/bench-peers}:" \
+       "set PEERS_HARNESS to the bench-peers folder (the one with run_all.sh)" >&2
   exit 1
 fi
 
