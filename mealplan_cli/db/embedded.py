@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -221,7 +222,10 @@ def _start(pgdata: Path) -> ServerState:
     pgdata.mkdir(parents=True, exist_ok=True)
     pgdata = pgdata.resolve()
     server = module.postgres_server.PostgresServer(pgdata, cleanup_mode=None)
-    server.ensure_pgdata_inited()
+    try:
+        server.ensure_pgdata_inited()
+    except subprocess.SubprocessError as error:
+        raise RuntimeError(f"initdb failed in {pgdata}: {error}") from error
     deadline = time.monotonic() + START_ATTEMPTS_SECONDS
     while True:
         try:
