@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mealplan_cli.day_writer import DayWriter
 from mealplan_cli.db.base import DatabaseError
 from mealplan_cli.errors import InvalidRequestError
 from mealplan_cli.generation import generate_meal_plan
@@ -106,12 +107,17 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
         raise InvalidRequestError(f"job {job.id} has no request in its payload")
     request = parse_request(job.payload["request"])
     progress = ProgressWriter(context)
-    plan = await generate_meal_plan(
-        request,
-        planner=context.services.planner,
-        images=context.services.images,
-        on_progress=progress.update,
-    )
+    days = DayWriter(context.queue, job, interval=PROGRESS_INTERVAL_SECONDS)
+    try:
+        plan = await generate_meal_plan(
+            request,
+            planner=context.services.planner,
+            images=context.services.images,
+            on_progress=progress.update,
+            on_day=days.add,
+        )
+    finally:
+        await days.close()
     await progress.flush()
     return {
         "plan": plan.model_dump(mode="json"),

@@ -257,6 +257,14 @@ class Queue:
         )
         return bool(written)
 
+    async def report_days(self, job: ClaimedJob, days: dict[str, Any]) -> bool:
+        """Merge finished days (``{"<day number>": day}``) into the job's meal plan, so the app
+        shows them before the whole plan is done; False when the lease is gone."""
+        written = await self.db.value(
+            "mealworker_report_days", p_job_id=job.id, p_lease_token=job.lease_token, p_days=days
+        )
+        return bool(written)
+
     async def complete(self, completions: Sequence[Completion]) -> set[int]:
         """Complete many jobs in one call; returns the ids whose lease was still held."""
         if not completions:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from mealplan_cli.config import Settings
+from mealplan_cli.db.embedded import stop_server
 from tests import pg
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI
@@ -83,3 +88,38 @@ def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
     name = pg.clone(pg_server_url, pg_template)
     yield pg.with_database(pg_server_url, name)
     pg.drop(pg_server_url, name)
+
+
+def postgres_processes_under(folder: Path) -> list[int]:
+    """Pids of PostgreSQL servers whose command line names a path under ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            arguments = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "postgres" in arguments and str(folder) in arguments:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A ``MEALWORKER_DATA_DIR`` whose embedded server is stopped (and checked gone) after the
+    test, since the server outlives the commands that start it.
+
+    Not under pytest's ``tmp_path``: as root the embedded server runs as its own user, which must
+    be able to reach the folder (pgserver opens up the folders it creates, not pytest's).
+    """
+    folder = Path(tempfile.mkdtemp(prefix="mealworker-embedded-"))
+    try:
+        yield folder / "data"
+    finally:
+        stop_server(folder / "data")
+        leaked = postgres_processes_under(folder)
+        for pid in leaked:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+        assert not leaked, f"PostgreSQL servers left running under {folder}: {leaked}"

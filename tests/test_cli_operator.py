@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -150,9 +150,8 @@ def test_tail_shows_history_then_stops_without_follow(
 
 
 @pytest.mark.timeout(120)
-def test_the_operator_commands_work_on_the_embedded_database() -> None:
-    data = tempfile.mkdtemp(prefix="mealworker-ops-")
-    env = {"MEALWORKER_DATA_DIR": data}
+def test_the_operator_commands_work_on_the_embedded_database(embedded_data_dir: Path) -> None:
+    env = {"MEALWORKER_DATA_DIR": str(embedded_data_dir)}
     code, out, err = cli(env, "enqueue", "--type", "ping", "--count", "2", "--json")
     assert code == 0, err
     first, _ = (item["job_id"] for item in json.loads(out))

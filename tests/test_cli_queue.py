@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import psycopg
@@ -107,12 +106,8 @@ def test_a_job_type_without_a_handler_is_refused(database_url: str) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_demo_runs_on_the_embedded_database() -> None:
-    # Not under pytest's tmp_path: as root the embedded server runs as its own user, which must
-    # be able to reach the folder (pgserver opens up the folders it creates, not pytest's).
-    # The server stops when this process exits (pgserver's own atexit), so the folder stays.
-    data = Path(tempfile.mkdtemp(prefix="mealworker-demo-"))
-    result = runner.invoke(app, ["demo"], env={"MEALWORKER_DATA_DIR": str(data / "data")})
+def test_demo_runs_on_the_embedded_database(embedded_data_dir: Path) -> None:
+    result = runner.invoke(app, ["demo"], env={"MEALWORKER_DATA_DIR": str(embedded_data_dir)})
     assert result.exit_code == 0, result.output
     assert "6 plans completed, 0 failed" in result.stderr
     assert "transport embedded" in result.stderr

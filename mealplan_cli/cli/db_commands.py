@@ -1,7 +1,9 @@
-"""``mealworker migrate``: apply, list, print or export the SQL migrations."""
+"""``mealworker migrate``: apply, list, print or export the SQL migrations; ``mealworker db``:
+the embedded server's status, and stopping it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +13,8 @@ from rich.table import Table
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
 from mealplan_cli.config import Settings
 from mealplan_cli.db import adoption
-from mealplan_cli.db.connect import direct_connection, postgres_url, transport_of
+from mealplan_cli.db.connect import data_dir_of, direct_connection, postgres_url, transport_of
+from mealplan_cli.db.embedded import ServerState, running_server, stop_server
 from mealplan_cli.db.migrations import (
     LEDGER,
     Migration,
@@ -109,3 +112,44 @@ async def _migrate(
         statuses = await migration_status(conn)
         legacy = None if apply or statuses[0].applied else await adoption.inspect(conn)
         return statuses, applied, notes, legacy.refusal() if legacy else None
+
+
+db_app = typer.Typer(
+    name="db",
+    help="The embedded PostgreSQL (used when neither DATABASE_URL nor SUPABASE_URL is set).",
+    no_args_is_help=True,
+)
+app.add_typer(db_app)
+
+
+def _server_view(state: ServerState | None, data_dir: Path) -> dict[str, object]:
+    if state is None:
+        return {"running": False, "data_dir": str(data_dir)}
+    return {"running": True, "data_dir": str(data_dir), "pid": state.pid, "url": state.url}
+
+
+@db_app.command("status")
+def db_status(
+    ctx: typer.Context,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Whether the embedded PostgreSQL is running, and where."""
+    data_dir = data_dir_of(load_settings(ctx))
+    view = _server_view(running_server(data_dir), data_dir)
+    if json_output:
+        stdout.out(json.dumps(view))
+    elif view["running"]:
+        stdout.print(f"running in {data_dir} (pid {view['pid']})", highlight=False)
+    else:
+        stdout.print(f"not running ({data_dir})", highlight=False)
+
+
+@db_app.command("stop")
+def db_stop(ctx: typer.Context) -> None:
+    """Stop the embedded PostgreSQL; the next command starts it again."""
+    data_dir = data_dir_of(load_settings(ctx))
+    stopped = run_checked(ctx, lambda: stop_server(data_dir))
+    if stopped is None:
+        stdout.print(f"not running ({data_dir})", highlight=False)
+    else:
+        stdout.print(f"stopped (pid {stopped.pid})", highlight=False)

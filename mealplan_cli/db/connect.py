@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,8 +11,8 @@ import psycopg
 
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Database, DatabaseUnavailableError
-from mealplan_cli.db.embedded import default_data_dir, start_embedded
-from mealplan_cli.db.migrations import apply_migrations
+from mealplan_cli.db.embedded import default_data_dir, is_migrated, mark_migrated, start_embedded
+from mealplan_cli.db.migrations import apply_migrations, bundled_migrations
 from mealplan_cli.db.postgres import PostgresDatabase, redact_url
 from mealplan_cli.db.rest import RestDatabase
 from mealplan_cli.errors import ConfigurationError
@@ -68,6 +69,20 @@ def _rest_database(settings: Settings) -> RestDatabase:
     return RestDatabase(settings.supabase_url, settings.supabase_service_role_key)
 
 
+async def _migrate_embedded(url: str, data_dir: Path) -> None:
+    """Apply the migrations once per server start (and per set of bundled files): the commands
+    after the first find them recorded and skip the check."""
+    digest = hashlib.sha256()
+    for migration in bundled_migrations():
+        digest.update(f"{migration.version}\0{migration.name}\0{migration.sql}\0".encode())
+    fingerprint = digest.hexdigest()[:16]
+    if is_migrated(data_dir, fingerprint):
+        return
+    async with direct_connection(url) as conn:
+        await apply_migrations(conn)
+    mark_migrated(data_dir, fingerprint)
+
+
 @asynccontextmanager
 async def open_database(
     settings: Settings, *, pool_size: int = 4, keep_open: bool = False
@@ -88,8 +103,7 @@ async def open_database(
         return
     url = await postgres_url(settings)
     if transport == "embedded":
-        async with direct_connection(url) as conn:
-            await apply_migrations(conn)
+        await _migrate_embedded(url, data_dir_of(settings))
     db = await PostgresDatabase(
         url, transport=transport, min_size=pool_size if keep_open else 1, max_size=pool_size
     ).open()

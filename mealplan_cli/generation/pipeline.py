@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mealplan_cli.errors import PlanRejectedError
 from mealplan_cli.generation.foods import FoodTable, default_table
@@ -37,12 +37,22 @@ async def generate_meal_plan(
     images: UnsplashPhotos | None = None,
     on_progress: ProgressCallback = no_progress,
     table: FoodTable | None = None,
+    on_day: Callable[[Day], None] | None = None,
 ) -> MealPlan:
-    """Plan, validate, illustrate and total a meal plan; raises a ``GenerationError``."""
+    """Plan, validate, illustrate and total a meal plan; raises a ``GenerationError``.
+
+    ``on_day`` is told each day as soon as the planner has validated it (as the finished plan
+    will show it, less its photos), so a caller can publish day 1 before the week is done.
+    """
     started = time.monotonic()
     table = table or default_table()
     validator = PlanValidator(request, table)
-    result = await planner.plan(request, validator, on_progress)
+
+    def day_ready(number: int, meals: list[CheckedMeal]) -> None:
+        if on_day is not None:
+            on_day(_day(request, number, meals))
+
+    result = await planner.plan(request, validator, on_progress, day_ready)
     days = [_day(request, number, meals) for number, meals in enumerate(result.days, start=1)]
     photos_note = NO_PHOTOS
     if images is not None:

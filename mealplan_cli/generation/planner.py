@@ -27,6 +27,15 @@ def no_progress(_: Progress) -> None:
     """The callback for callers that do not show progress."""
 
 
+DayCallback = Callable[[int, list[CheckedMeal]], None]
+"""Told each day (its number, its meals) as soon as the planner has validated it, so a caller
+can show it before the whole plan is done. A day may be told again if the planner rewrites it."""
+
+
+def no_day(_number: int, _meals: list[CheckedMeal]) -> None:
+    """The day callback for callers that only want the finished plan."""
+
+
 @dataclass
 class PlannerResult:
     """Validated days of meals (per serving, before photos), with what it took to get them."""
@@ -44,7 +53,13 @@ class Planner(Protocol):
     name: str
 
     async def plan(
-        self, request: MealPlanRequest, validator: PlanValidator, on_progress: ProgressCallback
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback = no_day,
     ) -> PlannerResult:
-        """Days of validated meals for ``request``; raises a ``GenerationError`` when it cannot."""
+        """Days of validated meals for ``request``; raises a ``GenerationError`` when it cannot.
+
+        A planner that takes noticeable time per day calls ``on_day`` as each one is ready."""
         ...

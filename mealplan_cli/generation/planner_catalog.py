@@ -18,7 +18,13 @@ from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
 from mealplan_cli.generation.foods import FoodTable
 from mealplan_cli.generation.models import MealPlanRequest, ScaledMeal, Slot
-from mealplan_cli.generation.planner import PlannerResult, Progress, ProgressCallback
+from mealplan_cli.generation.planner import (
+    DayCallback,
+    PlannerResult,
+    Progress,
+    ProgressCallback,
+    no_day,
+)
 from mealplan_cli.generation.validation import (
     MAX_DAYS_IN_A_ROW,
     CheckedMeal,
@@ -81,8 +87,14 @@ class CatalogPlanner:
         return known[1]
 
     async def plan(
-        self, request: MealPlanRequest, validator: PlanValidator, on_progress: ProgressCallback
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback = no_day,
     ) -> PlannerResult:
+        """The whole plan at once: it takes milliseconds, as fast as a first day would arrive,
+        so no day is reported early through ``on_day``."""
         seed = self.seed if self.seed is not None else request_seed(request)
         on_progress(Progress("outline", 0, 1, "choosing recipes from the catalogue"))
         pools = self._eligible(request, validator)

@@ -42,7 +42,13 @@ from mealplan_cli.generation.models import (
     Slot,
     Usage,
 )
-from mealplan_cli.generation.planner import PlannerResult, Progress, ProgressCallback
+from mealplan_cli.generation.planner import (
+    DayCallback,
+    PlannerResult,
+    Progress,
+    ProgressCallback,
+    no_day,
+)
 from mealplan_cli.generation.pricing import Price, cost_usd, price_for
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator, protein_key
 
@@ -245,7 +251,11 @@ class OpenAIPlanner:
         self.price = price_for(model, price)
 
     async def plan(
-        self, request: MealPlanRequest, validator: PlanValidator, on_progress: ProgressCallback
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback = no_day,
     ) -> PlannerResult:
         tally = _Tally()
         result = PlannerResult(days=[], model=self.model)
@@ -272,6 +282,7 @@ class OpenAIPlanner:
                     request, validator, day, by_day.get(day), avoid, problems, tally
                 )
             days[day] = checked
+            on_day(day, checked)
             all_titles[day] = [c.meal.title for c in checked]
             result.scaled += scaled
             result.rejected += rejected

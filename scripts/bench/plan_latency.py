@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from mealplan_cli.generation import generate_meal_plan
 from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.models import parse_request
+from mealplan_cli.generation.models import Day, parse_request
 from mealplan_cli.generation.planner_catalog import CatalogPlanner
 from mealplan_cli.generation.planner_openai import INSTRUCTIONS, DayPlan, OpenAIPlanner
 from mealplan_cli.generation.planner_openai import outline_prompt as _outline_prompt
@@ -47,9 +47,14 @@ async def planner_way(base_url: str) -> tuple[float, dict[str, Any]]:
     try:
         planner = OpenAIPlanner(client, MODEL, concurrency=7)
         started = time.perf_counter()
-        plan = await generate_meal_plan(REQUEST, planner=planner)
+        days_ready: dict[int, float] = {}  # day number -> seconds until it was first told
+
+        def on_day(day: Day) -> None:
+            days_ready.setdefault(day.day, time.perf_counter() - started)
+
+        plan = await generate_meal_plan(REQUEST, planner=planner, on_day=on_day)
         elapsed = time.perf_counter() - started
-        return elapsed, plan.metadata.usage.model_dump()
+        return elapsed, {**plan.metadata.usage.model_dump(), "days_ready_s": days_ready}
     finally:
         await client.close()
 
@@ -98,6 +103,8 @@ def main() -> None:
     ) as fake:
         fake.models.append(MODEL)
         planner_s, planner_usage = asyncio.run(planner_way(fake.base_url))
+        days_ready = planner_usage.pop("days_ready_s")
+        first_day_s = min(days_ready.values())
         single_s, single_usage = asyncio.run(single_call_way(fake.base_url))
     catalog = catalog_times(args.catalog_runs)
     print(
@@ -110,6 +117,12 @@ def main() -> None:
                 "single_call_whole_plan_s": round(single_s, 2),
                 "ratio_planner_to_single": round(planner_s / single_s, 3),
                 "goal_ratio_at_most": 0.3,
+                "first_day_visible_s": round(first_day_s, 2),
+                "ratio_first_day_to_planner": round(first_day_s / planner_s, 3),
+                "goal_first_day_ratio_at_most": 0.35,
+                "first_day_number": min(days_ready, key=lambda n: days_ready[n]),
+                "day_one_visible_s": round(days_ready.get(1, float("nan")), 2),
+                "days_ready_s": {str(n): round(s, 2) for n, s in sorted(days_ready.items())},
                 "planner_usage": planner_usage,
                 "single_call_usage": single_usage,
                 "catalog_planner_ms": {
