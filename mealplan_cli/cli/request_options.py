@@ -41,7 +41,10 @@ Allergies = Annotated[
     str | None,
     typer.Option(
         help="Allergen families, comma-separated: gluten, crustaceans, eggs, fish, peanuts, "
-        "soybeans, milk, tree_nuts, celery, mustard, sesame, sulphites, lupin, molluscs."
+        "soybeans, milk, tree_nuts, celery, mustard, sesame, sulphites, lupin, molluscs. "
+        "Aliases widen: shellfish = crustaceans + molluscs; nuts = tree_nuts + peanuts; "
+        "seafood = fish + crustaceans + molluscs; dairy, lactose = milk; wheat = gluten; "
+        "soy = soybeans; egg = eggs."
     ),
 ]
 Exclude = Annotated[str | None, typer.Option(help="Ingredients to leave out, comma-separated.")]
