@@ -108,7 +108,7 @@ def test_unreadable_names_the_letter_it_cannot_read() -> None:
         ("scallops", A.molluscs),
         ("tempered with mustard seeds", A.mustard),
         ("vegetable stock", A.celery),
-        ("gluten-free crackers", A.gluten),
+        ("gluten-free wafers", A.gluten),
     ],
 )
 def test_the_lexicon_reads_compound_and_disguised_foods(text: str, allergen: Allergen) -> None:
@@ -250,3 +250,28 @@ def test_a_planner_cannot_tag_its_own_meal_safe() -> None:
     assert "quick" in accepted.meal.tags
     assert "nut-free" not in accepted.meal.tags
     assert "vegan" not in accepted.meal.tags
+
+
+def test_the_whole_table_fits_openais_enum_limits() -> None:
+    from mealplan_cli.generation.planner_openai import day_schema  # noqa: PLC0415
+
+    ids = tuple(food.id for food in default_table().foods)
+    schema = day_schema(ids).model_json_schema()
+    enums = [d["enum"] for d in schema["$defs"].values() if "enum" in d]
+    assert sum(len(e) for e in enums) <= 1000
+    assert all(sum(len(v) for v in e) <= 15000 for e in enums if len(e) > 250)
+    assert sorted(schema["$defs"]["FoodId"]["enum"]) == sorted(ids)
+
+
+def test_too_few_safe_foods_names_the_constraint() -> None:
+    from mealplan_cli.errors import InfeasibleRequestError  # noqa: PLC0415
+    from mealplan_cli.generation.foods import FoodTable  # noqa: PLC0415
+    from mealplan_cli.generation.planner_openai import safe_foods  # noqa: PLC0415
+
+    table = default_table()
+    animal = [f for f in table.foods if f.flags & {"meat", "poultry", "fish", "dairy"}][:40]
+    small = FoodTable([*animal, table.get("olive oil"), table.get("spinach")])
+    validator = PlanValidator(parse_request({"diet": "vegan"}), small)
+    with pytest.raises(InfeasibleRequestError, match="the diet vegan alone leaves 2"):
+        safe_foods(validator)
+    assert len(safe_foods(PlanValidator(parse_request({}), small))) == len(small)
