@@ -174,7 +174,8 @@ def test_the_day_schema_offers_only_foods_safe_for_the_request(fake_openai: Fake
     assert "olive_oil" in ids
     for unsafe in ("tahini", "peanut_butter", "almonds", "salmon_fillet", "parmesan", "bacon"):
         assert unsafe not in ids
-    assert len(ids) <= 1000 and sum(len(i) for i in ids) <= 15000
+    assert len(ids) <= 1000
+    assert sum(len(i) for i in ids) <= 15000
 
 
 def test_a_food_outside_the_enum_is_refused_and_the_day_regenerated(
