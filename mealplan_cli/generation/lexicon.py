@@ -37,15 +37,15 @@ _add(
     "macaroni, lasagna, lasagne, couscous, bulgur, bulgar, barley, rye, spelt, seitan, semolina, "
     "farro, khorasan, kamut, durum, crouton, cracker, pita, pitta, naan, bagel, brioche, "
     "croissant, udon, ramen, orzo, gnocchi, tortellini, ravioli, malt, noodle, gluten, bun, "
-    "tortilla, dumpling, wonton, gyoza, pastry, pie, cake, cookie, biscuit, muffin, "
-    "pancake, waffle, crepe, sandwich, pizza, baguette, ciabatta, focaccia, sourdough, "
+    "tortilla, dumpling, wonton, gyoza, pastry, cookie, biscuit, "
+    "pizza, baguette, ciabatta, focaccia, sourdough, "
     "breadstick, pretzel, strudel, flatbread, chapati, roti, paratha, bao, cereal, "
-    "graham, freekeh, triticale, einkorn, emmer, matzo, phyllo, filo, puff pastry, batter, "
+    "graham, freekeh, triticale, einkorn, emmer, matzo, phyllo, filo, puff pastry, "
     "tempura, roux, stuffing, seitan",
     (A.gluten,),
     ("grain",),
 )
-_add("oat, oatmeal, granola, muesli, porridge, oatcake", (A.gluten,), ("grain",))
+_add("oat, oatmeal, granola, muesli, oatcake", (A.gluten,), ("grain",))
 _add(
     "rice, quinoa, millet, buckwheat, corn, polenta, cornmeal, sorghum, teff, amaranth, grits",
     (),
@@ -78,14 +78,14 @@ _add(
     "challah, egg noodle, lo mein, chow mein, pavlova, macaron, albumen, albumin, ovalbumin, "
     "lysozyme, tartar sauce, tartare sauce, remoulade, caesar dressing, caesar salad, "
     "ranch dressing, thousand island, zabaglione, creme brulee, flan, french toast, "
-    "eggs benedict, kedgeree, pad thai, egg fried rice, fried rice",
+    "eggs benedict, kedgeree, egg fried rice, fried rice",
     (A.eggs,),
     ("egg",),
 )
 _add(
     "shrimp, prawn, crab, lobster, crayfish, crawfish, crawdad, langoustine, langostino, "
     "krill, scampi, shrimp paste, belacan, kapi, dried shrimp, prawn cracker, bisque, "
-    "crab stick, seafood, seafood mix, paella, gumbo, jambalaya, tom yum, laksa, "
+    "crab stick, seafood, seafood mix, gumbo, jambalaya, tom yum, laksa, "
     "curry paste, red curry, green curry, yellow curry, massaman, panang",
     (A.crustaceans,),
     ("shellfish",),
@@ -93,7 +93,7 @@ _add(
 _add(
     "mussel, clam, oyster, scallop, squid, octopus, calamari, snail, escargot, cockle, "
     "whelk, abalone, cuttlefish, periwinkle, conch, geoduck, oyster sauce, seafood, "
-    "seafood mix, paella, vongole, frutti di mare",
+    "seafood mix, vongole, frutti di mare",
     (A.molluscs,),
     ("shellfish",),
 )
@@ -104,14 +104,14 @@ _add(
     "caesar dressing, caesar salad, puttanesca, kedgeree, katsuobushi, furikake, surimi, "
     "crab stick, caviar, roe, ikura, tobiko, lox, gravlax, kipper, eel, unagi, pike, perch, "
     "carp, mahi, mahi mahi, barramundi, branzino, seabass, sea bream, bream, plaice, turbot, "
-    "hake, skate, whitebait, pilchard, sprat, kimchi, tom yum, pad thai, laksa, bouillabaisse, "
-    "cioppino, seafood, fish stock, fish finger, fish cake, poke, sashimi, sushi, nicoise, "
+    "hake, skate, whitebait, pilchard, sprat, kimchi, tom yum, laksa, bouillabaisse, "
+    "cioppino, seafood, fish stock, fish finger, fish cake, poke, sashimi, nicoise, "
     "tapenade, green curry, red curry, panang, massaman, xo sauce",
     (A.fish,),
     ("fish",),
 )
 _add(
-    "peanut, groundnut, monkey nut, satay, sate, peanut sauce, pad thai, gado gado, "
+    "peanut, groundnut, monkey nut, satay, sate, peanut sauce, gado gado, "
     "kung pao, mafe, maafe, groundnut stew, arachis, arachide, goober, massaman, "
     "peanut brittle, pb&j, pbj",
     (A.peanuts,),
@@ -121,7 +121,7 @@ _add(
     "almond, cashew, walnut, pecan, pistachio, hazelnut, filbert, macadamia, brazil, "
     "brazil nut, praline, marzipan, frangipane, nutella, gianduja, gianduia, amaretto, "
     "amaretti, baklava, nougat, pesto, romesco, dukkah, dukka, korma, pasanda, "
-    "pine nut, pignoli, chestnut, nut, nut butter, mixed nut, trail mix, nut milk, "
+    "pine nut, pignoli, chestnut, nut, nut butter, mixed nut, nut milk, "
     "nougatine, financier, biscotti, florentine, muhammara, tarator, praliné, orgeat, "
     "frangelico, noyau, bakewell",
     (A.tree_nuts,),
@@ -142,7 +142,7 @@ _add(
 )
 _add(
     "celery, celeriac, celery salt, celery seed, stock, broth, bouillon, stock cube, "
-    "bouillon cube, gravy, mirepoix, soffritto, sofrito, waldorf, bloody mary, "
+    "bouillon cube, mirepoix, soffritto, sofrito, waldorf, bloody mary, "
     "old bay, bone broth, consomme, ramen broth",
     (A.celery,),
 )
@@ -170,10 +170,10 @@ _add(
 _add("beer, lager, ale, stout, malt vinegar, malt", (A.gluten,), ("grain",))
 _add("lupin, lupine, lupini, lupin flour, lupini bean, lupine flour", (A.lupin,), ("legume",))
 _add(
-    "beef, pork, lamb, veal, venison, mutton, goat, gelatin, gelatine, lard, steak, "
-    "ground meat, minced meat, meat, meatball, burger, bone broth, beef stock, beef broth, "
+    "beef, pork, lamb, veal, venison, mutton, goat, gelatin, gelatine, lard, "
+    "ground meat, minced meat, meat, bone broth, beef stock, beef broth, "
     "beef tallow, tallow, suet, dripping, bone marrow, oxtail, brisket, ribs, rib, "
-    "pastrami, corned beef, jerky, biltong, liver, kidney",
+    "pastrami, corned beef, jerky, biltong, liver",
     (),
     ("meat",),
 )
@@ -203,7 +203,7 @@ _add(
     (),
     ("added_sugar",),
 )
-_add("potato, plantain, yam, cassava, fries, hash brown, crisps", (), ("starchy",))
+_add("potato, plantain, yam, cassava, hash brown, potato crisps, french fries", (), ("starchy",))
 _add("vegetarian worcestershire", (A.gluten,), ())
 
 # Names that contain an allergen word but are none of it, and plant "milks" named by their source.
@@ -222,6 +222,12 @@ _add("sunflower butter, sunflower seed butter, pumpkin seed butter", ())
 _add("eggplant, egg plant", ())
 _add("apple butter, fruit butter", (), ("added_sugar",))
 _add("cream of coconut", ())
+_add(
+    "zucchini noodle, courgette noodle, zoodle, courgetti, vegetable noodle, cauliflower grit",
+    (),
+)
+_add("spanish tortilla, tortilla de patata, tortilla espanola", (A.eggs,), ("egg",))
+_add("pad thai", (A.peanuts, A.eggs), ("legume", "egg"))
 
 FREE_FROM: dict[str, Entry] = {}
 """The qualified forms that drop an allergen, each listed explicitly: nothing else does."""
@@ -248,6 +254,13 @@ _free("fish free kimchi, vegan kimchi", ())
 _free("vegetarian hard cheese, vegetarian rennet", (A.milk,), ("dairy",))
 _free("vegan pesto", (A.tree_nuts,))
 _free("vegan worcestershire sauce", (A.gluten,), ("grain",))
+
+# A bare claim ("a nut-free trail mix", "dairy-free smoothie") names no food; only the claim's
+# own words are consumed, so the noun after it is still read ("dairy-free yogurt" is milk).
+_free(
+    "nut free, tree nut free, peanut free, dairy free, milk free, lactose free, gluten free, "
+    "wheat free, egg free, soy free, sesame free, sugar free, grain free, meat free, fish free"
+)
 
 # Phrases whose qualifier never cancels the allergen (listed so they read as one hit with a name).
 _add("lactose free milk, lactose free yogurt, lactose free cheese", (A.milk,), ("dairy",))

@@ -167,10 +167,20 @@ class CatalogPlanner:
             plan = self._try_arrangement(request, pools, order, rng)
             if plan is not None:
                 return plan
+        # Name the rule that ran out: only blame protein variety if dropping it would help.
+        for attempt in range(ATTEMPTS):
+            rng = random.Random(f"{seed}:{attempt}")
+            if self._try_arrangement(request, pools, order, rng, variety=False) is not None:
+                raise InfeasibleRequestError(
+                    f"could not arrange {request.days} days without serving one main protein "
+                    f"more than {MAX_DAYS_IN_A_ROW} days in a row: the recipes this request "
+                    "allows share too few proteins. Plan fewer days, loosen the diet, "
+                    "allergies or exclusions, or use --planner openai"
+                )
         raise InfeasibleRequestError(
-            f"could not arrange {request.days} days without repeating a recipe or serving one "
-            f"main protein more than {MAX_DAYS_IN_A_ROW} days in a row: plan fewer days, loosen "
-            "the diet, allergies or exclusions, or use --planner openai"
+            f"could not arrange {request.days} days without repeating a recipe: too few "
+            "different recipes fit every slot. Plan fewer days or meals, loosen the diet, "
+            "allergies or exclusions, or use --planner openai"
         )
 
     def _try_arrangement(
@@ -179,6 +189,8 @@ class CatalogPlanner:
         pools: dict[Slot, list[_Candidate]],
         order: list[Slot],
         rng: random.Random,
+        *,
+        variety: bool = True,
     ) -> list[list[tuple[Slot, _Candidate]]] | None:
         used: set[str] = set()
         history: list[set[str]] = []
@@ -186,7 +198,8 @@ class CatalogPlanner:
         shares = _shares(request.meals)
         for _ in range(request.days):
             recent = history[-MAX_DAYS_IN_A_ROW:]
-            blocked = set.intersection(*recent) if len(recent) == MAX_DAYS_IN_A_ROW else set()
+            full = variety and len(recent) == MAX_DAYS_IN_A_ROW
+            blocked = set.intersection(*recent) if full else set()
             today: dict[Slot, _Candidate] = {}
             proteins: set[str] = set()
             for slot in order:

@@ -159,6 +159,15 @@ def _texts(draft: DraftMeal) -> list[tuple[str, str]]:
     return texts
 
 
+def _ingredient_words(name: str, food: Food | None) -> frozenset[str]:
+    """The words an ingredient goes by: its display name and, once resolved, its table labels.
+
+    A text mention made only of these words refers to that ingredient, whose allergens are
+    already counted (from its food and its display name, whichever says more)."""
+    labels = [name] if food is None else [name, food.name, *food.aliases]
+    return frozenset(w for label in labels for w in words(label))
+
+
 def meal_facts(draft: DraftMeal, table: FoodTable) -> MealFacts:
     problems: list[Violation] = []
     if not draft.ingredients or not draft.steps:
@@ -193,9 +202,14 @@ def meal_facts(draft: DraftMeal, table: FoodTable) -> MealFacts:
         )
         if not amount_problems:
             total = total + food.nutrition_for(ingredient.grams)
+    own_words = [
+        _ingredient_words(i.name, f) for i, f in zip(draft.ingredients, foods, strict=True)
+    ]
     for label, text in _texts(draft):
         texts.append((label, text))
         for hit in table.classify(text).hits:
+            if any(set(hit.phrase.split()) <= known for known in own_words):
+                continue  # "the noodles" in a step are the rice noodles listed: already counted
             flagged.append(FlaggedIngredient(f"{label} ({hit.phrase!r})", hit.flags, hit.allergens))
     strange = tuple(
         f"{label} has letters the allergen check cannot read ({char!r})"
@@ -236,11 +250,19 @@ def scale_draft(draft: DraftMeal, factor: float) -> DraftMeal:
     return draft.model_copy(update={"ingredients": [scale(i) for i in draft.ingredients]})
 
 
-def protein_key(protein: str | None) -> str | None:
-    """The protein's family ("silken tofu" and "tofu" are one), for the variety rule."""
+def protein_name(protein: str | None) -> str | None:
+    """The main protein as saved on a meal: lowercase singular words, or ``None``."""
     if not protein or protein.strip().lower() in {"none", "null", "n/a", ""}:
         return None
-    tokens = words(protein)
+    return " ".join(words(protein)) or None
+
+
+def protein_key(protein: str | None) -> str | None:
+    """The protein's family ("silken tofu" and "tofu" are one), for the variety rule."""
+    name = protein_name(protein)
+    if name is None:
+        return None
+    tokens = name.split()
     for size in (3, 2, 1):
         for start in range(len(tokens) - size + 1):
             family = PROTEIN_FAMILIES.get(" ".join(tokens[start : start + size]))
@@ -290,6 +312,13 @@ class PlanValidator:
             if key in flag_words:
                 flags[key] = term
             phrases.append((term, tuple(words(term))))
+            family = PROTEIN_FAMILIES.get(key)
+            if family is not None and family == key:  # "pork" excludes chorizo and bacon too
+                phrases += [
+                    (term, tuple(words(member)))
+                    for member, of in PROTEIN_FAMILIES.items()
+                    if of == family and member != key
+                ]
         return allergens, flags, phrases
 
     def allows(self, food: Food) -> bool:
@@ -413,7 +442,7 @@ class PlanValidator:
             title=draft.title.strip(),
             description=draft.description.strip(),
             cuisine=draft.cuisine,
-            main_protein=protein_key(draft.main_protein),
+            main_protein=protein_name(draft.main_protein),
             ingredients=[
                 Ingredient(
                     name=i.name,
