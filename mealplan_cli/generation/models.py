@@ -392,12 +392,26 @@ class ValidationReport(BaseModel):
     rejected: list[RejectedMeal] = Field(default_factory=list)
     unknown_ingredients: list[str] = Field(
         default_factory=list,
-        description="Ingredients not in the nutrition table, kept with the model's figures.",
+        description="Always empty: an ingredient not in the nutrition table is refused. Kept "
+        "so that clients reading older plans keep working.",
     )
     notes: list[str] = Field(default_factory=list)
 
 
+SAFETY_NOTICE = (
+    "Allergens and diets were checked against mealworker's food table and allergen lexicon: "
+    "every ingredient resolves to a table entry and every word of the recipes was read for "
+    "allergens. This cannot see cross-contamination, what a brand's product actually contains, "
+    "or mistakes in the table itself: check the labels of what you buy, and ask a professional "
+    "if an allergy is severe."
+)
+"""The disclaimer every plan carries in ``metadata.safety_notice`` (the README explains it)."""
+
+
 class PlanMetadata(BaseModel):
+    safety_notice: str = Field(
+        SAFETY_NOTICE, description="What the allergen and diet checks cannot guarantee."
+    )
     planner: str
     model: str | None = None
     seed: int | None = None

@@ -52,14 +52,6 @@ MAX_INGREDIENT_GRAMS = 5000.0
 
 MAX_MEAL_MINUTES = 24 * 60
 
-SAFETY_NOTICE = (
-    "Allergens and diets are checked against mealworker's food table and allergen lexicon: "
-    "every ingredient must resolve to a table entry, and every word of the recipe text is read "
-    "for allergens. This cannot see cross-contamination, brand recipes or labels, or mistakes "
-    "in the table itself: check the labels of what you buy, and ask a professional if an "
-    "allergy is severe."
-)
-"""The disclaimer every plan carries (``metadata.safety_notice``) and the README repeats."""
 
 _CLAIM_WORDS = frozenset(d.value.replace("_", " ") for d in Diet) | {"free", "safe", "allergen"}
 
