@@ -84,9 +84,13 @@ def normalise(text: str) -> str:
     return "".join(kept)
 
 
+@lru_cache(maxsize=32768)
 def unreadable(text: str) -> str | None:
     """The first letter of ``text`` the lexicon cannot read (not Latin after ``normalise``)."""
-    for char in normalise(text):
+    folded = normalise(text)
+    if folded.isascii():
+        return None
+    for char in folded:
         if char.isalpha() and not char.isascii():
             return char
     return None

@@ -511,8 +511,8 @@ class PlanValidator:
             proteins: set[str] = set()
             for meal in day.meals:
                 where = f"day {day.day} {meal.slot.value} {meal.title!r}"
-                facts = meal_facts(_as_draft(meal), self.table)
-                judged = self.judge(facts, _as_draft(meal))
+                draft = _as_draft(meal)
+                judged = self.judge(meal_facts(draft, self.table), draft)
                 if isinstance(judged, list):
                     problems += [f"{where}: {violation}" for violation in judged]
                 else:

@@ -20,14 +20,20 @@ import time
 from typing import Any
 
 from openai import AsyncOpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 from mealplan_cli.generation import generate_meal_plan
 from mealplan_cli.generation.foods import default_table
 from mealplan_cli.generation.models import parse_request
 from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.planner_openai import INSTRUCTIONS, DayPlan, OpenAIPlanner
+from mealplan_cli.generation.planner_openai import (
+    INSTRUCTIONS,
+    OpenAIPlanner,
+    day_schema,
+    safe_foods,
+)
 from mealplan_cli.generation.planner_openai import outline_prompt as _outline_prompt
+from mealplan_cli.generation.validation import PlanValidator
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -36,10 +42,12 @@ API_KEY = "sk-bench"
 MODEL = "gpt-4.1-mini"
 
 
-class WholePlan(BaseModel):
-    """Every day of the plan in one answer: what a single-call planner asks for."""
-
-    days: list[DayPlan]
+def whole_plan_schema() -> type[BaseModel]:
+    """Every day of the plan in one answer: what a single-call planner asks for, with the same
+    food-id enum as the per-day schema."""
+    day = day_schema(safe_foods(PlanValidator(REQUEST)))
+    schema: type[BaseModel] = create_model("WholePlan", days=(list[day], ...))  # type: ignore[valid-type]
+    return schema
 
 
 async def planner_way(base_url: str) -> tuple[float, dict[str, Any]]:
@@ -65,10 +73,10 @@ async def single_call_way(base_url: str) -> tuple[float, dict[str, Any]]:
                 {"role": "system", "content": INSTRUCTIONS},
                 {"role": "user", "content": prompt},
             ],
-            response_format=WholePlan,
+            response_format=whole_plan_schema(),
         )
         elapsed = time.perf_counter() - started
-        parsed = completion.choices[0].message.parsed
+        parsed: Any = completion.choices[0].message.parsed
         if parsed is None or len(parsed.days) != REQUEST.days:
             raise SystemExit("the single-call answer was not a whole plan")
         usage = completion.usage
