@@ -276,3 +276,8 @@ def test_too_few_safe_foods_names_the_constraint() -> None:
     with pytest.raises(InfeasibleRequestError, match="the diet vegan alone leaves 2"):
         safe_foods(validator)
     assert len(safe_foods(PlanValidator(parse_request({}), small))) == len(small)
+
+
+@pytest.mark.parametrize(("text", "allergen"), [("pea-nut", A.peanuts), ("sesa me", A.sesame)])
+def test_a_word_split_in_two_is_still_read(text: str, allergen: Allergen) -> None:
+    assert allergen in default_table().classify(text).allergens

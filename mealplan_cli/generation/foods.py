@@ -225,7 +225,7 @@ class FoodTable:
         "peanutbutter") is read as both.
         """
         tokens = [w for w in words(text) if w not in _PREPARATION_WORDS]
-        hits: list[Hit] = []
+        hits: list[Hit] = self._split_words(tokens)
         index = 0
         while index < len(tokens):
             for size in range(min(self._longest_phrase, len(tokens) - index), 0, -1):
@@ -239,6 +239,18 @@ class FoodTable:
             else:
                 hits += self._compound(tokens[index])
                 index += 1
+        return hits
+
+    def _split_words(self, tokens: list[str]) -> list[Hit]:
+        """Hits for a known word split in two ("pea-nut", "sesa me"), read as well as its parts."""
+        hits = []
+        for first, second in zip(tokens, tokens[1:], strict=False):
+            if (first, second) in self._phrases:
+                continue
+            joined = first + second
+            entry = self._phrases.get((joined,)) or self._phrases.get((_singular(joined),))
+            if entry is not None and (entry[0] or entry[1]):
+                hits.append(Hit(joined, entry[0], entry[1]))
         return hits
 
     def _compound(self, token: str) -> list[Hit]:

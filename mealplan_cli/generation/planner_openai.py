@@ -202,6 +202,8 @@ Rules for every meal:
 - Never mention in any text (title, description, steps, names) a food that is not in the
   allowed list, nor one derived from the request's allergies or exclusions (tahini is sesame,
   satay is peanut, pesto has nuts and cheese): every word is checked.
+- Tags describe the dish ("quick", "high-protein"); never claim a diet or "X-free" yourself,
+  in tags or text: the app works out and labels what each meal is.
 - Keep every diet listed. vegan: no meat, fish, dairy, eggs or honey. keto: no grains, sugar or
   starchy foods, net carbs under 10% of energy. paleo: no grains, legumes, dairy or sugar.
   mediterranean: no red or processed meat. gluten_free: no wheat, barley, rye or regular oats.
