@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from itertools import pairwise
 from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -244,7 +245,7 @@ class FoodTable:
     def _split_words(self, tokens: list[str]) -> list[Hit]:
         """Hits for a known word split in two ("pea-nut", "sesa me"), read as well as its parts."""
         hits = []
-        for first, second in zip(tokens, tokens[1:], strict=False):
+        for first, second in pairwise(tokens):
             if (first, second) in self._phrases:
                 continue
             joined = first + second
