@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from itertools import pairwise
 from importlib import resources
+from itertools import pairwise
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
