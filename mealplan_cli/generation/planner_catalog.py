@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
 from mealplan_cli.generation.foods import FoodTable
-from mealplan_cli.generation.models import MealPlanRequest, ScaledMeal, Slot
+from mealplan_cli.generation.models import DraftMeal, MealPlanRequest, ScaledMeal, Slot
 from mealplan_cli.generation.planner import PlannerResult, Progress, ProgressCallback
 from mealplan_cli.generation.validation import (
     MAX_DAYS_IN_A_ROW,
@@ -128,7 +128,7 @@ class CatalogPlanner:
             for slot in request.meals:
                 if slot not in recipe.slots:
                     continue
-                screened = validator.judge(self._facts(recipe, validator), recipe.draft(slot))
+                screened = validator.judge(self._facts(recipe, validator), _draft(recipe, slot))
                 if isinstance(screened, list):
                     refusals[slot].append({v.kind for v in screened})
                     continue
@@ -222,6 +222,19 @@ class CatalogPlanner:
             history.append(proteins)
             days.append([(slot, today[slot]) for slot in request.meals])
         return days
+
+
+_DRAFTS: dict[tuple[str, Slot], tuple[Recipe, DraftMeal]] = {}
+
+
+def _draft(recipe: Recipe, slot: Slot) -> DraftMeal:
+    """One serving of ``recipe`` for ``slot``, built once per process: judging a recipe for a
+    request reads only its slot and times, and building hundreds of drafts per plan was the
+    catalogue planner's largest cost."""
+    known = _DRAFTS.get((recipe.id, slot))
+    if known is None or known[0] is not recipe:
+        known = _DRAFTS[(recipe.id, slot)] = (recipe, recipe.draft(slot))
+    return known[1]
 
 
 def _shares(slots: Sequence[Slot]) -> dict[Slot, float]:

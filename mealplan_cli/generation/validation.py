@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from mealplan_cli.generation.diets import FlaggedIngredient, diet_violations
 from mealplan_cli.generation.foods import Food, FoodTable, default_table, lookup_key, words
@@ -156,8 +157,18 @@ def _ingredient_words(name: str, food: Food | None) -> frozenset[str]:
 
     A text mention made only of these words refers to that ingredient, whose allergens are
     already counted (from its food and its display name, whichever says more)."""
-    labels = [name] if food is None else [name, food.name, *food.aliases]
-    return frozenset(w for label in labels for w in words(label))
+    own = _label_words(name)
+    return own if food is None else own | _food_words(food.name, food.aliases)
+
+
+@lru_cache(maxsize=16384)
+def _label_words(label: str) -> frozenset[str]:
+    return frozenset(words(label))
+
+
+@lru_cache(maxsize=4096)
+def _food_words(name: str, aliases: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(w for label in (name, *aliases) for w in words(label))
 
 
 def meal_facts(draft: DraftMeal, table: FoodTable) -> MealFacts:
@@ -242,6 +253,7 @@ def scale_draft(draft: DraftMeal, factor: float) -> DraftMeal:
     return draft.model_copy(update={"ingredients": [scale(i) for i in draft.ingredients]})
 
 
+@lru_cache(maxsize=4096)
 def protein_name(protein: str | None) -> str | None:
     """The main protein as saved on a meal: lowercase singular words, or ``None``."""
     if not protein or protein.strip().lower() in {"none", "null", "n/a", ""}:
@@ -249,6 +261,7 @@ def protein_name(protein: str | None) -> str | None:
     return " ".join(words(protein)) or None
 
 
+@lru_cache(maxsize=4096)
 def protein_key(protein: str | None) -> str | None:
     """The protein's family ("silken tofu" and "tofu" are one), for the variety rule."""
     name = protein_name(protein)
