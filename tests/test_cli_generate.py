@@ -154,9 +154,13 @@ def test_the_plan_json_carries_the_safety_notice() -> None:
 def test_help_lists_the_allergy_aliases() -> None:
     result = runner.invoke(app, ["generate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    text = " ".join(result.output.split())
+    text = " ".join(result.output.replace("\u2502", " ").split())
     assert "shellfish = crustaceans + molluscs" in text
     assert "nuts = tree_nuts + peanuts" in text
+    from mealplan_cli.generation.models import ALLERGEN_ALIASES
+
+    for alias in ALLERGEN_ALIASES:
+        assert f"{alias} = " in text, alias
 
 
 def test_the_readme_lists_every_alias() -> None:

@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.models import MacroSplit, MealPlanRequest, parse_request
+from mealplan_cli.generation.models import (
+    MacroSplit,
+    MealPlanRequest,
+    alias_help,
+    parse_request,
+)
 
 RequestFile = Annotated[
     Path | None,
@@ -42,9 +47,7 @@ Allergies = Annotated[
     typer.Option(
         help="Allergen families, comma-separated: gluten, crustaceans, eggs, fish, peanuts, "
         "soybeans, milk, tree_nuts, celery, mustard, sesame, sulphites, lupin, molluscs. "
-        "Aliases widen: shellfish = crustaceans + molluscs; nuts = tree_nuts + peanuts; "
-        "seafood = fish + crustaceans + molluscs; dairy, lactose = milk; wheat = gluten; "
-        "soy = soybeans; egg = eggs."
+        "Aliases widen, never narrow: " + alias_help() + "."
     ),
 ]
 Exclude = Annotated[str | None, typer.Option(help="Ingredients to leave out, comma-separated.")]
