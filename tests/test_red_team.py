@@ -58,7 +58,8 @@ def leaks(scenario: Scenario, plan: MealPlan) -> list[str]:
     for day in plan.days:
         energy = 0.0
         for meal in day.meals:
-            texts = [meal.title, meal.description, *meal.steps, *(i.name for i in meal.ingredients)]
+            names = [i.name for i in meal.ingredients]
+            texts = [meal.title, meal.description, *meal.steps, *names, *meal.tags]
             if scenario.needle and normalise(scenario.needle) in normalise(" ".join(texts)):
                 found.append(f"day {day.day} {meal.title!r} still says {scenario.needle!r}")
             for ingredient in meal.ingredients:

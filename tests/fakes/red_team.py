@@ -183,7 +183,7 @@ SCENARIOS: list[Scenario] = [
         _allergy("sesame"),
         step("Finish with a pinch of za'atar."),
         "sesame",
-        "atar",
+        "za'atar",
     ),
     _scenario(
         "tahini name", _allergy("sesame"), display_name("tahini drizzle"), "sesame", "tahini"
