@@ -8,8 +8,8 @@ import pytest
 
 from mealplan_cli.generation.catalog import CUISINES, default_catalog
 from mealplan_cli.generation.foods import default_table, lookup_key
-from mealplan_cli.generation.models import Nutrition, Slot, parse_request
-from mealplan_cli.generation.validation import PlanValidator
+from mealplan_cli.generation.models import Allergen, Nutrition, Slot, parse_request
+from mealplan_cli.generation.validation import PlanValidator, meal_facts
 
 KCAL_PER_SERVING = {
     Slot.breakfast: (350, 550),
@@ -93,3 +93,33 @@ def test_at_least_7_options_per_slot_for_vegan_gluten_free_tree_nut_free() -> No
 def test_common_requests_have_a_week_of_options(request_fields: dict[str, str]) -> None:
     counts = options_per_slot(**request_fields)
     assert min(counts.values()) >= 7, counts
+
+
+def test_every_recipes_text_agrees_with_its_ingredients() -> None:
+    """A title, description or step may mention only what the ingredients contain: the
+    breakfast "tempered with mustard seeds" must list mustard seeds, or a mustard-allergic
+    request would be served mustard the validator never saw."""
+    table = default_table()
+    disagreements = []
+    for recipe in default_catalog():
+        facts = meal_facts(recipe.draft(recipe.slots[0]), table)
+        count = len(recipe.ingredients)
+        allergens: set[Allergen] = set()
+        flags: set[str] = set()
+        for ingredient in facts.ingredients[:count]:
+            allergens |= ingredient.allergens
+            flags |= ingredient.flags
+        for mention in facts.ingredients[count:]:
+            extra = sorted(a.value for a in mention.allergens - allergens)
+            extra += sorted(mention.flags - flags)
+            if extra:
+                disagreements.append(f"{recipe.id}: {mention.name} implies {extra}")
+        assert not facts.problems, (recipe.id, facts.problems)
+    assert disagreements == []
+
+
+def test_the_mustard_seed_breakfast_lists_its_mustard_seeds() -> None:
+    upma = next(r for r in default_catalog() if r.id == "savory-oats-upma-vegetables")
+    assert "mustard seeds" in [i.name for i in upma.ingredients]
+    request = parse_request({"allergies": ["mustard"], "meals": ["breakfast"]})
+    assert isinstance(PlanValidator(request).check(upma.draft(upma.slots[0])), list)

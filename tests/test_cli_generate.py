@@ -141,3 +141,31 @@ def test_the_env_file_option_is_read(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--env-file", str(env_file), "generate", *SMALL])
     assert result.exit_code == 1
     assert "needs OPENAI_API_KEY" in result.stderr
+
+
+def test_the_plan_json_carries_the_safety_notice() -> None:
+    result = runner.invoke(app, ["generate", *SMALL, "--json", "--allergies", "nuts"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert "cross-contamination" in plan["metadata"]["safety_notice"]
+    assert plan["request"]["allergies"] == ["tree_nuts", "peanuts"]
+
+
+def test_help_lists_the_allergy_aliases() -> None:
+    result = runner.invoke(app, ["generate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("\u2502", " ").split())
+    assert "shellfish = crustaceans + molluscs" in text
+    assert "nuts = tree_nuts + peanuts" in text
+    from mealplan_cli.generation.models import ALLERGEN_ALIASES
+
+    for alias in ALLERGEN_ALIASES:
+        assert f"{alias} = " in text, alias
+
+
+def test_the_readme_lists_every_alias() -> None:
+    from mealplan_cli.generation.models import ALLERGEN_ALIASES
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for alias in ALLERGEN_ALIASES:
+        assert f"`{alias}`" in readme or f"`{alias.rstrip('s')}(s)`" in readme, alias

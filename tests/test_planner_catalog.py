@@ -215,3 +215,30 @@ def test_most_random_requests_of_a_week_or_less_are_feasible() -> None:
         except InfeasibleRequestError:
             outcomes["infeasible"] += 1
     assert outcomes["planned"] >= 7, outcomes
+
+
+def _copies(proteins: list[str]) -> list[Any]:
+    base = next(r for r in default_catalog() if r.id == "tofu-potato-breakfast-hash")
+    return [
+        base.model_copy(update={"id": f"copy-{n}", "title": f"Copy {n}", "main_protein": p})
+        for n, p in enumerate(proteins)
+    ]
+
+
+def test_near_names_of_one_protein_count_as_one_for_variety() -> None:
+    request = parse_request({"days": 3, "meals": "breakfast"})
+    planner = CatalogPlanner(_copies(["tofu", "silken tofu", "smoked tofu"]), seed=1)
+    with pytest.raises(InfeasibleRequestError, match="more than 2 days in a row") as caught:
+        asyncio.run(generate_meal_plan(request, planner=planner))
+    assert "repeating a recipe" not in str(caught.value)
+    varied = CatalogPlanner(_copies(["tofu", "tempeh", "silken tofu"]), seed=1)
+    assert len(asyncio.run(generate_meal_plan(request, planner=varied)).days) == 3
+
+
+def test_a_shortage_of_recipes_does_not_blame_protein_variety() -> None:
+    request = parse_request({"days": 3, "meals": "breakfast"})
+    planner = CatalogPlanner(_copies(["tofu", "tempeh"]), seed=1)
+    with pytest.raises(InfeasibleRequestError) as caught:
+        asyncio.run(generate_meal_plan(request, planner=planner))
+    assert "in a row" not in str(caught.value)
+    assert "breakfast" in str(caught.value)

@@ -152,18 +152,42 @@ def test_the_content_filter_fails_at_once(fake_openai: FakeOpenAI) -> None:
 def add_tahini(answer: dict[str, Any]) -> dict[str, Any]:
     meal = answer["meals"][0]
     meal["ingredients"].append(
-        {
-            "name": "tahini",
-            "quantity": 1,
-            "unit": "tbsp",
-            "grams": 15,
-            "kcal": 89,
-            "protein": 2.6,
-            "carbs": 3.2,
-            "fat": 8,
-        }
+        {"food_id": "olive_oil", "name": "tahini", "quantity": 1, "unit": "tbsp", "grams": 15}
     )
     return answer
+
+
+def add_unsafe_food_id(answer: dict[str, Any]) -> dict[str, Any]:
+    meal = answer["meals"][0]
+    meal["ingredients"].append(
+        {"food_id": "tahini", "name": "paste", "quantity": 1, "unit": "tbsp", "grams": 15}
+    )
+    return answer
+
+
+def test_the_day_schema_offers_only_foods_safe_for_the_request(fake_openai: FakeOpenAI) -> None:
+    request = parse_request({"days": 1, "allergies": "sesame,nuts", "diet": "vegetarian"})
+    plan_with(openai_settings(fake_openai), request)
+    schema = fake_openai.requests_for("DayPlan")[0].schema
+    assert schema is not None
+    ids = schema["$defs"]["FoodId"]["enum"]
+    assert "olive_oil" in ids
+    for unsafe in ("tahini", "peanut_butter", "almonds", "salmon_fillet", "parmesan", "bacon"):
+        assert unsafe not in ids
+    assert len(ids) <= 1000
+    assert sum(len(i) for i in ids) <= 15000
+
+
+def test_a_food_outside_the_enum_is_refused_and_the_day_regenerated(
+    fake_openai: FakeOpenAI,
+) -> None:
+    request = parse_request({"days": 1, "allergies": "sesame"})
+    fake_openai.inject(Fault.transform, times=2, transform=only_days(add_unsafe_food_id))
+    plan = plan_with(serial(fake_openai), request)
+    assert fake_openai.calls_by_schema()["DayPlan"] == 2
+    retry_prompt = fake_openai.requests_for("DayPlan")[1].messages[-1]["content"]
+    assert "did not match the schema" in retry_prompt
+    assert all("sesame" not in meal.allergens for day in plan.days for meal in day.meals)
 
 
 def test_an_allergen_in_the_answer_is_rejected_and_the_day_regenerated(
@@ -188,7 +212,7 @@ def scale_day(factor: float) -> Change:
     def change(answer: dict[str, Any]) -> dict[str, Any]:
         for meal in answer["meals"]:
             for ingredient in meal["ingredients"]:
-                for key in ("grams", "quantity", "kcal", "protein", "carbs", "fat"):
+                for key in ("grams", "quantity"):
                     ingredient[key] = ingredient[key] * factor
         return answer
 

@@ -81,24 +81,45 @@ def test_nutrition_is_recomputed_from_the_table_ignoring_the_planners_sums() -> 
     assert meal.nutrition.protein == pytest.approx(expected.protein, abs=0.05)
 
 
-def test_an_unknown_ingredient_keeps_figures_that_pass_the_energy_check() -> None:
+@pytest.mark.parametrize(
+    ("name", "figures"),
+    [
+        ("yuzu kosho", {"kcal": 9, "protein": 0.5, "carbs": 1, "fat": 0.3}),
+        ("protein bar", {"kcal": 20, "protein": 2, "carbs": 2, "fat": 0.2}),
+        ("dragon spice", {}),
+    ],
+)
+def test_an_ingredient_the_table_does_not_know_is_refused_whatever_its_figures(
+    name: str, figures: dict[str, float]
+) -> None:
     meal = salmon_bowl()
-    meal.ingredients.append(ingredient("yuzu kosho", 10, kcal=9, protein=0.5, carbs=1, fat=0.3))
+    meal.ingredients.append(ingredient(name, 200, **figures))
+    violations = refused(validator().check(meal))
+    assert [v.kind for v in violations] == [ViolationKind.unresolved]
+    assert name in str(violations[0])
+
+
+def test_a_food_id_the_table_does_not_have_is_refused() -> None:
+    meal = salmon_bowl()
+    meal.ingredients[0] = meal.ingredients[0].model_copy(update={"food_id": "unicorn_steak"})
+    assert "unknown food id" in str(refused(validator().check(meal))[0])
+
+
+def test_nutrition_comes_from_the_food_id_not_the_display_name() -> None:
+    meal = salmon_bowl()
+    meal.ingredients[0] = DraftIngredient(
+        name="Grandma's pan-seared fish",
+        quantity=150,
+        unit="g",
+        grams=150,
+        food_id="salmon_fillet",
+        kcal=1,
+    )
     result = checked(validator().check(meal))
-    assert result.unknown_ingredients == ("yuzu kosho",)
-
-
-def test_an_unknown_ingredient_with_made_up_figures_rejects_the_meal() -> None:
-    meal = salmon_bowl()
-    meal.ingredients.append(ingredient("dragon spice", 50, kcal=900, protein=1, carbs=1, fat=1))
-    reasons = [str(v) for v in refused(validator().check(meal))]
-    assert any("dragon spice" in r and "energy check" in r for r in reasons)
-
-
-def test_an_unknown_ingredient_without_figures_rejects_the_meal() -> None:
-    meal = salmon_bowl()
-    meal.ingredients.append(ingredient("dragon spice", 5))
-    assert refused(validator().check(meal))[0].kind is ViolationKind.nutrition
+    assert result.meal.ingredients[0].food_id == "salmon_fillet"
+    assert result.meal.nutrition.kcal == pytest.approx(
+        checked(validator().check(salmon_bowl())).meal.nutrition.kcal, abs=0.5
+    )
 
 
 @pytest.mark.parametrize(

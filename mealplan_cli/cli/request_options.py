@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.models import MacroSplit, MealPlanRequest, parse_request
+from mealplan_cli.generation.models import (
+    MacroSplit,
+    MealPlanRequest,
+    alias_help,
+    parse_request,
+)
 
 RequestFile = Annotated[
     Path | None,
@@ -41,7 +46,8 @@ Allergies = Annotated[
     str | None,
     typer.Option(
         help="Allergen families, comma-separated: gluten, crustaceans, eggs, fish, peanuts, "
-        "soybeans, milk, tree_nuts, celery, mustard, sesame, sulphites, lupin, molluscs."
+        "soybeans, milk, tree_nuts, celery, mustard, sesame, sulphites, lupin, molluscs. "
+        "Aliases widen, never narrow: " + alias_help() + "."
     ),
 ]
 Exclude = Annotated[str | None, typer.Option(help="Ingredients to leave out, comma-separated.")]

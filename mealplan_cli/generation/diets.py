@@ -24,8 +24,10 @@ KETO_MAX_NET_CARB_ENERGY = 0.10
 
 _FORBIDDEN_FLAGS: dict[Diet, frozenset[str]] = {
     Diet.omnivore: frozenset(),
-    Diet.vegetarian: frozenset({"meat", "poultry", "fish", "shellfish"}),
-    Diet.vegan: frozenset({"meat", "poultry", "fish", "shellfish", "dairy", "egg", "honey"}),
+    Diet.vegetarian: frozenset({"meat", "poultry", "fish", "shellfish", "rennet"}),
+    Diet.vegan: frozenset(
+        {"meat", "poultry", "fish", "shellfish", "dairy", "egg", "honey", "rennet"}
+    ),
     Diet.pescatarian: frozenset({"meat", "poultry"}),
     Diet.keto: frozenset({"grain", "added_sugar", "starchy"}),
     Diet.paleo: frozenset({"grain", "legume", "dairy", "added_sugar", "processed"}),
@@ -57,9 +59,14 @@ _MACRO_RULES: dict[Diet, Callable[[Nutrition], str | None]] = {Diet.keto: _keto_
 
 
 def diet_violations(
-    diet: Diet, ingredients: Sequence[FlaggedIngredient], nutrition: Nutrition
+    diet: Diet,
+    ingredients: Sequence[FlaggedIngredient],
+    nutrition: Nutrition,
+    *,
+    macros: bool = True,
 ) -> list[str]:
-    """Why a meal breaks ``diet`` (empty when it keeps it)."""
+    """Why a meal breaks ``diet`` (empty when it keeps it); ``macros=False`` judges foods
+    alone (a single food cannot break keto's share of carbohydrate energy by itself)."""
     reasons = []
     forbidden = _FORBIDDEN_FLAGS[diet]
     forbidden_allergens = _FORBIDDEN_ALLERGENS.get(diet, frozenset())
@@ -69,7 +76,7 @@ def diet_violations(
         if bad_flags or bad_allergens:
             hits = sorted(bad_flags) + sorted(a.value for a in bad_allergens)
             reasons.append(f"{ingredient.name} ({', '.join(hits)}) is not {diet.value}")
-    rule = _MACRO_RULES.get(diet)
+    rule = _MACRO_RULES.get(diet) if macros else None
     verdict = rule(nutrition) if rule else None
     if verdict:
         reasons.append(f"not {diet.value}: {verdict}")

@@ -20,10 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
+from itertools import pairwise
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mealplan_cli.generation.lexicon import FREE_FROM, LEXICON
 from mealplan_cli.generation.models import Allergen, Nutrition
+from mealplan_cli.generation.text import normalise
 
 DIET_FLAGS = frozenset(
     {
@@ -40,6 +43,7 @@ DIET_FLAGS = frozenset(
         "starchy",
         "processed",
         "alcohol",
+        "rennet",
     }
 )
 
@@ -83,7 +87,7 @@ def _singular(word: str) -> str:
 
 @lru_cache(maxsize=16384)
 def _words(text: str) -> tuple[str, ...]:
-    return tuple(_singular(w) for w in _WORD.findall(text.lower().replace("-", " ")))
+    return tuple(_singular(w) for w in _WORD.findall(normalise(text).replace("-", " ")))
 
 
 def words(text: str) -> list[str]:
@@ -109,122 +113,75 @@ class Food:
     flags: frozenset[str]
     aisle: str
 
+    @property
+    def id(self) -> str:
+        """The stable id a model chooses the food by (``food_id`` in the OpenAI day schema)."""
+        return food_id(self.name)
+
     def nutrition_for(self, grams: float) -> Nutrition:
         return self.per_100g.scaled(grams / 100.0)
 
 
+def food_id(name: str) -> str:
+    """``"greek yogurt, nonfat"`` -> ``"greek_yogurt_nonfat"``; ``"2% milk"`` -> ``"2pct_milk"``."""
+    return "_".join(re.findall(r"[a-z0-9]+", name.lower().replace("%", "pct")))
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A phrase found in a text, and what it implies."""
+
+    phrase: str
+    allergens: frozenset[Allergen]
+    flags: frozenset[str]
+
+
 @dataclass(frozen=True)
 class Classification:
-    """What an ingredient contains, and the table entry it matched (if any)."""
+    """What a text contains: allergens, diet flags, the phrases that said so, and the table
+    entry the whole text names (if it names one)."""
 
     allergens: frozenset[Allergen]
     flags: frozenset[str]
     food: Food | None
+    hits: tuple[Hit, ...] = ()
 
 
-# Words that give an ingredient away when the table does not know it. Each maps to the allergen
-# families and diet flags it implies; the most common foods are in the table itself.
-_TELLTALE: dict[str, tuple[frozenset[Allergen], frozenset[str]]] = {}
-
-
-def _tell(word_list: str, allergens: Iterable[Allergen] = (), flags: Iterable[str] = ()) -> None:
-    for word in word_list.split():
-        _TELLTALE[_singular(word)] = (frozenset(allergens), frozenset(flags))
-
-
-A = Allergen
-_tell(
-    "wheat flour bread breadcrumb panko pasta spaghetti linguine penne fettuccine macaroni lasagna "
-    "couscous bulgur barley rye spelt seitan semolina farro khorasan kamut durum crouton cracker "
-    "pita naan bagel brioche croissant udon ramen orzo gnocchi tortellini ravioli malt",
-    [A.gluten],
-    ["grain"],
-)
-_tell("oat oatmeal granola muesli", [A.gluten], ["grain"])
-_tell("rice quinoa millet buckwheat corn polenta cornmeal sorghum teff amaranth", [], ["grain"])
-_tell("milk cheese butter cream yogurt yoghurt ghee whey casein kefir", [A.milk], ["dairy"])
-_tell(
-    "parmesan parmigiano mozzarella cheddar feta ricotta halloumi paneer mascarpone brie "
-    "gouda gruyere pecorino burrata labneh quark creme fraiche",
-    [A.milk],
-    ["dairy"],
-)
-_tell("egg mayonnaise mayo aioli meringue frittata omelette", [A.eggs], ["egg"])
-_tell("shrimp prawn crab lobster crayfish langoustine krill", [A.crustaceans], ["shellfish"])
-_tell(
-    "mussel clam oyster scallop squid octopus calamari snail escargot cockle whelk",
-    [A.molluscs],
-    ["shellfish"],
-)
-_tell(
-    "fish salmon tuna cod anchovy sardine mackerel trout tilapia halibut haddock pollock "
-    "snapper herring swordfish catfish bass sole monkfish worcestershire bonito dashi",
-    [A.fish],
-    ["fish"],
-)
-_tell("peanut groundnut", [A.peanuts], ["legume"])
-_tell(
-    "almond cashew walnut pecan pistachio hazelnut macadamia brazil praline marzipan frangipane",
-    [A.tree_nuts],
-)
-_tell("nut", [A.tree_nuts])
-_tell("pesto", [A.tree_nuts, A.milk], ["dairy"])
-_tell("sesame tahini halva", [A.sesame])
-_tell("soy soya tofu tempeh miso edamame tamari natto", [A.soybeans], ["legume"])
-_tell("celery celeriac", [A.celery])
-_tell("mustard", [A.mustard])
-_tell("wine sulphite sulfite", [A.sulphites], ["alcohol"])
-_tell("lupin lupine", [A.lupin], ["legume"])
-_tell("beef pork lamb veal venison mutton goat gelatin gelatine lard steak mince", flags=["meat"])
-_tell(
-    "bacon ham sausage chorizo salami pepperoni prosciutto pancetta hotdog",
-    flags=["meat", "processed"],
-)
-_tell("chicken turkey duck goose quail", flags=["poultry"])
-_tell("honey", flags=["honey"])
-_tell("bean lentil chickpea pea dal dhal hummus", flags=["legume"])
-_tell("sugar syrup candy caramel jam", flags=["added_sugar"])
-_tell("potato plantain", flags=["starchy"])
-
-# Words that turn a tell-tale word into something else: "almond milk" is no dairy, "butternut"
-# squash is no nut, "peanut butter" no butter. Each maps the qualifier to the families it cancels.
-_NEGATED_BY: dict[str, frozenset[str]] = {
-    "almond": frozenset({"milk", "butter", "cream", "yogurt", "cheese"}),
-    "oat": frozenset({"milk", "cream", "yogurt"}),
-    "soy": frozenset({"milk", "cream", "yogurt", "cheese"}),
-    "rice": frozenset({"milk"}),
-    "coconut": frozenset({"milk", "cream", "yogurt", "butter", "nut"}),
-    "cashew": frozenset({"milk", "cream", "cheese", "butter", "yogurt"}),
-    "peanut": frozenset({"butter"}),
-    "sunflower": frozenset({"butter"}),
-    "cocoa": frozenset({"butter"}),
-    "shea": frozenset({"butter"}),
-    "vegan": frozenset({"milk", "cheese", "butter", "cream", "yogurt", "mayonnaise", "mayo"}),
-    "plant": frozenset({"milk", "cheese", "butter", "cream", "yogurt"}),
-    "dairy": frozenset({"milk", "cheese", "butter", "cream", "yogurt"}),
-    "tartar": frozenset({"cream"}),
-    "gluten": frozenset({"bread", "pasta", "flour", "oat", "spaghetti", "cracker"}),
-    "nutmeg": frozenset(),
-    "egg": frozenset(),
-}
-_NEGATORS_SPANNING = {"dairy", "gluten"}  # "dairy-free cheese", "gluten-free pasta"
+_MIN_COMPOUND_PART = 3
 
 
 class FoodTable:
-    """The nutrition table, indexed for lookups by name, alias and contained phrase."""
+    """The nutrition table, indexed for lookups by name, alias, id and contained phrase."""
 
     def __init__(self, foods: Iterable[Food]) -> None:
         self.foods = list(foods)
         self._by_name = {food.name: food for food in self.foods}
+        self._by_id: dict[str, Food] = {}
         self._by_key: dict[str, Food] = {}
-        self._by_phrase: dict[tuple[str, ...], Food] = {}
+        phrases: dict[tuple[str, ...], tuple[set[Allergen], set[str]]] = {}
         for food in self.foods:
+            if food.id in self._by_id:
+                raise ValueError(f"two foods share the id {food.id!r}")
+            self._by_id[food.id] = food
             for label in (food.name, *food.aliases):
                 self._by_key.setdefault(lookup_key(label), food)
-                phrase = tuple(w for w in words(label) if w not in _PREPARATION_WORDS)
+                phrase = _phrase(label)
                 if phrase:
-                    self._by_phrase.setdefault(phrase, food)
-        self._longest_phrase = max((len(p) for p in self._by_phrase), default=0)
+                    allergens, flags = phrases.setdefault(phrase, (set(), set()))
+                    allergens |= food.allergens
+                    flags |= food.flags
+        for text, (allergens_, flags_) in LEXICON.items():
+            phrase = _phrase(text)
+            if phrase:
+                allergens, flags = phrases.setdefault(phrase, (set(), set()))
+                allergens |= allergens_
+                flags |= flags_
+        for text in FREE_FROM:  # a listed free-from form means what it says, nothing more
+            phrase = _phrase(text)
+            if phrase:
+                phrases[phrase] = (set(FREE_FROM[text][0]), set(FREE_FROM[text][1]))
+        self._phrases = {p: (frozenset(a), frozenset(f)) for p, (a, f) in phrases.items()}
+        self._longest_phrase = max((len(p) for p in self._phrases), default=0)
         self._classified: dict[str, Classification] = {}
 
     def __len__(self) -> int:
@@ -234,74 +191,88 @@ class FoodTable:
         """The entry named exactly ``name`` (catalogue recipes must use these names)."""
         return self._by_name[name]
 
+    def by_id(self, food_id: str) -> Food | None:
+        return self._by_id.get(food_id)
+
     def lookup(self, name: str) -> Food | None:
         """The entry for ``name``, forgiving word order, plurals and preparation words."""
         return self._by_key.get(lookup_key(name))
 
-    def classify(self, name: str) -> Classification:
-        """Allergens and diet flags of ``name``; errs towards finding too many, never too few."""
-        found = self._classified.get(name)
+    def classify(self, text: str) -> Classification:
+        """Allergens and diet flags of ``text``; errs towards finding too many, never too few."""
+        found = self._classified.get(text)
         if found is None:
-            found = self._classify(name)
-            self._classified[name] = found
+            found = self._classify(text)
+            if len(self._classified) < 65536:
+                self._classified[text] = found
         return found
 
-    def _classify(self, name: str) -> Classification:
-        food = self.lookup(name)
-        if food is not None:
-            return Classification(food.allergens, food.flags, food)
-        tokens = [w for w in words(name) if w not in _PREPARATION_WORDS]
-        allergens: set[Allergen] = set()
-        flags: set[str] = set()
-        contained = self._contained_foods(tokens)
-        for found in contained:
-            allergens |= found.allergens
-            flags |= found.flags
-        for index, token in enumerate(tokens):
-            implied = _TELLTALE.get(token)
-            if implied is None or self._negated(tokens, index):
+    def _classify(self, text: str) -> Classification:
+        food = self.lookup(text)
+        hits = self.scan(text)
+        allergens: set[Allergen] = set(food.allergens) if food else set()
+        flags: set[str] = set(food.flags) if food else set()
+        for hit in hits:
+            allergens |= hit.allergens
+            flags |= hit.flags
+        return Classification(frozenset(allergens), frozenset(flags), food, tuple(hits))
+
+    def scan(self, text: str) -> list[Hit]:
+        """Every known phrase in ``text``, longest first, left to right.
+
+        A run of words that names a phrase is read as that phrase ("almond milk", "peanut
+        butter"); the words of a phrase not listed are read one by one, so a qualifier cannot
+        cancel an allergen. A word that is two known words run together ("almondmilk",
+        "peanutbutter") is read as both.
+        """
+        tokens = [w for w in words(text) if w not in _PREPARATION_WORDS]
+        hits: list[Hit] = self._split_words(tokens)
+        index = 0
+        while index < len(tokens):
+            for size in range(min(self._longest_phrase, len(tokens) - index), 0, -1):
+                phrase = tuple(tokens[index : index + size])
+                entry = self._phrases.get(phrase)
+                if entry is not None:
+                    if entry[0] or entry[1]:
+                        hits.append(Hit(" ".join(phrase), entry[0], entry[1]))
+                    index += size
+                    break
+            else:
+                hits += self._compound(tokens[index])
+                index += 1
+        return hits
+
+    def _split_words(self, tokens: list[str]) -> list[Hit]:
+        """Hits for a known word split in two ("pea-nut", "sesa me"), read as well as its parts."""
+        hits = []
+        for first, second in pairwise(tokens):
+            if (first, second) in self._phrases:
                 continue
-            allergens |= implied[0]
-            flags |= implied[1]
-        if "free" in tokens:
-            allergens, flags = self._drop_free_from(tokens, allergens, flags)
-        return Classification(frozenset(allergens), frozenset(flags), None)
+            joined = first + second
+            entry = self._phrases.get((joined,)) or self._phrases.get((_singular(joined),))
+            if entry is not None and (entry[0] or entry[1]):
+                hits.append(Hit(joined, entry[0], entry[1]))
+        return hits
 
-    def _contained_foods(self, tokens: list[str]) -> list[Food]:
-        """Foods whose name or alias appears as a run of whole words in ``tokens``."""
-        found: list[Food] = []
-        for size in range(min(self._longest_phrase, len(tokens)), 0, -1):
-            for start in range(len(tokens) - size + 1):
-                food = self._by_phrase.get(tuple(tokens[start : start + size]))
-                if food is not None and not self._negated(tokens, start):
-                    found.append(food)
-        return found
+    def _compound(self, token: str) -> list[Hit]:
+        """Hits for a word made of two known words run together, else none."""
+        for cut in range(_MIN_COMPOUND_PART, len(token) - _MIN_COMPOUND_PART + 1):
+            head, tail = token[:cut], _singular(token[cut:])
+            whole = self._phrases.get((head, tail))
+            if whole is not None:
+                return [Hit(f"{head} {tail}", whole[0], whole[1])]
+            first, second = self._phrases.get((head,)), self._phrases.get((tail,))
+            if first is not None and second is not None:
+                return [
+                    Hit(part, entry[0], entry[1])
+                    for part, entry in ((head, first), (tail, second))
+                    if entry[0] or entry[1]
+                ]
+        return []
 
-    @staticmethod
-    def _negated(tokens: list[str], index: int) -> bool:
-        word = tokens[index]
-        before = tokens[:index]
-        if any(word in _NEGATED_BY.get(q, frozenset()) for q in before):
-            return True
-        return any(q in _NEGATORS_SPANNING and word in _NEGATED_BY[q] for q in tokens[index + 1 :])
 
-    @staticmethod
-    def _drop_free_from(
-        tokens: list[str], allergens: set[Allergen], flags: set[str]
-    ) -> tuple[set[Allergen], set[str]]:
-        """Honour "gluten free bread", "dairy free cheese", "egg free mayo"."""
-        freed = {tokens[i - 1] for i, t in enumerate(tokens) if t == "free" and i > 0}
-        if "gluten" in freed:
-            allergens.discard(Allergen.gluten)
-        if "dairy" in freed or "lactose" in freed:
-            allergens.discard(Allergen.milk)
-            flags.discard("dairy")
-        if "egg" in freed:
-            allergens.discard(Allergen.eggs)
-            flags.discard("egg")
-        if "nut" in freed:
-            allergens.discard(Allergen.tree_nuts)
-        return allergens, flags
+def _phrase(text: str) -> tuple[str, ...]:
+    return tuple(w for w in words(text) if w not in _PREPARATION_WORDS)
 
 
 class FoodRow(BaseModel):

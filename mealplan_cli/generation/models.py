@@ -66,26 +66,48 @@ class Allergen(StrEnum):
     molluscs = "molluscs"
 
 
-ALLERGEN_ALIASES: dict[str, Allergen] = {
-    "wheat": Allergen.gluten,
-    "cereals": Allergen.gluten,
-    "shellfish": Allergen.crustaceans,
-    "crustacean": Allergen.crustaceans,
-    "egg": Allergen.eggs,
-    "peanut": Allergen.peanuts,
-    "soy": Allergen.soybeans,
-    "soya": Allergen.soybeans,
-    "dairy": Allergen.milk,
-    "lactose": Allergen.milk,
-    "nuts": Allergen.tree_nuts,
-    "tree_nut": Allergen.tree_nuts,
-    "treenuts": Allergen.tree_nuts,
-    "sulfites": Allergen.sulphites,
-    "sulphite": Allergen.sulphites,
-    "sulfite": Allergen.sulphites,
-    "mollusc": Allergen.molluscs,
-    "mollusks": Allergen.molluscs,
+ALLERGEN_ALIASES: dict[str, tuple[Allergen, ...]] = {
+    "wheat": (Allergen.gluten,),
+    "cereals": (Allergen.gluten,),
+    "shellfish": (Allergen.crustaceans, Allergen.molluscs),
+    "seafood": (Allergen.fish, Allergen.crustaceans, Allergen.molluscs),
+    "crustacean": (Allergen.crustaceans,),
+    "egg": (Allergen.eggs,),
+    "peanut": (Allergen.peanuts,),
+    "soy": (Allergen.soybeans,),
+    "soya": (Allergen.soybeans,),
+    "dairy": (Allergen.milk,),
+    "lactose": (Allergen.milk,),
+    "nuts": (Allergen.tree_nuts, Allergen.peanuts),
+    "nut": (Allergen.tree_nuts, Allergen.peanuts),
+    "tree_nut": (Allergen.tree_nuts,),
+    "treenuts": (Allergen.tree_nuts,),
+    "sulfites": (Allergen.sulphites,),
+    "sulphite": (Allergen.sulphites,),
+    "sulfite": (Allergen.sulphites,),
+    "mollusc": (Allergen.molluscs,),
+    "mollusks": (Allergen.molluscs,),
+    "mollusk": (Allergen.molluscs,),
 }
+"""Other words for allergen families. An alias widens, never narrows: "shellfish" is both
+crustaceans and molluscs, "nuts" both tree nuts and peanuts."""
+
+
+def allergen_families(word: str) -> tuple[Allergen, ...] | None:
+    """The families ``word`` names (an allergen key or an alias), or ``None``."""
+    key = word.strip().lower().replace("-", "_").replace(" ", "_")
+    if key in Allergen.__members__:
+        return (Allergen(key),)
+    return ALLERGEN_ALIASES.get(key)
+
+
+def alias_help() -> str:
+    """The aliases as one line, for ``--help`` and error messages."""
+    return "; ".join(
+        f"{alias} = {' + '.join(a.value for a in families)}"
+        for alias, families in ALLERGEN_ALIASES.items()
+    )
+
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 
@@ -155,7 +177,12 @@ class MealPlanRequest(BaseModel):
         max_length=5,
         description="Diets to keep, combinable (vegan and gluten_free, say).",
     )
-    allergies: list[Allergen] = Field(default_factory=list, max_length=14)
+    allergies: list[Allergen] = Field(
+        default_factory=list,
+        max_length=14,
+        description="Allergen families to avoid; aliases widen (shellfish = crustaceans + "
+        "molluscs, nuts = tree_nuts + peanuts, seafood = fish + crustaceans + molluscs).",
+    )
     exclude: list[ShortText] = Field(
         default_factory=list, max_length=30, description="Ingredients to leave out."
     )
@@ -184,7 +211,11 @@ class MealPlanRequest(BaseModel):
             return value
         spelled = [v.strip().lower().replace("-", "_") if isinstance(v, str) else v for v in value]
         if info.field_name == "allergies":
-            return [ALLERGEN_ALIASES.get(v, v) if isinstance(v, str) else v for v in spelled]
+            widened: list[Any] = []
+            for v in spelled:
+                families = allergen_families(v) if isinstance(v, str) else None
+                widened += list(families) if families else [v]
+            return list(dict.fromkeys(widened))
         return spelled
 
     @field_validator("meals")
@@ -259,6 +290,9 @@ class Ingredient(BaseModel):
     quantity: float = Field(ge=0)
     unit: str
     grams: float = Field(ge=0, description="Grams for the meal's servings.")
+    food_id: str | None = Field(
+        None, description="The nutrition-table entry the figures come from."
+    )
 
 
 class Photo(BaseModel):
@@ -358,12 +392,26 @@ class ValidationReport(BaseModel):
     rejected: list[RejectedMeal] = Field(default_factory=list)
     unknown_ingredients: list[str] = Field(
         default_factory=list,
-        description="Ingredients not in the nutrition table, kept with the model's figures.",
+        description="Always empty: an ingredient not in the nutrition table is refused. Kept "
+        "so that clients reading older plans keep working.",
     )
     notes: list[str] = Field(default_factory=list)
 
 
+SAFETY_NOTICE = (
+    "Allergens and diets were checked against mealworker's food table and allergen lexicon: "
+    "every ingredient resolves to a table entry and every word of the recipes was read for "
+    "allergens. This cannot see cross-contamination, what a brand's product actually contains, "
+    "or mistakes in the table itself: check the labels of what you buy, and ask a professional "
+    "if an allergy is severe."
+)
+"""The disclaimer every plan carries in ``metadata.safety_notice`` (the README explains it)."""
+
+
 class PlanMetadata(BaseModel):
+    safety_notice: str = Field(
+        SAFETY_NOTICE, description="What the allergen and diet checks cannot guarantee."
+    )
     planner: str
     model: str | None = None
     seed: int | None = None
@@ -393,6 +441,9 @@ class DraftIngredient(BaseModel):
     quantity: float
     unit: str
     grams: float
+    food_id: str | None = Field(
+        None, description="The table entry chosen; without it the name must name one."
+    )
     kcal: float | None = None
     protein: float | None = None
     carbs: float | None = None

@@ -1,11 +1,7 @@
-"""Nutrition computed from ingredients: the table's figures, never a planner's sums."""
+"""The energy check the nutrition table's rows must pass (a planner's own figures are never
+used: nutrition always comes from the table, by food)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-
-from mealplan_cli.generation.foods import FoodTable
-from mealplan_cli.generation.models import DraftIngredient, Nutrition
 
 ATWATER_TOLERANCE = 0.15
 """A food whose stated energy is more than this far off 4P + 4C + 9F is suspect (APIS.md)."""
@@ -24,37 +20,3 @@ def passes_atwater(kcal: float, protein: float, carbs: float, fat: float) -> boo
     if max(kcal, expected) < _SMALL_KCAL:
         return abs(kcal - expected) < _SMALL_KCAL
     return abs(kcal - expected) <= ATWATER_TOLERANCE * max(kcal, expected)
-
-
-@dataclass(frozen=True)
-class IngredientFacts:
-    """An ingredient's nutrition for its grams, and whether the table vouched for it."""
-
-    nutrition: Nutrition
-    from_table: bool
-
-
-def ingredient_facts(ingredient: DraftIngredient, table: FoodTable) -> IngredientFacts | str:
-    """The ingredient's nutrition, or why it cannot be trusted.
-
-    The table wins whenever it knows the food. Otherwise the planner's own figures are kept only
-    if they pass the Atwater check.
-    """
-    food = table.lookup(ingredient.name)
-    if food is not None:
-        return IngredientFacts(food.nutrition_for(ingredient.grams), from_table=True)
-    figures = (ingredient.kcal, ingredient.protein, ingredient.carbs, ingredient.fat)
-    if any(value is None for value in figures):
-        return f"{ingredient.name!r} is not in the nutrition table and came without figures"
-    kcal, protein, carbs, fat = (float(v or 0.0) for v in figures)
-    if min(kcal, protein, carbs, fat) < 0:
-        return f"{ingredient.name!r} has negative nutrition figures"
-    if not passes_atwater(kcal, protein, carbs, fat):
-        expected = atwater_kcal(protein, carbs, fat)
-        return (
-            f"{ingredient.name!r} is not in the nutrition table and its figures fail the energy "
-            f"check ({kcal:.0f} kcal stated, {expected:.0f} kcal from 4P+4C+9F)"
-        )
-    return IngredientFacts(
-        Nutrition(kcal=kcal, protein=protein, carbs=carbs, fat=fat), from_table=False
-    )

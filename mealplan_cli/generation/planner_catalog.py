@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
 from mealplan_cli.generation.foods import FoodTable
-from mealplan_cli.generation.models import MealPlanRequest, ScaledMeal, Slot
+from mealplan_cli.generation.models import DraftMeal, MealPlanRequest, ScaledMeal, Slot
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -140,7 +140,7 @@ class CatalogPlanner:
             for slot in request.meals:
                 if slot not in recipe.slots:
                     continue
-                screened = validator.judge(self._facts(recipe, validator), recipe.draft(slot))
+                screened = validator.judge(self._facts(recipe, validator), _draft(recipe, slot))
                 if isinstance(screened, list):
                     refusals[slot].append({v.kind for v in screened})
                     continue
@@ -179,10 +179,20 @@ class CatalogPlanner:
             plan = self._try_arrangement(request, pools, order, rng)
             if plan is not None:
                 return plan
+        # Name the rule that ran out: only blame protein variety if dropping it would help.
+        for attempt in range(ATTEMPTS):
+            rng = random.Random(f"{seed}:{attempt}")
+            if self._try_arrangement(request, pools, order, rng, variety=False) is not None:
+                raise InfeasibleRequestError(
+                    f"could not arrange {request.days} days without serving one main protein "
+                    f"more than {MAX_DAYS_IN_A_ROW} days in a row: the recipes this request "
+                    "allows share too few proteins. Plan fewer days, loosen the diet, "
+                    "allergies or exclusions, or use --planner openai"
+                )
         raise InfeasibleRequestError(
-            f"could not arrange {request.days} days without repeating a recipe or serving one "
-            f"main protein more than {MAX_DAYS_IN_A_ROW} days in a row: plan fewer days, loosen "
-            "the diet, allergies or exclusions, or use --planner openai"
+            f"could not arrange {request.days} days without repeating a recipe: too few "
+            "different recipes fit every slot. Plan fewer days or meals, loosen the diet, "
+            "allergies or exclusions, or use --planner openai"
         )
 
     def _try_arrangement(
@@ -191,6 +201,8 @@ class CatalogPlanner:
         pools: dict[Slot, list[_Candidate]],
         order: list[Slot],
         rng: random.Random,
+        *,
+        variety: bool = True,
     ) -> list[list[tuple[Slot, _Candidate]]] | None:
         used: set[str] = set()
         history: list[set[str]] = []
@@ -198,7 +210,8 @@ class CatalogPlanner:
         shares = _shares(request.meals)
         for _ in range(request.days):
             recent = history[-MAX_DAYS_IN_A_ROW:]
-            blocked = set.intersection(*recent) if len(recent) == MAX_DAYS_IN_A_ROW else set()
+            full = variety and len(recent) == MAX_DAYS_IN_A_ROW
+            blocked = set.intersection(*recent) if full else set()
             today: dict[Slot, _Candidate] = {}
             proteins: set[str] = set()
             for slot in order:
@@ -221,6 +234,19 @@ class CatalogPlanner:
             history.append(proteins)
             days.append([(slot, today[slot]) for slot in request.meals])
         return days
+
+
+_DRAFTS: dict[tuple[str, Slot], tuple[Recipe, DraftMeal]] = {}
+
+
+def _draft(recipe: Recipe, slot: Slot) -> DraftMeal:
+    """One serving of ``recipe`` for ``slot``, built once per process: judging a recipe for a
+    request reads only its slot and times, and building hundreds of drafts per plan was the
+    catalogue planner's largest cost."""
+    known = _DRAFTS.get((recipe.id, slot))
+    if known is None or known[0] is not recipe:
+        known = _DRAFTS[(recipe.id, slot)] = (recipe, recipe.draft(slot))
+    return known[1]
 
 
 def _shares(slots: Sequence[Slot]) -> dict[Slot, float]:

@@ -17,12 +17,14 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import openai
 import pydantic
 from openai import AsyncOpenAI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -31,7 +33,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from mealplan_cli.errors import PlanRejectedError, ProviderRejectedError, ProviderUnavailableError
+from mealplan_cli.errors import (
+    InfeasibleRequestError,
+    PlanRejectedError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+)
 from mealplan_cli.generation.foods import lookup_key
 from mealplan_cli.generation.models import (
     DraftIngredient,
@@ -80,14 +87,15 @@ class PlanOutline(BaseModel):
 
 
 class LlmIngredient(BaseModel):
-    name: str = Field(description="Plain food name, e.g. 'chickpeas, cooked'.")
+    """One ingredient as the model writes it. In the schema sent for a request, ``food_id`` is
+    an enum of the foods safe for that request (``day_schema``), so an unsafe food cannot be
+    written at all; nutrition comes from the table entry, never from the model."""
+
+    food_id: str = Field(description="The food, chosen from the allowed list.")
+    name: str = Field(description="Display name for the recipe, naming that same food.")
     quantity: float
     unit: str
     grams: float = Field(description="Weight for one serving.")
-    kcal: float = Field(description="Energy of these grams.")
-    protein: float
-    carbs: float
-    fat: float
 
 
 class LlmMeal(BaseModel):
@@ -109,7 +117,16 @@ class LlmMeal(BaseModel):
             description=self.description,
             cuisine=self.cuisine,
             main_protein=self.main_protein,
-            ingredients=[DraftIngredient(**i.model_dump()) for i in self.ingredients],
+            ingredients=[
+                DraftIngredient(
+                    name=i.name,
+                    quantity=i.quantity,
+                    unit=i.unit,
+                    grams=i.grams,
+                    food_id=str(getattr(i.food_id, "value", i.food_id)),
+                )
+                for i in self.ingredients
+            ],
             steps=self.steps,
             prep_minutes=self.prep_minutes,
             cook_minutes=self.cook_minutes,
@@ -124,16 +141,75 @@ class DayPlan(BaseModel):
     meals: list[LlmMeal]
 
 
+MAX_ENUM_VALUES = 1000
+"""OpenAI structured outputs: at most this many enum values in one schema."""
+
+MAX_ENUM_CHARS = 15000
+"""OpenAI structured outputs: an enum of more than 250 values may total this many characters."""
+
+MIN_SAFE_FOODS = 25
+"""Fewer foods than this cannot make a varied plan: the request is refused as infeasible."""
+
+
+@lru_cache(maxsize=32)
+def day_schema(food_ids: tuple[str, ...]) -> type[DayPlan]:
+    """``DayPlan`` whose ``food_id`` may only be one of ``food_ids`` (an enum in the schema)."""
+    if len(food_ids) > MAX_ENUM_VALUES - 10 or sum(map(len, food_ids)) > MAX_ENUM_CHARS:
+        raise ValueError(
+            f"{len(food_ids)} food ids exceed OpenAI's enum limits: split the schema by slot"
+        )
+    food_enum: Any = StrEnum("FoodId", [(food, food) for food in food_ids])  # type: ignore[misc]
+    ingredient = create_model(
+        "LlmIngredient",
+        __base__=LlmIngredient,
+        food_id=(food_enum, Field(description="The food, from the foods safe for this request.")),
+    )
+    meal = create_model("LlmMeal", __base__=LlmMeal, ingredients=(list[ingredient], ...))
+    schema: type[DayPlan] = create_model("DayPlan", __base__=DayPlan, meals=(list[meal], ...))
+    return schema
+
+
+def safe_foods(validator: PlanValidator) -> tuple[str, ...]:
+    """Ids of the foods a request allows; raises ``InfeasibleRequestError`` naming the
+    constraint that left too few."""
+    table = validator.table
+    allowed = tuple(sorted(food.id for food in table.foods if validator.allows(food)))
+    if len(allowed) >= MIN_SAFE_FOODS:
+        return allowed
+    request = validator.request
+    parts = []
+    for label, fields in (
+        ("the diet " + " + ".join(d.value for d in request.diet), {"allergies": [], "exclude": []}),
+        (
+            "the allergies " + ", ".join(a.value for a in request.allergies),
+            {"diet": ["omnivore"], "exclude": []},
+        ),
+        ("the exclusions " + ", ".join(request.exclude), {"diet": ["omnivore"], "allergies": []}),
+    ):
+        alone = PlanValidator(request.model_copy(update=fields), table)
+        kept = sum(1 for food in table.foods if alone.allows(food))
+        if kept < len(table):
+            parts.append(f"{label} alone leaves {kept}")
+    raise InfeasibleRequestError(
+        f"only {len(allowed)} of {len(table)} foods are safe for this request, too few for a "
+        f"varied plan ({'; '.join(parts)}): loosen the constraint that removes the most"
+    )
+
+
 INSTRUCTIONS = """\
 You are a registered dietitian and recipe developer writing meal plans for an app.
 Answer only with JSON matching the given schema.
 
 Rules for every meal:
-- Amounts are for ONE serving. Give every ingredient its weight in grams and the energy (kcal),
-  protein, carbohydrate and fat of that weight, from USDA FoodData Central values.
-- Name ingredients plainly ("chickpeas, cooked", "olive oil", "greek yogurt"), one food each.
-- Never use an ingredient from the request's allergies or exclusions, nor one derived from them
-  (tahini is sesame, soy sauce is soy and wheat, pesto has nuts and cheese, almond milk is a nut).
+- Amounts are for ONE serving. Choose every ingredient by its food_id from the allowed list in
+  the schema: it holds only the foods safe for this request. Give its weight in grams; the
+  nutrition is looked up from the food, so do not estimate it.
+- "name" is how the recipe shows the ingredient and must name that same food plainly.
+- Never mention in any text (title, description, steps, names) a food that is not in the
+  allowed list, nor one derived from the request's allergies or exclusions (tahini is sesame,
+  satay is peanut, pesto has nuts and cheese): every word is checked.
+- Tags describe the dish ("quick", "high-protein"); never claim a diet or "X-free" yourself,
+  in tags or text: the app works out and labels what each meal is.
 - Keep every diet listed. vegan: no meat, fish, dairy, eggs or honey. keto: no grains, sugar or
   starchy foods, net carbs under 10% of energy. paleo: no grains, legumes, dairy or sugar.
   mediterranean: no red or processed meat. gluten_free: no wheat, barley, rye or regular oats.
@@ -264,6 +340,7 @@ class OpenAIPlanner:
                 f"no price known for model {self.model}: cost not estimated "
                 "(set OPENAI_PRICE_INPUT_PER_MTOK and OPENAI_PRICE_OUTPUT_PER_MTOK)"
             )
+        schema = day_schema(safe_foods(validator))
         on_progress(Progress("outline", 0, 1, "outlining the plan"))
         outline = await self._outline(request, tally)
         on_progress(Progress("outline", 1, 1, "outline ready"))
@@ -279,7 +356,7 @@ class OpenAIPlanner:
             avoid = [t for other, ts in all_titles.items() if other != day for t in ts]
             async with gate:
                 checked, scaled, rejected = await self._day(
-                    request, validator, day, by_day.get(day), avoid, problems, tally
+                    request, validator, schema, day, by_day.get(day), avoid, problems, tally
                 )
             days[day] = checked
             on_day(day, checked)
@@ -319,6 +396,7 @@ class OpenAIPlanner:
         self,
         request: MealPlanRequest,
         validator: PlanValidator,
+        schema: type[DayPlan],
         day: int,
         outline: OutlineDay | None,
         avoid: list[str],
@@ -331,7 +409,7 @@ class OpenAIPlanner:
         for _ in range(REGENERATIONS + 1):
             prompt = day_prompt(request, day, outline, avoid, problems, compact)
             try:
-                answer = await self._parse(DayPlan, prompt, tally, DAY_MAX_COMPLETION_TOKENS)
+                answer = await self._parse(schema, prompt, tally, DAY_MAX_COMPLETION_TOKENS)
             except _Truncated:
                 compact, problems = True, ["the answer was cut off for length"]
                 continue

@@ -1,22 +1,30 @@
 """The validator every plan passes, whoever wrote it.
 
 A planner proposes ``DraftMeal``s. ``PlanValidator.check`` turns each into a ``Meal`` with
-nutrition recomputed from the table and allergens and diets decided from the ingredients, or
-refuses it with reasons. ``fit_day`` brings a day within 5% of the calorie target by scaling
-portions when it is off by a factor the cook would accept, and ``plan_violations`` checks the
-finished plan as a whole: the last gate before anything is saved.
+nutrition recomputed from the table and allergens and diets decided from the ingredients and
+every word of its text, or refuses it with reasons. ``fit_day`` brings a day within 5% of the
+calorie target by scaling portions when it is off by a factor the cook would accept, and
+``plan_violations`` checks the finished plan as a whole: the last gate before anything is saved.
+
+It fails closed: an ingredient that does not resolve to a table entry is refused (never passed
+on the planner's own figures), text is read after Unicode normalisation against the allergen
+lexicon (a mention in a title or a step counts like an ingredient), text the lexicon cannot
+read is refused when the request forbids anything, and a qualifier never cancels an allergen
+except a listed free-from form (``lexicon.FREE_FROM``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from mealplan_cli.generation.diets import FlaggedIngredient, diet_violations
-from mealplan_cli.generation.foods import FoodTable, default_table, lookup_key, words
+from mealplan_cli.generation.foods import Food, FoodTable, default_table, lookup_key, words
+from mealplan_cli.generation.lexicon import PROTEIN_FAMILIES
 from mealplan_cli.generation.models import (
-    ALLERGEN_ALIASES,
     Allergen,
     Day,
     Diet,
@@ -27,8 +35,9 @@ from mealplan_cli.generation.models import (
     MealPlanRequest,
     Nutrition,
     ScaledMeal,
+    allergen_families,
 )
-from mealplan_cli.generation.nutrition import ingredient_facts
+from mealplan_cli.generation.text import unreadable
 
 DAY_TOLERANCE = 0.05
 """Each day's energy must be within this share of the target."""
@@ -37,7 +46,15 @@ SCALE_RANGE = (0.75, 1.33)
 """A day whose energy is off the target by a ratio in this range is fixed by scaling portions."""
 
 MAX_DAYS_IN_A_ROW = 2
-"""No main protein on more consecutive days than this."""
+"""No main protein family on more consecutive days than this."""
+
+MAX_INGREDIENT_GRAMS = 5000.0
+"""More than this of one ingredient in one serving is a mistake, not a recipe."""
+
+MAX_MEAL_MINUTES = 24 * 60
+
+
+_CLAIM_WORDS = frozenset(d.value.replace("_", " ") for d in Diet) | {"free", "safe", "allergen"}
 
 
 class ViolationKind(StrEnum):
@@ -47,6 +64,7 @@ class ViolationKind(StrEnum):
     time = "time"
     nutrition = "nutrition"
     structure = "structure"
+    unresolved = "unresolved"
 
 
 @dataclass(frozen=True)
@@ -69,40 +87,143 @@ class CheckedMeal:
 
 @dataclass(frozen=True)
 class MealFacts:
-    """What a draft is, whatever the request: nutrition per serving, what its ingredients
-    contain, and problems no request could excuse (a weightless or unknowable ingredient)."""
+    """What a draft is, whatever the request: nutrition per serving, what its ingredients and
+    text contain, and problems no request could excuse (a weightless or unknowable ingredient).
+
+    ``ingredients`` holds one entry per ingredient, then one per text mention (a title, a step)
+    that implies an allergen or a diet flag; ``texts`` every free text, for exclusions.
+    """
 
     nutrition: Nutrition
     ingredients: tuple[FlaggedIngredient, ...]
     unknown_ingredients: tuple[str, ...]
     problems: tuple[Violation, ...]
+    texts: tuple[tuple[str, str], ...] = ()
+    unreadable: tuple[str, ...] = ()
+    foods: tuple[Food | None, ...] = ()
+
+
+def resolve(ingredient: DraftIngredient, table: FoodTable) -> Food | str:
+    """The table entry an ingredient is, or why it is none (then the meal is refused)."""
+    if ingredient.food_id is not None:
+        food = table.by_id(ingredient.food_id)
+        if food is None:
+            return f"{ingredient.name!r} names the unknown food id {ingredient.food_id!r}"
+        return food
+    food = table.lookup(ingredient.name)
+    if food is None:
+        return (
+            f"{ingredient.name!r} is not in the nutrition table: choose a food the table has "
+            "(its nutrition and allergens cannot be vouched for)"
+        )
+    return food
+
+
+def _amount_problems(ingredient: DraftIngredient) -> list[Violation]:
+    problems: list[Violation] = []
+    name = ingredient.name
+    if not math.isfinite(ingredient.grams) or not math.isfinite(ingredient.quantity):
+        problems.append(Violation(ViolationKind.structure, f"{name!r} has no usable amount"))
+    elif ingredient.grams <= 0:
+        problems.append(Violation(ViolationKind.nutrition, f"{name!r} has no weight"))
+    elif ingredient.grams > MAX_INGREDIENT_GRAMS:
+        problems.append(
+            Violation(
+                ViolationKind.nutrition,
+                f"{name!r} weighs {ingredient.grams:.0f} g in one serving, more than "
+                f"{MAX_INGREDIENT_GRAMS:.0f} g",
+            )
+        )
+    if math.isfinite(ingredient.quantity) and ingredient.quantity < 0:
+        problems.append(Violation(ViolationKind.structure, f"{name!r} has a negative quantity"))
+    if not name.strip():
+        problems.append(Violation(ViolationKind.structure, "an ingredient has no name"))
+    return problems
+
+
+def _texts(draft: DraftMeal) -> list[tuple[str, str]]:
+    """Every free text of a draft, labelled for messages."""
+    texts = [("the title", draft.title), ("the description", draft.description)]
+    if draft.main_protein:
+        texts.append(("the main protein", draft.main_protein))
+    if draft.cuisine:
+        texts.append(("the cuisine", draft.cuisine))
+    texts += [(f"step {n}", step) for n, step in enumerate(draft.steps, start=1)]
+    return texts
+
+
+def _ingredient_words(name: str, food: Food | None) -> frozenset[str]:
+    """The words an ingredient goes by: its display name and, once resolved, its table labels.
+
+    A text mention made only of these words refers to that ingredient, whose allergens are
+    already counted (from its food and its display name, whichever says more)."""
+    own = _label_words(name)
+    return own if food is None else own | _food_words(food.name, food.aliases)
+
+
+@lru_cache(maxsize=16384)
+def _label_words(label: str) -> frozenset[str]:
+    return frozenset(words(label))
+
+
+@lru_cache(maxsize=4096)
+def _food_words(name: str, aliases: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(w for label in (name, *aliases) for w in words(label))
 
 
 def meal_facts(draft: DraftMeal, table: FoodTable) -> MealFacts:
     problems: list[Violation] = []
     if not draft.ingredients or not draft.steps:
         problems.append(Violation(ViolationKind.structure, "a meal needs ingredients and steps"))
+    for label, minutes in (("prep", draft.prep_minutes), ("cook", draft.cook_minutes)):
+        if not 0 <= minutes <= MAX_MEAL_MINUTES:
+            problems.append(
+                Violation(ViolationKind.structure, f"{label} time of {minutes} minutes")
+            )
     total = Nutrition()
-    unknown: list[str] = []
     flagged: list[FlaggedIngredient] = []
+    foods: list[Food | None] = []
+    texts: list[tuple[str, str]] = [(f"ingredient {i.name!r}", i.name) for i in draft.ingredients]
     for ingredient in draft.ingredients:
         found = table.classify(ingredient.name)
-        flagged.append(FlaggedIngredient(ingredient.name, found.flags, found.allergens, found.food))
-        if ingredient.grams <= 0:
-            problems.append(
-                Violation(ViolationKind.nutrition, f"{ingredient.name!r} has no weight")
+        food = resolve(ingredient, table)
+        amount_problems = _amount_problems(ingredient)
+        problems += amount_problems
+        if isinstance(food, str):
+            problems.append(Violation(ViolationKind.unresolved, food))
+            flagged.append(FlaggedIngredient(ingredient.name, found.flags, found.allergens))
+            foods.append(None)
+            continue
+        foods.append(food)
+        flagged.append(
+            FlaggedIngredient(
+                ingredient.name,
+                found.flags | food.flags,
+                found.allergens | food.allergens,
+                food,
             )
-            continue
-        facts = ingredient_facts(ingredient, table)
-        if isinstance(facts, str):
-            problems.append(Violation(ViolationKind.nutrition, facts))
-            continue
-        total = total + facts.nutrition
-        if not facts.from_table:
-            unknown.append(ingredient.name)
+        )
+        if not amount_problems:
+            total = total + food.nutrition_for(ingredient.grams)
+    own_words = [
+        _ingredient_words(i.name, f) for i, f in zip(draft.ingredients, foods, strict=True)
+    ]
+    for label, text in _texts(draft):
+        texts.append((label, text))
+        for hit in table.classify(text).hits:
+            if any(set(hit.phrase.split()) <= known for known in own_words):
+                continue  # "the noodles" in a step are the rice noodles listed: already counted
+            flagged.append(FlaggedIngredient(f"{label} ({hit.phrase!r})", hit.flags, hit.allergens))
+    strange = tuple(
+        f"{label} has letters the allergen check cannot read ({char!r})"
+        for label, text in texts
+        if (char := unreadable(text)) is not None
+    )
     if total.kcal < 30 and not problems:
         problems.append(Violation(ViolationKind.nutrition, "a meal of under 30 kcal"))
-    return MealFacts(total, tuple(flagged), tuple(unknown), tuple(problems))
+    return MealFacts(
+        total, tuple(flagged), (), tuple(problems), tuple(texts), strange, tuple(foods)
+    )
 
 
 @dataclass
@@ -132,10 +253,33 @@ def scale_draft(draft: DraftMeal, factor: float) -> DraftMeal:
     return draft.model_copy(update={"ingredients": [scale(i) for i in draft.ingredients]})
 
 
-def protein_key(protein: str | None) -> str | None:
+@lru_cache(maxsize=4096)
+def protein_name(protein: str | None) -> str | None:
+    """The main protein as saved on a meal: lowercase singular words, or ``None``."""
     if not protein or protein.strip().lower() in {"none", "null", "n/a", ""}:
         return None
-    return " ".join(words(protein))
+    return " ".join(words(protein)) or None
+
+
+@lru_cache(maxsize=4096)
+def protein_key(protein: str | None) -> str | None:
+    """The protein's family ("silken tofu" and "tofu" are one), for the variety rule."""
+    name = protein_name(protein)
+    if name is None:
+        return None
+    tokens = name.split()
+    for size in (3, 2, 1):
+        for start in range(len(tokens) - size + 1):
+            family = PROTEIN_FAMILIES.get(" ".join(tokens[start : start + size]))
+            if family is not None:
+                return family
+    return " ".join(tokens) or None
+
+
+def _unsafe_claim(tag: str) -> bool:
+    """A planner's tag that claims a diet or an absence; only the validator may say that."""
+    tag_words = set(words(tag))
+    return bool(tag_words & _CLAIM_WORDS) or " ".join(words(tag)) in _CLAIM_WORDS
 
 
 class PlanValidator:
@@ -147,6 +291,11 @@ class PlanValidator:
         self._excluded_allergens, self._excluded_flags, self._excluded_phrases = (
             self._read_exclusions(request.exclude)
         )
+        self.restricted = bool(
+            request.allergies
+            or request.exclude
+            or any(d is not Diet.omnivore for d in request.diet)
+        )
 
     @staticmethod
     def _read_exclusions(
@@ -154,7 +303,8 @@ class PlanValidator:
     ) -> tuple[dict[Allergen, str], dict[str, str], list[tuple[str, tuple[str, ...]]]]:
         """Split exclusions into allergen families, diet flags and plain phrases.
 
-        "nuts" or "dairy" excludes a whole family; "pork" or "mushrooms" excludes by name.
+        "nuts" or "dairy" excludes whole families (aliases widen as for allergies); "pork" or
+        "mushrooms" excludes by name.
         """
         allergens: dict[Allergen, str] = {}
         flags: dict[str, str] = {}
@@ -162,22 +312,43 @@ class PlanValidator:
         flag_words = {"meat", "poultry", "fish", "shellfish", "dairy", "egg", "honey", "alcohol"}
         for term in terms:
             key = " ".join(words(term))
-            allergen = ALLERGEN_ALIASES.get(key) or ALLERGEN_ALIASES.get(term)
-            if allergen is None and term in Allergen.__members__:
-                allergen = Allergen(term)
-            if allergen is not None:
+            for allergen in allergen_families(key) or allergen_families(term) or ():
                 allergens[allergen] = term
             if key in flag_words:
                 flags[key] = term
             phrases.append((term, tuple(words(term))))
+            family = PROTEIN_FAMILIES.get(key)
+            if family is not None and family == key:  # "pork" excludes chorizo and bacon too
+                phrases += [
+                    (term, tuple(words(member)))
+                    for member, of in PROTEIN_FAMILIES.items()
+                    if of == family and member != key
+                ]
         return allergens, flags, phrases
+
+    def allows(self, food: Food) -> bool:
+        """Whether ``food`` may appear in any meal of this request (diets, allergies,
+        exclusions): the foods a model may choose from."""
+        flagged = [FlaggedIngredient(food.name, food.flags, food.allergens, food)]
+        for label in (food.name, *food.aliases):
+            found = self.table.classify(label)
+            flagged.append(FlaggedIngredient(label, found.flags, found.allergens, food))
+        for ingredient in flagged:
+            if ingredient.allergens & set(self.request.allergies):
+                return False
+            if self.request.exclude and self._exclusion_hits(ingredient):
+                return False
+        for diet in self.request.diet:
+            if diet_violations(diet, flagged, Nutrition(), macros=False):
+                return False
+        return True
 
     def check(self, draft: DraftMeal) -> CheckedMeal | list[Violation]:
         """The meal built from ``draft``, or every reason it cannot be served."""
         screened = self.screen(draft)
         if isinstance(screened, list):
             return screened
-        meal = self._build(draft, screened.ingredients, screened.nutrition)
+        meal = self._build(draft, screened)
         return CheckedMeal(draft, meal, screened.unknown_ingredients)
 
     def screen(self, draft: DraftMeal) -> MealFacts | list[Violation]:
@@ -191,22 +362,26 @@ class PlanValidator:
             violations.append(
                 Violation(ViolationKind.structure, f"{draft.slot.value} was not requested")
             )
+        if self.restricted:
+            violations += [Violation(ViolationKind.structure, text) for text in facts.unreadable]
         minutes = draft.prep_minutes + draft.cook_minutes
         violations += self._content_violations(facts.ingredients, facts.nutrition, minutes)
+        if self.request.exclude:
+            violations += self._excluded_in_text(facts.texts, violations)
         return violations or facts
 
-    def content_violations(
-        self, ingredient_names: Sequence[str], nutrition: Nutrition, minutes: int
+    def _excluded_in_text(
+        self, texts: Sequence[tuple[str, str]], found: Sequence[Violation]
     ) -> list[Violation]:
-        """Allergies, exclusions, diets and cooking time: what the request forbids."""
-        return self._content_violations(self._flag(ingredient_names), nutrition, minutes)
-
-    def _flag(self, ingredient_names: Sequence[str]) -> list[FlaggedIngredient]:
-        flagged = []
-        for name in ingredient_names:
-            found = self.table.classify(name)
-            flagged.append(FlaggedIngredient(name, found.flags, found.allergens, found.food))
-        return flagged
+        already = {v.message for v in found}
+        hits = []
+        for label, text in texts:
+            text_words = tuple(words(text))
+            for term, phrase in self._excluded_phrases:
+                message = f"{label} mentions {term}, which is excluded"
+                if _contains(text_words, phrase) and message not in already:
+                    hits.append(Violation(ViolationKind.exclusion, message))
+        return hits
 
     def _content_violations(
         self, flagged: Sequence[FlaggedIngredient], nutrition: Nutrition, minutes: int
@@ -250,13 +425,13 @@ class PlanValidator:
                 hits.append(term)
         return [
             Violation(ViolationKind.exclusion, f"{ingredient.name} is excluded ({term})")
-            for term in hits
+            for term in dict.fromkeys(hits)
         ]
 
-    def _build(
-        self, draft: DraftMeal, flagged: Sequence[FlaggedIngredient], per_serving: Nutrition
-    ) -> Meal:
+    def _build(self, draft: DraftMeal, facts: MealFacts) -> Meal:
         servings = self.request.household_size
+        flagged = facts.ingredients
+        per_serving = facts.nutrition
         allergens: set[Allergen] = set()
         for ingredient in flagged:
             allergens |= ingredient.allergens
@@ -265,20 +440,23 @@ class PlanValidator:
             for diet in Diet
             if diet is not Diet.omnivore and not diet_violations(diet, flagged, per_serving)
         ]
+        kept_tags = [t for t in draft.tags if t.strip() and not _unsafe_claim(t)]
+        foods = list(facts.foods) + [None] * (len(draft.ingredients) - len(facts.foods))
         return Meal(
             slot=draft.slot,
             title=draft.title.strip(),
             description=draft.description.strip(),
             cuisine=draft.cuisine,
-            main_protein=protein_key(draft.main_protein),
+            main_protein=protein_name(draft.main_protein),
             ingredients=[
                 Ingredient(
                     name=i.name,
                     quantity=round(i.quantity * servings, 2),
                     unit=i.unit,
                     grams=round(i.grams * servings, 1),
+                    food_id=food.id if food is not None else None,
                 )
-                for i in draft.ingredients
+                for i, food in zip(draft.ingredients, foods, strict=True)
             ],
             steps=[s.strip() for s in draft.steps],
             prep_minutes=draft.prep_minutes,
@@ -286,7 +464,7 @@ class PlanValidator:
             servings=servings,
             nutrition=per_serving.rounded(),
             allergens=sorted(allergens),
-            tags=list(dict.fromkeys([*draft.tags, *diets])),
+            tags=list(dict.fromkeys([*kept_tags, *diets])),
             recipe_id=draft.recipe_id,
         )
 
@@ -322,7 +500,11 @@ class PlanValidator:
         return DayFit(fitted, scaled)
 
     def plan_violations(self, days: Sequence[Day]) -> list[str]:
-        """Everything wrong with a finished plan; empty means it may be saved."""
+        """Everything wrong with a finished plan; empty means it may be saved.
+
+        Each meal is read again from what the plan says (ingredients by food id, every text),
+        whoever built it: the same rules as ``check``, applied to the saved form.
+        """
         request = self.request
         problems: list[str] = []
         if len(days) != request.days:
@@ -342,15 +524,18 @@ class PlanValidator:
             proteins: set[str] = set()
             for meal in day.meals:
                 where = f"day {day.day} {meal.slot.value} {meal.title!r}"
-                for violation in self.content_violations(
-                    [i.name for i in meal.ingredients],
-                    meal.nutrition,
-                    meal.prep_minutes + meal.cook_minutes,
-                ):
-                    problems.append(f"{where}: {violation}")
-                missing = self._undeclared_allergens(meal)
-                if missing:
-                    problems.append(f"{where}: allergens not declared: {', '.join(missing)}")
+                draft = _as_draft(meal)
+                judged = self.judge(meal_facts(draft, self.table), draft)
+                if isinstance(judged, list):
+                    problems += [f"{where}: {violation}" for violation in judged]
+                else:
+                    declared = set(meal.allergens)
+                    found: set[Allergen] = set()
+                    for ingredient in judged.ingredients:
+                        found |= ingredient.allergens
+                    missing = sorted(a.value for a in found - declared)
+                    if missing:
+                        problems.append(f"{where}: allergens not declared: {', '.join(missing)}")
                 key = lookup_key(meal.title)
                 if key in seen_titles:
                     problems.append(f"{where} repeats day {seen_titles[key]}")
@@ -362,11 +547,32 @@ class PlanValidator:
         problems += _protein_runs(proteins_by_day)
         return problems
 
-    def _undeclared_allergens(self, meal: Meal) -> list[str]:
-        found: set[Allergen] = set()
-        for ingredient in meal.ingredients:
-            found |= self.table.classify(ingredient.name).allergens
-        return sorted(a.value for a in found - set(meal.allergens))
+
+def _as_draft(meal: Meal) -> DraftMeal:
+    """A saved meal read back as one serving of a draft."""
+    servings = max(meal.servings, 1)
+    return DraftMeal(
+        slot=meal.slot,
+        title=meal.title,
+        description=meal.description,
+        cuisine=meal.cuisine,
+        main_protein=meal.main_protein,
+        ingredients=[
+            DraftIngredient(
+                name=i.name,
+                quantity=i.quantity / servings,
+                unit=i.unit,
+                grams=i.grams / servings,
+                food_id=i.food_id,
+            )
+            for i in meal.ingredients
+        ],
+        steps=meal.steps,
+        prep_minutes=meal.prep_minutes,
+        cook_minutes=meal.cook_minutes,
+        tags=meal.tags,
+        recipe_id=meal.recipe_id,
+    )
 
 
 def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:

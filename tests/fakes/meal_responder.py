@@ -2,9 +2,9 @@
 
 It reads the request back out of the prompt (the line ``Request (JSON): ...``), plans it with the
 catalogue planner, and answers each schema as a careful model would: ``PlanOutline`` with every
-title, ``DayPlan`` with one day in full (per-ingredient figures from the nutrition table), and
-``WholePlan`` (used by the latency benchmark) with every day at once. Faults are layered on top
-with ``FakeOpenAI.inject``.
+title, ``DayPlan`` with one day in full (each ingredient by its food id, as the schema's enum
+asks), and ``WholePlan`` (used by the latency benchmark) with every day at once. Faults are
+layered on top with ``FakeOpenAI.inject``.
 """
 
 from __future__ import annotations
@@ -92,23 +92,18 @@ def day_answer(number: int, meals: list[CheckedMeal]) -> dict[str, Any]:
 
 
 def meal_answer(meal: Meal) -> dict[str, Any]:
-    """One meal as the model writes it: one serving, with figures for each ingredient."""
+    """One meal as the model writes it: one serving, each ingredient a food id and grams."""
     table = default_table()
     ingredients = []
     for ingredient in meal.ingredients:
-        grams = ingredient.grams / meal.servings
         food = table.lookup(ingredient.name)
-        figures = food.nutrition_for(grams) if food else None
         ingredients.append(
             {
+                "food_id": food.id if food else ingredient.name,
                 "name": ingredient.name,
                 "quantity": round(ingredient.quantity / meal.servings, 2),
                 "unit": ingredient.unit,
-                "grams": round(grams, 1),
-                "kcal": round(figures.kcal, 1) if figures else 0.0,
-                "protein": round(figures.protein, 1) if figures else 0.0,
-                "carbs": round(figures.carbs, 1) if figures else 0.0,
-                "fat": round(figures.fat, 1) if figures else 0.0,
+                "grams": round(ingredient.grams / meal.servings, 1),
             }
         )
     return {

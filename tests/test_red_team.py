@@ -1,0 +1,133 @@
+"""The red-team corpus: one subtle violation per scenario, through the real openai client.
+
+Each scenario's fake model (``tests/fakes/red_team.py``) slips one mistake into a careful plan.
+Once, the planner must come back with a corrected plan; every time, it must fail with a clear
+``GenerationError``. Either way nothing leaks, and nothing crashes. The leak check here does not
+trust the validator's own verdict: it reads the saved plan's food ids against the table, the
+plan's text for the injected words, and recomputes each day's energy from the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from mealplan_cli.errors import GenerationError
+from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
+from mealplan_cli.generation.foods import default_table
+from mealplan_cli.generation.models import Allergen, Diet, parse_request
+from mealplan_cli.generation.text import normalise
+from tests.conftest import OPENAI_TEST_KEY, openai_settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.red_team import SCENARIOS, RedTeamResponder, Scenario
+
+PERSISTENT = [s for s in SCENARIOS if s.family not in {"calories"}][::5]
+
+
+@dataclass
+class Outcome:
+    plan: MealPlan | None
+    error: GenerationError | None
+    day_calls: int
+
+
+def run(scenario: Scenario, times: int) -> Outcome:
+    request = parse_request(scenario.request)
+    with FakeOpenAI(RedTeamResponder(scenario, times), api_key=OPENAI_TEST_KEY) as fake:
+        settings = openai_settings(fake, openai_concurrency=1)
+
+        async def plan() -> MealPlan:
+            async with generation_services(settings) as services:
+                return await generate_meal_plan(request, planner=services.planner)
+
+        try:
+            result = asyncio.run(plan())
+        except GenerationError as error:  # a clear failure; anything else is a crash
+            return Outcome(None, error, fake.calls_by_schema()["DayPlan"])
+        return Outcome(result, None, fake.calls_by_schema()["DayPlan"])
+
+
+def leaks(scenario: Scenario, plan: MealPlan) -> list[str]:
+    """What of the scenario's violation survived into ``plan``, read without the validator."""
+    table = default_table()
+    request = plan.request
+    found: list[str] = []
+    for day in plan.days:
+        energy = 0.0
+        for meal in day.meals:
+            names = [i.name for i in meal.ingredients]
+            texts = [meal.title, meal.description, *meal.steps, *names, *meal.tags]
+            if scenario.needle and normalise(scenario.needle) in normalise(" ".join(texts)):
+                found.append(f"day {day.day} {meal.title!r} still says {scenario.needle!r}")
+            for ingredient in meal.ingredients:
+                food = table.by_id(ingredient.food_id or "")
+                if food is None:
+                    found.append(f"{ingredient.name!r} has no table food")
+                    continue
+                if food.id in scenario.forbidden_ids:
+                    found.append(f"{food.id} was served")
+                if food.allergens & set(request.allergies):
+                    found.append(f"{food.id} contains {sorted(food.allergens)}")
+                if Diet.vegetarian in request.diet and food.flags & {"meat", "poultry", "fish"}:
+                    found.append(f"{food.id} is not vegetarian")
+                energy += food.nutrition_for(ingredient.grams / meal.servings).kcal
+            if set(meal.allergens) & set(request.allergies):
+                found.append(f"{meal.title!r} declares a requested allergen")
+        if abs(energy - request.calories) > 0.05 * request.calories + 1:
+            found.append(f"day {day.day} really has {energy:.0f} kcal")
+    return found
+
+
+def test_the_corpus_covers_every_allergen_family_every_diet_and_each_trick() -> None:
+    assert len(SCENARIOS) >= 60
+    families = Counter(s.family for s in SCENARIOS)
+    for allergen in Allergen:
+        assert families[allergen.value] or any(
+            allergen in parse_request(s.request).allergies for s in SCENARIOS
+        ), allergen
+    for diet in Diet:
+        if diet is not Diet.omnivore:
+            assert families[diet.value], diet
+    for trick in ("look-alike", "alias", "calories", "bad output", "exclusion"):
+        assert families[trick] >= 2, trick
+    assert len({s.name for s in SCENARIOS}) == len(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_a_violation_once_ends_in_a_corrected_plan(scenario: Scenario) -> None:
+    outcome = run(scenario, times=1)
+    assert outcome.error is None, f"a single mistake should have been corrected: {outcome.error}"
+    assert outcome.plan is not None
+    assert leaks(scenario, outcome.plan) == []
+    if scenario.family != "claims":  # a false tag is dropped, not worth a regeneration
+        noticed = outcome.day_calls >= 2 or outcome.plan.metadata.validation.scaled
+        assert noticed, "the violation went unnoticed"
+
+
+def test_the_leak_check_itself_sees_a_leak() -> None:
+    scenario = next(s for s in SCENARIOS if s.name == "satay step")
+    clean = run(scenario, times=0).plan
+    assert clean is not None
+    assert leaks(scenario, clean) == []
+    clean.days[0].meals[1].steps.append("Drizzle with SATAY sauce.")
+    clean.days[0].meals[0].ingredients[0].food_id = "peanut_butter"
+    found = leaks(scenario, clean)
+    assert any("satay" in f for f in found)
+    assert any("peanut_butter" in f for f in found)
+
+
+@pytest.mark.parametrize("scenario", PERSISTENT, ids=lambda s: s.name)
+def test_a_violation_every_time_ends_in_a_clear_failure(scenario: Scenario) -> None:
+    outcome = run(scenario, times=10)
+    plan, error = outcome.plan, outcome.error
+    if plan is not None:  # scaled into shape or otherwise corrected: still nothing may leak
+        assert leaks(scenario, plan) == []
+        return
+    assert error is not None
+    message = str(error)
+    assert "\n" not in message
+    assert "Traceback" not in message
+    assert "failed validation 3 times" in message or "did not match" in message, message
