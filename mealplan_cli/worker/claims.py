@@ -1,0 +1,89 @@
+"""One record per claim, keyed by its lease token, removed when the job's outcome is written.
+
+A job id is not a claim: after the stale sweep puts a job back, the same worker may claim it
+again under a new token, and what happened to the first claim (lost, cancelled) must not stick
+to the second. So every piece of state about a running job lives on its ``Claim``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from uuid import UUID
+
+from mealplan_cli.queue import ClaimedJob
+
+
+class ClaimState(Enum):
+    RUNNING = "running"
+    LOST = "lost"
+    """Another worker owns the job now (or its lease expired): the result must be dropped."""
+    CANCEL_REQUESTED = "cancel requested"
+    """An operator cancelled it: stop the handler and record the cancel."""
+    COMPLETING = "completing"
+    """The handler returned; its result waits in the completion batch."""
+
+
+@dataclass
+class Claim:
+    job: ClaimedJob
+    lease_seconds: float
+    state: ClaimState = ClaimState.RUNNING
+    task: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
+    lease_until: float = 0.0
+    """When the lease runs out by this worker's clock, unless extended (monotonic)."""
+    outcome: str | None = None
+    """What was written: completed, pending (retry), failed, cancelled, released, or lost."""
+    error: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.lease_until = self.started + self.lease_seconds
+
+    @property
+    def token(self) -> UUID:
+        return self.job.lease_token
+
+    @property
+    def running(self) -> bool:
+        """The handler still runs (it occupies a slot)."""
+        return self.task is not None and not self.task.done()
+
+    def extended(self, sent_at: float) -> None:
+        self.lease_until = max(self.lease_until, sent_at + self.lease_seconds)
+
+
+class Claims:
+    """Every claim this worker holds."""
+
+    def __init__(self) -> None:
+        self._by_token: dict[UUID, Claim] = {}
+
+    def add(self, job: ClaimedJob, lease_seconds: float) -> Claim:
+        claim = Claim(job, lease_seconds)
+        self._by_token[claim.token] = claim
+        return claim
+
+    def get(self, token: UUID) -> Claim | None:
+        return self._by_token.get(token)
+
+    def settle(self, claim: Claim, outcome: str, error: str | None = None) -> None:
+        """The claim's outcome is written (or, for ``lost``, dropped): forget it."""
+        claim.outcome = outcome
+        claim.error = error
+        self._by_token.pop(claim.token, None)
+        claim.done.set()
+
+    def __iter__(self) -> Iterator[Claim]:
+        return iter(list(self._by_token.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for claim in self._by_token.values() if claim.running)
