@@ -156,7 +156,9 @@ def test_a_completion_is_given_up_when_the_lease_would_have_expired() -> None:
     assert db.jobs[1].status == "processing"  # left to the stale sweep, never half-written
 
 
-def run_one(db: MemoryDatabase, handler: Handler, during: Callable[[], None] | None = None) -> Any:
+def run_one(
+    db: MemoryDatabase, handler: Handler, during: Callable[[], object] | None = None
+) -> Any:
     async def main() -> Any:
         db._enqueue_jobs("task", [{}])
         worker = worker_for(db, handler, lease_seconds=0.3)

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
 from mealplan_cli.config import Settings
-from mealplan_cli.db.connect import direct_connection, postgres_url, transport_of
-from mealplan_cli.db.migrations import (
-    Migration,
-    MigrationStatus,
-    apply_migrations,
-    bundled_migrations,
-    migration_status,
-    pending_sql,
-)
+
+if TYPE_CHECKING:
+    from mealplan_cli.db.migrations import Migration, MigrationStatus
 
 
 @app.command()
@@ -31,6 +24,11 @@ def migrate(
 ) -> None:
     """Apply the SQL migrations in order (each in its own transaction), recorded like the
     Supabase CLI records them."""
+    from rich.table import Table
+
+    from mealplan_cli.db.connect import transport_of
+    from mealplan_cli.db.migrations import MigrationStatus, bundled_migrations, pending_sql
+
     settings = load_settings(ctx)
     if sql and transport_of(settings) == "rest":
         stdout.out(pending_sql([MigrationStatus(m, False) for m in bundled_migrations()]))
@@ -63,6 +61,9 @@ MIGRATE_NEEDS_SQL = (
 async def _migrate(
     settings: Settings, *, apply: bool
 ) -> tuple[list[MigrationStatus], list[Migration]]:
+    from mealplan_cli.db.connect import direct_connection, postgres_url
+    from mealplan_cli.db.migrations import apply_migrations, migration_status
+
     url = await postgres_url(settings, rest_advice=MIGRATE_NEEDS_SQL)
     async with direct_connection(url) as conn:
         applied = await apply_migrations(conn) if apply else []

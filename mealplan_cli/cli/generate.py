@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mealplan_cli.cli import request_options as ro
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
-from mealplan_cli.cli.render import plan_view, progress_display
 from mealplan_cli.config import PlannerChoice, Settings
-from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
-from mealplan_cli.generation.models import MealPlanRequest
+
+if TYPE_CHECKING:
+    from mealplan_cli.generation import MealPlan
+    from mealplan_cli.generation.models import MealPlanRequest
 
 
 @app.command()
@@ -52,6 +53,8 @@ def generate(
     if as_json:
         stdout.print_json(plan.model_dump_json())
     else:
+        from mealplan_cli.cli.render import plan_view
+
         stdout.print(plan_view(plan))
         if out is not None:
             stdout.print(f"plan written to {out}")
@@ -60,6 +63,9 @@ def generate(
 async def _generate(
     settings: Settings, options: ro.RequestOptions, seed: int | None, show_progress: bool
 ) -> MealPlan:
+    from mealplan_cli.cli.render import progress_display
+    from mealplan_cli.generation import generate_meal_plan, generation_services
+
     request: MealPlanRequest = options.build()
     async with generation_services(settings, seed=seed) as services:
         stderr.print(f"[dim]{services.description}[/]", highlight=False)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.models import MacroSplit, MealPlanRequest, parse_request
+
+if TYPE_CHECKING:
+    from mealplan_cli.generation.models import MealPlanRequest
 
 RequestFile = Annotated[
     Path | None,
@@ -75,6 +77,8 @@ class RequestOptions:
         return cls(**{name: value for name, value in values.items() if name in fields})
 
     def build(self) -> MealPlanRequest:
+        from mealplan_cli.generation.models import MacroSplit, parse_request
+
         """The request from the file (if any) with the given options on top."""
         data: dict[str, Any] = {}
         if self.file is not None:

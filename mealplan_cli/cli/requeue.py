@@ -6,13 +6,11 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
 from mealplan_cli.cli.durations import ago
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Row
-from mealplan_cli.db.connect import open_database
 from mealplan_cli.queue import Queue
 
 
@@ -70,6 +68,8 @@ def requeue(
         stdout.out(json.dumps(rows, default=str))
         return
     verb = "would requeue" if dry_run else "requeued"
+    from rich.table import Table
+
     table = Table("job", "type", "was", "last error", title=f"{verb} {len(rows)} jobs")
     for row in rows:
         table.add_row(
@@ -79,6 +79,8 @@ def requeue(
 
 
 async def _stale(settings: Settings) -> list[tuple[int, str]]:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         return await Queue(db).requeue_stale()
 
@@ -94,6 +96,8 @@ async def _requeue(
     reset_attempts: bool,
     dry_run: bool,
 ) -> list[Row]:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         return await Queue(db).requeue_jobs(
             job_ids=job_ids,
@@ -130,5 +134,7 @@ def cancel(
 
 
 async def _cancel(settings: Settings, job_ids: list[int]) -> list[tuple[int, str]]:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         return await Queue(db).cancel_jobs(job_ids)

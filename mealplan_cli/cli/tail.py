@@ -14,7 +14,6 @@ from mealplan_cli.cli.app import app, load_settings, run_async, stdout
 from mealplan_cli.cli.durations import ago
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Row
-from mealplan_cli.db.connect import open_database
 from mealplan_cli.queue import Queue
 
 EVENT_STYLES = {
@@ -89,6 +88,8 @@ def tail(
 
 
 async def _follow(settings: Settings, start: datetime, follow: bool, show: Any) -> None:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         queue = Queue(db)
         last_id: int | None = None
