@@ -13,6 +13,7 @@ handlers include ``generate_meal_plan``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -20,12 +21,13 @@ from typing import Any
 
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Database
-from mealplan_cli.errors import ConfigurationError
+from mealplan_cli.errors import ConfigurationError, DatabaseUnavailableError
 from mealplan_cli.handlers import HandlerRegistry, ping_job
-from mealplan_cli.metrics import WorkerMetrics
+from mealplan_cli.metrics import Health, WorkerMetrics
 from mealplan_cli.queue import PING_JOB, Queue
 from mealplan_cli.signals import STOP, StopSignals
 from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
+from mealplan_cli.worker.outage import Outage
 
 MEAL_PLAN_JOB = "generate_meal_plan"  # the same name as mealplans.MEAL_PLAN_JOB, kept light
 
@@ -101,21 +103,36 @@ async def open_runtime(
     resources: Any = None,
     pool_size: int | None = None,
     keep_open: bool = False,
+    wait_for_database: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Open the database the settings select and what the handlers need; close all on exit.
 
     ``handlers`` default to the built-in ones (restricted to ``job_types``). ``resources`` is
     passed to every handler; when it is None and meal plans are handled, the generation
-    services are opened from the settings.
+    services are opened from the settings. With ``wait_for_database`` (a worker), a database
+    that cannot be reached yet is retried with backoff, and said so, until it answers.
     """
     from mealplan_cli.db.connect import open_database
 
     handlers = handlers if handlers is not None else builtin_handlers(job_types)
     size = pool_size or WorkerConfig.from_settings(settings).pool_size
     async with AsyncExitStack() as stack:
-        db = await stack.enter_async_context(
-            open_database(settings, pool_size=size, keep_open=keep_open)
-        )
+        outage = Outage(WorkerMetrics(), Health(stale_after=60))
+        delay = 0.5
+        while True:
+            try:
+                db = await stack.enter_async_context(
+                    open_database(settings, pool_size=size, keep_open=keep_open)
+                )
+            except DatabaseUnavailableError as error:
+                if not wait_for_database:
+                    raise
+                outage.failed(error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            outage.recovered()
+            break
         description = "no meal-plan services"
         if resources is None and MEAL_PLAN_JOB in handlers:
             from mealplan_cli.generation.services import generation_services

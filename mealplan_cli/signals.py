@@ -8,7 +8,6 @@ signal. Once a worker runs, the first signal stops it gracefully and the second 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -16,6 +15,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -43,6 +46,8 @@ class StopSignals:
     @contextmanager
     def stopping(self, stop: Callable[[], None]) -> Iterator[None]:
         """While inside, a signal calls ``stop()`` (from a running event loop)."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         self.install()
         self._target = (loop, stop)

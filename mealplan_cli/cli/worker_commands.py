@@ -73,7 +73,9 @@ async def _work(settings: Settings, until_empty: bool, job_types: list[str] | No
     from mealplan_cli.runtime import builtin_handlers, open_runtime
 
     handlers = builtin_handlers(job_types)
-    async with open_runtime(settings, handlers=handlers, keep_open=True) as rt:
+    async with open_runtime(
+        settings, handlers=handlers, keep_open=True, wait_for_database=True
+    ) as rt:
         worker = rt.worker(until_empty=until_empty)
         config = worker.config
         log.info(
