@@ -6,7 +6,8 @@
     ├── ConfigurationError           a setting is missing or malformed
     ├── DatabaseError                the database refused a call
     │   ├── DatabaseUnavailableError unreachable or connection dropped (retry later)
-    │   └── SchemaMissingError       the migrations have not been applied
+    │   ├── SchemaMissingError       the migrations have not been applied
+    │   └── MigrationEditedError     a migration that already ran was edited since
     ├── JobFailed                    a handler's failure reduced to what the queue records
     ├── InvalidRequestError          a meal-plan request breaks its bounds (never retried)
     └── GenerationError              a plan could not be produced
@@ -49,6 +50,10 @@ class DatabaseUnavailableError(DatabaseError):
 
 class SchemaMissingError(DatabaseError):
     """The mealworker functions are missing or outdated: the migrations have not been applied."""
+
+
+class MigrationEditedError(DatabaseError):
+    """A migration file that already ran was changed afterwards."""
 
 
 class JobFailed(MealworkerError):

@@ -8,6 +8,7 @@ job type, built on top in ``mealplan_cli.mealplans``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -134,9 +135,11 @@ class Queue:
 
     async def wait_for_jobs(self, wake: Callable[[], None]) -> None:
         """Call ``wake()`` whenever new jobs may be runnable, until cancelled: LISTEN where the
-        transport can; elsewhere return at once and let the caller poll."""
+        transport can; elsewhere it only waits (the caller polls anyway)."""
         if self.db.supports_listen:
             await self.db.listen(NOTIFY_CHANNEL, lambda _: wake())
+        else:
+            await asyncio.Event().wait()
 
     async def enqueue(
         self,

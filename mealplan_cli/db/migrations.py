@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from mealplan_cli.db.base import DatabaseError
+from mealplan_cli.errors import MigrationEditedError as MigrationEditedError  # re-exported
 
 LEDGER_SCHEMA = "supabase_migrations"
 LOCK_KEY = 7_420_113_001
@@ -46,10 +46,6 @@ class MigrationStatus:
     migration: Migration
     applied: bool
     edited: bool = False
-
-
-class MigrationEditedError(DatabaseError):
-    """A file that already ran was changed afterwards."""
 
 
 def migrations_folder() -> Traversable:
