@@ -45,6 +45,7 @@ def test_sigterm_during_start_up_exits_0(database_url: str, tmp_path: Path, afte
     the process is doing then: importing, opening the pool, registering, claiming."""
     process, log = spawn(env_with(DATABASE_URL=database_url), tmp_path / "worker.log")
     wait_until(lambda: catches_sigterm(process.pid), 30, "the early signal handler")
+    assert "transport" not in log.read_text(), "the handler must come before start-up"
     time.sleep(after)
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0, log.read_text()
