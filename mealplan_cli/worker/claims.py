@@ -62,20 +62,29 @@ class Claims:
 
     def __init__(self) -> None:
         self._by_token: dict[UUID, Claim] = {}
+        self._latest: dict[int, Claim] = {}
+        """The newest unsettled claim of each job id (a job has one lease at a time)."""
 
     def add(self, job: ClaimedJob, lease_seconds: float) -> Claim:
         claim = Claim(job, lease_seconds)
         self._by_token[claim.token] = claim
+        self._latest[job.id] = claim
         return claim
 
     def get(self, token: UUID) -> Claim | None:
         return self._by_token.get(token)
+
+    def of_job(self, job_id: int) -> Claim | None:
+        """This worker's newest unsettled claim of the job, if any."""
+        return self._latest.get(job_id)
 
     def settle(self, claim: Claim, outcome: str, error: str | None = None) -> None:
         """The claim's outcome is written (or, for ``lost``, dropped): forget it."""
         claim.outcome = outcome
         claim.error = error
         self._by_token.pop(claim.token, None)
+        if self._latest.get(claim.job.id) is claim:
+            del self._latest[claim.job.id]
         claim.done.set()
 
     def __iter__(self) -> Iterator[Claim]:

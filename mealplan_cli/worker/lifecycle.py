@@ -68,9 +68,9 @@ class Lifecycle:
         self.completer = Completer(queue, outage, self._written)
 
     def start(self, job: ClaimedJob, on_progress: Callable[[Any], None] | None = None) -> Claim:
-        for earlier in self.claims:
-            if earlier.job.id == job.id and earlier.outcome is None:
-                self.lease_lost(earlier, "lost")  # a job has one lease: the new claim's
+        earlier = self.claims.of_job(job.id)
+        if earlier is not None:
+            self.lease_lost(earlier, "lost")  # a job has one lease: the new claim's
         claim = self.claims.add(job, self.config.lease_seconds)
         claim.task = asyncio.create_task(self._run(claim, on_progress), name=f"job-{job.id}")
         claim.task.add_done_callback(lambda _: self.on_slot_free())
