@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
-from mealplan_cli.config import Settings
 
 if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
     from mealplan_cli.db.migrations import Migration, MigrationStatus
 
 

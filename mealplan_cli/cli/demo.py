@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
-from mealplan_cli.config import LogLevel, Settings
 from mealplan_cli.signals import STOP
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from mealplan_cli.config import Settings
     from mealplan_cli.generation.models import MealPlan
     from mealplan_cli.mealplans import Enqueued, MealPlanRow, MealPlans
 
@@ -72,6 +72,7 @@ def demo(
     default: nothing to set up)."""
     STOP.install()
     from mealplan_cli.cli.render import plan_view
+    from mealplan_cli.config import LogLevel
     from mealplan_cli.logs import setup_logging
 
     settings = load_settings(ctx)

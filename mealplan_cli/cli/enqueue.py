@@ -11,9 +11,9 @@ import typer
 
 from mealplan_cli.cli import request_options as ro
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
-from mealplan_cli.config import Settings
 
 if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
     from mealplan_cli.generation.models import MealPlanRequest
 
 MEAL_PLAN_JOB = "generate_meal_plan"

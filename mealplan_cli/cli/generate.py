@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mealplan_cli.cli import request_options as ro
-from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
-from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.cli.app import Planner, app, load_settings, run_async, stderr, stdout
 
 if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
     from mealplan_cli.generation import MealPlan
     from mealplan_cli.generation.models import MealPlanRequest
 
@@ -32,7 +32,7 @@ def generate(
     max_cook_minutes: ro.MaxCook = None,
     notes: ro.Notes = None,
     planner: Annotated[
-        PlannerChoice | None,
+        Planner | None,
         typer.Option(envvar="PLANNER", help="auto: OpenAI when OPENAI_API_KEY is set."),
     ] = None,
     model: Annotated[str | None, typer.Option(envvar="OPENAI_MODEL", help="OpenAI model.")] = None,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
 from mealplan_cli.cli.durations import ago
-from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Row
 from mealplan_cli.queue import Queue
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
 
 
 @app.command()

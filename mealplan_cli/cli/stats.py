@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stderr, stdout
-from mealplan_cli.config import Settings
 from mealplan_cli.monitoring import QueueHealth, Threshold
 from mealplan_cli.queue import Queue
 
 if TYPE_CHECKING:
     from rich.console import Group
+
+    from mealplan_cli.config import Settings
 
 
 def _seconds(value: Any) -> str:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
 from mealplan_cli.cli.durations import ago
-from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Row
 from mealplan_cli.queue import Queue
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
 
 EVENT_STYLES = {
     "failed": "bold red",

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mealplan_cli import __version__
-from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
-from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.cli.app import Planner, app, load_settings, run_async, stderr, stdout
 from mealplan_cli.errors import MealworkerError
 from mealplan_cli.signals import STOP
 
 if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
     from mealplan_cli.worker import WorkerReport
     from mealplan_cli.worker.claims import Claim
 
@@ -39,7 +39,7 @@ def work(
     job_type: Annotated[
         list[str] | None, typer.Option("--job-type", help="Only these job types (repeatable).")
     ] = None,
-    planner: Annotated[PlannerChoice | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(envvar="METRICS_PORT", help="Serve /metrics and /healthz on this port."),
@@ -108,7 +108,7 @@ def run_job(
     force: Annotated[
         bool, typer.Option("--force", help="Also reprocess a failed, completed or cancelled job.")
     ] = False,
-    planner: Annotated[PlannerChoice | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
 ) -> None:
     """Process one job in the foreground. Exit 0 done, 1 failed, 2 no such job."""
     STOP.install()
