@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from uuid import UUID
 
@@ -27,22 +27,27 @@ class ClaimState(Enum):
     """The handler returned; its result waits in the completion batch."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Claim:
     job: ClaimedJob
     lease_seconds: float
+    started: float
+    lease_until: float
+    """When the lease runs out by this worker's clock, unless extended (monotonic)."""
     state: ClaimState = ClaimState.RUNNING
     task: asyncio.Task[None] | None = None
-    started: float = field(default_factory=time.monotonic)
-    lease_until: float = 0.0
-    """When the lease runs out by this worker's clock, unless extended (monotonic)."""
     outcome: str | None = None
     """What was written: completed, pending (retry), failed, cancelled, released, or lost."""
     error: str | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Future[None] | None = None
+    """Made on demand by ``wait_settled`` (most claims are never waited for)."""
 
-    def __post_init__(self) -> None:
-        self.lease_until = self.started + self.lease_seconds
+    async def wait_settled(self) -> None:
+        if self.outcome is not None:
+            return
+        if self.settled is None:
+            self.settled = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self.settled)
 
     @property
     def token(self) -> UUID:
@@ -64,9 +69,12 @@ class Claims:
         self._by_token: dict[UUID, Claim] = {}
         self._latest: dict[int, Claim] = {}
         """The newest unsettled claim of each job id (a job has one lease at a time)."""
+        self.running = 0
+        """Claims whose handler still runs (each occupies a slot); kept by the lifecycle."""
 
     def add(self, job: ClaimedJob, lease_seconds: float) -> Claim:
-        claim = Claim(job, lease_seconds)
+        now = time.monotonic()
+        claim = Claim(job, lease_seconds, now, now + lease_seconds)
         self._by_token[claim.token] = claim
         self._latest[job.id] = claim
         return claim
@@ -85,14 +93,11 @@ class Claims:
         self._by_token.pop(claim.token, None)
         if self._latest.get(claim.job.id) is claim:
             del self._latest[claim.job.id]
-        claim.done.set()
+        if claim.settled is not None and not claim.settled.done():
+            claim.settled.set_result(None)
 
     def __iter__(self) -> Iterator[Claim]:
         return iter(list(self._by_token.values()))
 
     def __len__(self) -> int:
         return len(self._by_token)
-
-    @property
-    def running(self) -> int:
-        return sum(1 for claim in self._by_token.values() if claim.running)

@@ -72,9 +72,14 @@ class Lifecycle:
         if earlier is not None:
             self.lease_lost(earlier, "lost")  # a job has one lease: the new claim's
         claim = self.claims.add(job, self.config.lease_seconds)
-        claim.task = asyncio.create_task(self._run(claim, on_progress), name=f"job-{job.id}")
-        claim.task.add_done_callback(lambda _: self.on_slot_free())
+        claim.task = asyncio.create_task(self._run(claim, on_progress))
+        self.claims.running += 1
+        claim.task.add_done_callback(self._task_done)
         return claim
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.claims.running -= 1
+        self.on_slot_free()
 
     def lease_lost(self, claim: Claim, reason: str) -> None:
         """The heartbeat says this claim's lease is gone (``cancelled`` by an operator, or

@@ -152,13 +152,12 @@ class Worker:
         claim = self.lifecycle.start(job, on_progress)
         try:
             stopped = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait(
-                {stopped, asyncio.create_task(claim.done.wait())}, return_when="FIRST_COMPLETED"
-            )
+            settled = asyncio.create_task(claim.wait_settled())
+            await asyncio.wait({stopped, settled}, return_when="FIRST_COMPLETED")
             stopped.cancel()
             if claim.outcome is None:  # a signal: give the job back, as ``work`` would
                 await self.lifecycle.release_unfinished(0)
-                await claim.done.wait()
+                await settled
         finally:
             await _cancel(side_tasks)
         return claim
