@@ -24,11 +24,17 @@ class Completer:
     """Collects results and writes them; ``on_written(claim, accepted)`` for each."""
 
     def __init__(
-        self, queue: Queue, outage: Outage, on_written: Callable[[Claim, bool], None]
+        self,
+        queue: Queue,
+        outage: Outage,
+        on_written: Callable[[Claim, bool], None],
+        on_idle: Callable[[], None] = lambda: None,
     ) -> None:
         self.queue = queue
         self.outage = outage
         self.on_written = on_written
+        self.on_idle = on_idle
+        """Called when everything added so far is written (``--until-empty`` then checks)."""
         self._pending: list[tuple[Claim, dict[str, Any] | None]] = []
         self._in_flight = 0
         self._ready = asyncio.Event()
@@ -63,6 +69,7 @@ class Completer:
                 self._in_flight -= len(batch)
         if not self._pending and not self._in_flight:
             self._idle.set()
+            self.on_idle()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

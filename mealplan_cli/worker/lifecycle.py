@@ -65,7 +65,7 @@ class Lifecycle:
         self.on_slot_free = on_slot_free
         self.report = WorkerReport()
         self.claims = Claims()
-        self.completer = Completer(queue, outage, self._written)
+        self.completer = Completer(queue, outage, self._written, on_slot_free)
 
     def start(self, job: ClaimedJob, on_progress: Callable[[Any], None] | None = None) -> Claim:
         earlier = self.claims.of_job(job.id)
