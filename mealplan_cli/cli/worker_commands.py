@@ -122,6 +122,9 @@ def run_job(
     if claim is None:
         stderr.print(f"[bold red]error:[/] no job {job_id}")
         raise typer.Exit(2)
+    if claim.outcome == "released":
+        stderr.print(f"job {job_id} interrupted: released back to the queue", highlight=False)
+        raise typer.Exit(1)
     if claim.outcome != "completed":
         written = claim.outcome in ("pending", "failed", "cancelled")
         where = f" (now {claim.outcome})" if written else ""
