@@ -1,8 +1,16 @@
 """mealworker: a background worker and operator CLI for AI meal-plan generation."""
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-try:
-    __version__ = version("mealworker")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+
+def __getattr__(name: str) -> Any:
+    # Looked up on first use: importlib.metadata is slow to import, and ``mealworker`` installs
+    # its signal handler only after this package is imported.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("mealworker")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0.0.0"
+    raise AttributeError(name)

@@ -241,7 +241,7 @@ async def roundtrip_check(db: Database, wait_seconds: float) -> Check:
         if info is not None and info.status == "completed":
             return Check("roundtrip", Verdict.ok, f"ping job {job_id} done by {info.locked_by}")
         await asyncio.sleep(0.2)
-    await queue.cancel_jobs([job_id])
+    await queue.cancel([job_id])
     return Check(
         "roundtrip",
         Verdict.fail,

@@ -4,6 +4,11 @@
 
     MealworkerError                  anything the CLI turns into one line and exit code 1
     ├── ConfigurationError           a setting is missing or malformed
+    ├── DatabaseError                the database refused a call
+    │   ├── DatabaseUnavailableError unreachable or connection dropped (retry later)
+    │   ├── SchemaMissingError       the migrations have not been applied
+    │   └── MigrationEditedError     a migration that already ran was edited since
+    ├── JobFailed                    a handler's failure reduced to what the queue records
     ├── InvalidRequestError          a meal-plan request breaks its bounds (never retried)
     └── GenerationError              a plan could not be produced
         ├── InfeasibleRequestError   no recipe or plan can satisfy the request (never retried)
@@ -12,8 +17,8 @@
             ├── ProviderUnavailableError   transient: rate limit, 5xx, timeout (retry later)
             └── ProviderRejectedError      permanent: bad key, quota, refusal (fix, then retry)
 
-``retryable`` tells a caller (the worker, in the next issue) whether trying the same request
-again later can succeed.
+``retryable`` tells a caller (the worker) whether trying the same thing again later can succeed.
+Every error lives here; ``mealplan_cli.db`` re-exports the database ones for its callers.
 """
 
 from __future__ import annotations
@@ -27,6 +32,47 @@ class MealworkerError(Exception):
 
 class ConfigurationError(MealworkerError):
     """A setting is missing or malformed; the message names it and says how to fix it."""
+
+
+class DatabaseError(MealworkerError):
+    """The database refused a call (a constraint, a bad argument, a missing privilege)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The database could not be reached or dropped the connection; trying later may work."""
+
+    retryable = True
+
+
+class SchemaMissingError(DatabaseError):
+    """The mealworker functions are missing or outdated: the migrations have not been applied."""
+
+
+class MigrationEditedError(DatabaseError):
+    """A migration file that already ran was changed afterwards."""
+
+
+class LegacySchemaError(DatabaseError):
+    """The database has tables mealworker cannot use as they are; nothing was changed."""
+
+
+class ExportConflictError(MealworkerError):
+    """The export folder has a different file of the same name; nothing was written."""
+
+
+class JobFailed(MealworkerError):
+    """A handler's failure, reduced to what the queue records: a message and whether to retry."""
+
+    def __init__(self, message: str, retryable: bool, kind: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.kind = kind
+        """The exception class behind it, for metrics (``ProviderUnavailableError``...)."""
 
 
 class InvalidRequestError(MealworkerError):

@@ -131,13 +131,22 @@ class Health:
     stale_after: float
     last_database_answer: float = field(default_factory=time.monotonic)
     loop_alive: bool = True
+    database_down: bool = False
+    """The last call to the database failed: unhealthy at once, until one succeeds."""
 
     def database_answered(self) -> None:
         self.last_database_answer = time.monotonic()
+        self.database_down = False
+
+    def database_failed(self, reason: str = "") -> None:
+        self.database_down = True
 
     def healthy(self) -> tuple[bool, str]:
         if not self.loop_alive:
             return False, "worker loop stopped"
+        if self.database_down:
+            silent = time.monotonic() - self.last_database_answer
+            return False, f"database unreachable (last answer {silent:.0f}s ago)"
         silent = time.monotonic() - self.last_database_answer
         if silent > self.stale_after:
             return False, f"no database answer for {silent:.0f}s"

@@ -1,33 +1,36 @@
-"""The job-level API: typed wrappers over the queue's SQL functions.
+"""The job protocol: typed wrappers over the queue's SQL functions, for jobs of any type.
 
 Every state change is one of the functions in ``supabase/migrations``; this module only names
 them, passes arguments and reads results into dataclasses. Nothing here composes SQL, so the
-postgres and REST transports behave identically.
+postgres and REST transports behave identically. It knows nothing of meal plans: those are one
+job type, built on top in ``mealplan_cli.mealplans``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from mealplan_cli.db.base import Database, Row
-from mealplan_cli.generation.images import CachedPhoto
-from mealplan_cli.generation.models import MealPlanRequest, Photo
 
-MEAL_PLAN_JOB = "generate_meal_plan"
 PING_JOB = "ping"
+"""The built-in no-op job type: health checks and queue benchmarks."""
+
+NOTIFY_CHANNEL = "mealworker_jobs"
+"""Where the enqueue path's triggers ``pg_notify`` (the SQL side names it in its triggers)."""
 
 
-def _uuid(value: Any) -> UUID | None:
+def parse_uuid(value: Any) -> UUID | None:
     if value is None or isinstance(value, UUID):
         return value
     return UUID(str(value))
 
 
-def _time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
@@ -45,12 +48,11 @@ class ClaimedJob:
     priority: int
     lease_token: UUID
     lease_expires_at: datetime | None
-    meal_plan_id: UUID | None
     created_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Row) -> ClaimedJob:
-        token = _uuid(row["lease_token"])
+        token = parse_uuid(row["lease_token"])
         assert token is not None
         return cls(
             id=int(row["id"]),
@@ -60,9 +62,8 @@ class ClaimedJob:
             max_attempts=int(row["max_attempts"]),
             priority=int(row.get("priority") or 0),
             lease_token=token,
-            lease_expires_at=_time(row.get("lease_expires_at")),
-            meal_plan_id=_uuid(row.get("meal_plan_id")),
-            created_at=_time(row.get("created_at")),
+            lease_expires_at=parse_time(row.get("lease_expires_at")),
+            created_at=parse_time(row.get("created_at")),
         )
 
 
@@ -75,7 +76,6 @@ class JobInfo:
     max_attempts: int
     locked_by: str | None
     last_error: str | None
-    meal_plan_id: UUID | None
     payload: dict[str, Any]
     run_at: datetime | None
     updated_at: datetime | None
@@ -90,18 +90,17 @@ class JobInfo:
             max_attempts=int(row["max_attempts"]),
             locked_by=row.get("locked_by"),
             last_error=row.get("last_error"),
-            meal_plan_id=_uuid(row.get("meal_plan_id")),
             payload=dict(row.get("payload") or {}),
-            run_at=_time(row.get("run_at")),
-            updated_at=_time(row.get("updated_at")),
+            run_at=parse_time(row.get("run_at")),
+            updated_at=parse_time(row.get("updated_at")),
         )
 
 
 @dataclass(frozen=True)
-class Enqueued:
-    meal_plan_id: UUID
+class EnqueuedJob:
     job_id: int
     created: bool
+    """False when the idempotency key had been used already: ``job_id`` is that job."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +132,12 @@ class Completion:
     result: dict[str, Any] | None
 
 
+def _when(run_at: datetime | None, delay: float | None) -> datetime | None:
+    if delay is not None:
+        return datetime.now(UTC) + timedelta(seconds=delay)
+    return run_at
+
+
 def _only(row: Row) -> Any:
     """The value of a one-column row (an element of ``setof <scalar>``)."""
     return next(iter(row.values()))
@@ -144,27 +149,37 @@ class Queue:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def enqueue_meal_plan(
+    async def wait_for_jobs(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` whenever new jobs may be runnable, until cancelled: LISTEN where the
+        transport can; elsewhere it only waits (the caller polls anyway)."""
+        if self.db.supports_listen:
+            await self.db.listen(NOTIFY_CHANNEL, lambda _: wake())
+        else:
+            await asyncio.Event().wait()
+
+    async def enqueue(
         self,
-        request: MealPlanRequest,
+        job_type: str,
+        payload: dict[str, Any] | None = None,
         *,
-        user_id: UUID | None = None,
         priority: int = 0,
-        idempotency_key: str | None = None,
         max_attempts: int = 5,
-    ) -> Enqueued:
+        run_at: datetime | None = None,
+        delay: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> EnqueuedJob:
+        """One job of any type; ``run_at`` or ``delay`` (seconds) postpones it. A second call
+        with the same ``idempotency_key`` for the same type returns the first job."""
         rows = await self.db.call(
-            "mealworker_enqueue_meal_plan",
-            p_request=request.model_dump(mode="json"),
-            p_user_id=user_id,
+            "mealworker_enqueue_job",
+            p_job_type=job_type,
+            p_payload=payload or {},
             p_priority=priority,
-            p_idempotency_key=idempotency_key,
             p_max_attempts=max_attempts,
+            p_run_at=_when(run_at, delay),
+            p_idempotency_key=idempotency_key,
         )
-        row = rows[0]
-        plan_id = _uuid(row["meal_plan_id"])
-        assert plan_id is not None
-        return Enqueued(plan_id, int(row["job_id"]), bool(row["created"]))
+        return EnqueuedJob(int(rows[0]["job_id"]), bool(rows[0]["created"]))
 
     async def enqueue_jobs(
         self,
@@ -173,13 +188,17 @@ class Queue:
         *,
         priority: int = 0,
         max_attempts: int = 5,
+        run_at: datetime | None = None,
+        delay: float | None = None,
     ) -> list[int]:
+        """Many jobs of one type in one statement (their ids, in order)."""
         rows = await self.db.call(
             "mealworker_enqueue_jobs",
             p_job_type=job_type,
             p_payloads=list(payloads),
             p_priority=priority,
             p_max_attempts=max_attempts,
+            p_run_at=_when(run_at, delay),
         )
         return [int(_only(row)) for row in rows]
 
@@ -257,14 +276,6 @@ class Queue:
         )
         return bool(written)
 
-    async def report_days(self, job: ClaimedJob, days: dict[str, Any]) -> bool:
-        """Merge finished days (``{"<day number>": day}``) into the job's meal plan, so the app
-        shows them before the whole plan is done; False when the lease is gone."""
-        written = await self.db.value(
-            "mealworker_report_days", p_job_id=job.id, p_lease_token=job.lease_token, p_days=days
-        )
-        return bool(written)
-
     async def complete(self, completions: Sequence[Completion]) -> set[int]:
         """Complete many jobs in one call; returns the ids whose lease was still held."""
         if not completions:
@@ -329,11 +340,6 @@ class Queue:
             p_dry_run=dry_run,
         )
 
-    async def cancel_jobs(self, job_ids: Sequence[int]) -> list[tuple[int, str]]:
-        """Pending jobs are cancelled at once; a processing one when its worker checks in."""
-        rows = await self.db.call("mealworker_cancel_jobs", p_job_ids=list(job_ids))
-        return [(int(row["job_id"]), str(row["status"])) for row in rows]
-
     async def cancel(self, job_ids: Sequence[int]) -> list[Cancellation]:
         """Cancel jobs, saying per job what happened; unknown ids are left out."""
         rows = await self.db.call("mealworker_cancel_jobs", p_job_ids=list(job_ids))
@@ -347,68 +353,15 @@ class Queue:
             for row in rows
         ]
 
-    async def job_for_meal_plan(self, meal_plan_id: UUID) -> int | None:
-        """The newest job generating this meal plan (``run-job <meal plan id>``)."""
-        job_id = await self.db.value("mealworker_job_for_meal_plan", p_meal_plan_id=meal_plan_id)
-        return None if job_id is None else int(job_id)
-
     async def events_from(self, since: datetime, *, limit: int = 500) -> list[Row]:
         return await self.db.call("mealworker_events_from", p_since=since, p_limit=limit)
 
     async def stats(self) -> dict[str, Any]:
         return dict(await self.db.value("mealworker_queue_stats") or {})
 
-    async def get_meal_plan(self, meal_plan_id: UUID) -> MealPlanRow | None:
-        rows = await self.db.call("mealworker_get_meal_plan", p_meal_plan_id=meal_plan_id)
-        return MealPlanRow.from_row(rows[0]) if rows else None
-
     async def events_since(
         self, after_id: int = 0, *, limit: int = 500, job_id: int | None = None
     ) -> list[Row]:
         return await self.db.call(
             "mealworker_events_since", p_after_id=after_id, p_limit=limit, p_job_id=job_id
-        )
-
-
-@dataclass(frozen=True)
-class MealPlanRow:
-    """A ``meal_plans`` row as an app sees it."""
-
-    id: UUID
-    status: str
-    progress: dict[str, Any]
-    plan: dict[str, Any] | None
-    error: str | None
-
-    @classmethod
-    def from_row(cls, row: Row) -> MealPlanRow:
-        plan_id = _uuid(row["id"])
-        assert plan_id is not None
-        return cls(
-            id=plan_id,
-            status=str(row["status"]),
-            progress=dict(row.get("progress") or {}),
-            plan=row.get("plan"),
-            error=row.get("error"),
-        )
-
-
-class DatabaseImageCache:
-    """The photo cache of the generation library, kept in ``image_cache``."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def get(self, query: str) -> CachedPhoto | None:
-        rows = await self.db.call("mealworker_image_cache_get", p_query=query)
-        if not rows or not rows[0].get("found"):
-            return None
-        photo = rows[0].get("photo")
-        return CachedPhoto(Photo.model_validate(photo) if photo else None)
-
-    async def put(self, query: str, photo: Photo | None) -> None:
-        await self.db.value(
-            "mealworker_image_cache_put",
-            p_query=query,
-            p_photo=photo.model_dump(mode="json") if photo else None,
         )

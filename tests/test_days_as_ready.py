@@ -19,8 +19,9 @@ from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.generation import generate_meal_plan
 from mealplan_cli.generation.models import Day, parse_request
 from mealplan_cli.generation.services import generation_services
-from mealplan_cli.handlers import default_handlers
+from mealplan_cli.mealplans import MealPlans
 from mealplan_cli.queue import Queue
+from mealplan_cli.runtime import builtin_handlers
 from mealplan_cli.worker import Worker, WorkerConfig
 from tests.conftest import openai_settings
 from tests.fakes.meal_responder import CatalogResponder
@@ -82,7 +83,7 @@ def run_worker_in_thread(url: str, fake: FakeOpenAI) -> tuple[threading.Thread, 
         try:
             async with generation_services(openai_settings(fake)) as services:
                 config = WorkerConfig(until_empty=True, poll_interval=0.05)
-                worker = Worker(Queue(db), default_handlers(), services, config)
+                worker = Worker(Queue(db), builtin_handlers(), config, resources=services)
                 outcome.append(await asyncio.wait_for(worker.run(), 120))
         finally:
             await db.close()
@@ -235,10 +236,11 @@ def test_generate_meal_plan_tells_each_day_before_it_returns(fake_openai: FakeOp
 
 def test_report_days_over_every_transport(open_db: Opener, database_url: str) -> None:  # noqa: F811
     async def body(queue: Queue) -> None:
-        queued = await queue.enqueue_meal_plan(parse_request({"days": 2}), idempotency_key=None)
+        plans = MealPlans(queue.db)
+        queued = await plans.enqueue(parse_request({"days": 2}), idempotency_key=None)
         (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
-        assert await queue.report_days(job, {"2": {"day": 2}})
-        assert await queue.report_days(job, {"1": {"day": 1}})
+        assert await plans.report_days(job, {"2": {"day": 2}})
+        assert await plans.report_days(job, {"1": {"day": 1}})
         assert plan_row(database_url, str(queued.meal_plan_id))["days"] == {
             "1": {"day": 1},
             "2": {"day": 2},

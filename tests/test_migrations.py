@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from mealplan_cli.cli import app
 from mealplan_cli.db.migrations import (
     Migration,
-    MigrationEditedError,
     apply_migrations,
     bundled_migrations,
     migration_status,
     split_statements,
 )
+from mealplan_cli.errors import MigrationEditedError
 from tests import pg
 
 runner = CliRunner()

@@ -43,12 +43,87 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_the_library_never_imports_the_cli_or_rich_or_typer() -> None:
+PACKAGE = ROOT / "mealplan_cli"
+
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    # The layers, bottom up: what each part of the package must never import.
+    "mealplan_cli/errors.py": ("mealplan_cli.", "typer", "rich", "pydantic"),
+    "mealplan_cli/signals.py": ("mealplan_cli.", "typer", "rich"),
+    "mealplan_cli/db/": (
+        "mealplan_cli.generation",
+        "mealplan_cli.cli",
+        "mealplan_cli.queue",
+        "mealplan_cli.worker",
+        "mealplan_cli.runtime",
+        "typer",
+        "rich",
+    ),
+    "mealplan_cli/queue.py": (
+        "mealplan_cli.generation",
+        "mealplan_cli.cli",
+        "mealplan_cli.worker",
+        "mealplan_cli.mealplan",
+        "typer",
+        "rich",
+    ),
+    "mealplan_cli/handlers.py": (
+        "mealplan_cli.generation",
+        "mealplan_cli.cli",
+        "mealplan_cli.worker",
+        "mealplan_cli.mealplan",
+        "typer",
+        "rich",
+    ),
+    "mealplan_cli/worker/": (
+        "mealplan_cli.generation",
+        "mealplan_cli.cli",
+        "mealplan_cli.mealplan",
+        "mealplan_cli.runtime",
+        "typer",
+        "rich",
+    ),
+    "mealplan_cli/generation/": (
+        "mealplan_cli.cli",
+        "mealplan_cli.queue",
+        "mealplan_cli.worker",
+        "mealplan_cli.runtime",
+        "mealplan_cli.db",
+        "typer",
+        "rich",
+    ),
+    "mealplan_cli/mealplan": ("mealplan_cli.cli", "mealplan_cli.worker", "typer", "rich"),
+    "mealplan_cli/runtime.py": ("mealplan_cli.cli", "typer", "rich"),
+    "mealplan_cli/metrics.py": ("mealplan_cli.cli", "typer", "rich"),
+    "mealplan_cli/monitoring.py": ("mealplan_cli.cli", "typer", "rich"),
+    "mealplan_cli/config.py": ("mealplan_cli.cli", "typer", "rich"),
+    "mealplan_cli/logs.py": ("mealplan_cli.cli", "typer"),
+    "mealplan_cli/doctor.py": ("mealplan_cli.cli", "typer"),
+}
+
+
+def test_every_library_module_has_import_rules() -> None:
+    unruled = [
+        str(path.relative_to(ROOT))
+        for path in PACKAGE.rglob("*.py")
+        if not str(path.relative_to(ROOT)).startswith(("mealplan_cli/cli/", *FORBIDDEN))
+        and path.name not in ("__init__.py", "__main__.py")
+    ]
+    assert unruled == [], "add these modules to FORBIDDEN"
+
+
+@pytest.mark.parametrize("prefix", sorted(FORBIDDEN))
+def test_the_layers_import_only_downwards(prefix: str) -> None:
     offenders = []
-    for path in (ROOT / "mealplan_cli" / "generation").rglob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
+        where = str(path.relative_to(ROOT))
+        if not where.startswith(prefix):
+            continue
         for module in imported_modules(path):
-            if module.startswith(("mealplan_cli.cli", "typer", "rich")):
-                offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+            own = module.replace(".", "/")
+            if any(module.startswith(bad) for bad in FORBIDDEN[prefix]) and not where.startswith(
+                own
+            ):
+                offenders.append(f"{where} imports {module}")
     assert offenders == []
 
 

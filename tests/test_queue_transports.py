@@ -26,7 +26,8 @@ from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.db.rest import RestDatabase
 from mealplan_cli.generation.images import CachedPhoto
 from mealplan_cli.generation.models import Photo, parse_request
-from mealplan_cli.queue import Completion, DatabaseImageCache, Queue
+from mealplan_cli.mealplans import DatabaseImageCache, MealPlans
+from mealplan_cli.queue import Completion, Queue
 from tests.fakes.postgrest_server import FakePostgrest
 
 SECRET_KEY = "sb_secret_test_4f1d6a0c9b2e7d3f"
@@ -71,14 +72,14 @@ def run(open_db: Opener, body: Callable[[Queue], Awaitable[Any]]) -> Any:
 
 def test_enqueue_claim_complete_writes_the_plan(open_db: Opener, database_url: str) -> None:
     async def body(queue: Queue) -> None:
-        queued = await queue.enqueue_meal_plan(parse_request({"days": 1}), idempotency_key=None)
+        queued = await MealPlans(queue.db).enqueue(parse_request({"days": 1}), idempotency_key=None)
         (job,) = await queue.claim("w1", ["generate_meal_plan"], 5, 30)
         assert job.id == queued.job_id
         assert job.payload["request"]["days"] == 1
         assert await queue.report_progress(job, {"stage": "day", "done": 1, "total": 1})
         written = await queue.complete([Completion(job, {"plan": {"ok": True}, "usage": {}})])
         assert written == {job.id}
-        plan = await queue.get_meal_plan(queued.meal_plan_id)
+        plan = await MealPlans(queue.db).get(queued.meal_plan_id)
         assert plan is not None
         assert (plan.status, plan.plan) == ("completed", {"ok": True})
 

@@ -14,9 +14,10 @@ from mealplan_cli.config import Settings
 from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.errors import InvalidRequestError, ProviderUnavailableError
 from mealplan_cli.generation.services import generation_services
-from mealplan_cli.handlers import HandlerRegistry, JobContext, default_handlers
+from mealplan_cli.handlers import HandlerRegistry, JobContext
 from mealplan_cli.metrics import WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Completion, Queue
+from mealplan_cli.runtime import builtin_handlers
 from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
 
 Body = Callable[[Queue], Awaitable[Any]]
@@ -41,7 +42,11 @@ async def drain(
     values: dict[str, Any] = {"until_empty": True, "poll_interval": 0.05, **config}
     async with generation_services(settings) as services:
         worker = Worker(
-            queue, handlers or default_handlers(), services, WorkerConfig(**values), metrics
+            queue,
+            handlers or builtin_handlers(),
+            WorkerConfig(**values),
+            resources=services,
+            metrics=metrics,
         )
         return await asyncio.wait_for(worker.run(), 60)
 
@@ -212,7 +217,8 @@ def test_an_operator_cancel_stops_the_running_job(database_url: str) -> None:
         worker = asyncio.create_task(drain(queue, registry(slow), lease_seconds=0.6))
         await started.wait()
         async with connected(database_url) as other:
-            assert await other.cancel_jobs([job_id]) == [(job_id, "processing")]
+            (cancellation,) = await other.cancel([job_id])
+            assert (cancellation.job_id, cancellation.status) == (job_id, "processing")
         return await worker
 
     report = run(database_url, body)

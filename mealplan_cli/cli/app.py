@@ -5,17 +5,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from mealplan_cli import __version__
-from mealplan_cli.config import Settings
 from mealplan_cli.errors import MealworkerError
 
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
+
 T = TypeVar("T")
+
+
+class Planner(StrEnum):
+    """``--planner``'s choices: ``config.PlannerChoice``'s values, without importing pydantic
+    for ``--help`` (tests/test_cli_startup.py keeps the two equal)."""
+
+    auto = "auto"
+    openai = "openai"
+    catalog = "catalog"
+
 
 app = typer.Typer(
     name="mealworker",
@@ -63,6 +76,8 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     """Settings for a command: ``.env``, the environment, then the command's own options."""
+    from mealplan_cli.config import Settings  # pydantic: loaded when a command runs, not --help
+
     settings: Settings = run_checked(
         ctx, lambda: Settings.load(overrides, env_file=options(ctx).env_file)
     )

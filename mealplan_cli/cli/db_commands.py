@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
-from mealplan_cli.config import Settings
-from mealplan_cli.db import adoption
-from mealplan_cli.db.connect import data_dir_of, direct_connection, postgres_url, transport_of
-from mealplan_cli.db.embedded import ServerState, running_server, stop_server
-from mealplan_cli.db.migrations import (
-    LEDGER,
-    Migration,
-    MigrationStatus,
-    apply_migrations,
-    bundled_migrations,
-    export_migrations,
-    migration_status,
-    pending_sql,
-)
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
+    from mealplan_cli.db.embedded import ServerState
+    from mealplan_cli.db.migrations import Migration, MigrationStatus
 
 
 @app.command()
@@ -56,6 +46,15 @@ def migrate(
 ) -> None:
     """Apply the SQL migrations in order (each in its own transaction), recorded in
     mealworker's own ledger (never in the app's Supabase CLI ledger)."""
+    from mealplan_cli.db.connect import transport_of
+    from mealplan_cli.db.migrations import (
+        LEDGER,
+        MigrationStatus,
+        bundled_migrations,
+        export_migrations,
+        pending_sql,
+    )
+
     if export is not None:
         exported = run_checked(ctx, lambda: export_migrations(export))
         for name in exported.written:
@@ -73,6 +72,8 @@ def migrate(
     if sql:
         stdout.out(pending_sql(statuses) or "-- nothing pending")
     elif status:
+        from rich.table import Table
+
         table = Table("version", "name", "state", title="Migrations", title_justify="left")
         for item in statuses:
             if item.edited:
@@ -105,6 +106,10 @@ async def _migrate(
     settings: Settings, *, apply: bool, adopt: bool
 ) -> tuple[list[MigrationStatus], list[Migration], list[str], str | None]:
     """(statuses, files applied, what adoption did, why the database needs --adopt)"""
+    from mealplan_cli.db import adoption
+    from mealplan_cli.db.connect import direct_connection, postgres_url
+    from mealplan_cli.db.migrations import apply_migrations, migration_status
+
     url = await postgres_url(settings, rest_advice=MIGRATE_NEEDS_SQL)
     notes: list[str] = []
     async with direct_connection(url) as conn:
@@ -134,6 +139,9 @@ def db_status(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Whether the embedded PostgreSQL is running, and where."""
+    from mealplan_cli.db.connect import data_dir_of
+    from mealplan_cli.db.embedded import running_server
+
     data_dir = data_dir_of(load_settings(ctx))
     view = _server_view(running_server(data_dir), data_dir)
     if json_output:
@@ -147,6 +155,9 @@ def db_status(
 @db_app.command("stop")
 def db_stop(ctx: typer.Context) -> None:
     """Stop the embedded PostgreSQL; the next command starts it again."""
+    from mealplan_cli.db.connect import data_dir_of
+    from mealplan_cli.db.embedded import stop_server
+
     data_dir = data_dir_of(load_settings(ctx))
     stopped = run_checked(ctx, lambda: stop_server(data_dir))
     if stopped is None:

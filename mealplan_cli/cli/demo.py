@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
-from mealplan_cli.cli.render import plan_view
-from mealplan_cli.cli.signals import graceful_stop
-from mealplan_cli.cli.worker_commands import handlers_for, runtime
-from mealplan_cli.config import LogLevel, Settings
-from mealplan_cli.generation.models import MealPlan, parse_request
-from mealplan_cli.logs import setup_logging
-from mealplan_cli.queue import Enqueued, MealPlanRow, Queue
-from mealplan_cli.worker import Worker, WorkerConfig
+from mealplan_cli.signals import STOP
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from mealplan_cli.config import Settings
+    from mealplan_cli.generation.models import MealPlan
+    from mealplan_cli.mealplans import Enqueued, MealPlanRow, MealPlans
 
 SAMPLES: list[dict[str, Any]] = [
     {"days": 3, "diet": ["vegan"], "allergies": ["tree_nuts", "sesame"], "calories": 2200},
@@ -47,6 +43,8 @@ def _summary(request: dict[str, Any]) -> str:
 
 
 def _view(rows: list[tuple[Enqueued, str, MealPlanRow | None]], started: float) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"mealworker demo: {time.monotonic() - started:.1f}s", title_justify="left")
     table.add_column("job", justify="right")
     table.add_column("request")
@@ -72,6 +70,11 @@ def demo(
 ) -> None:
     """Queue a few sample requests and watch a worker generate them (embedded database by
     default: nothing to set up)."""
+    STOP.install()
+    from mealplan_cli.cli.render import plan_view
+    from mealplan_cli.config import LogLevel
+    from mealplan_cli.logs import setup_logging
+
     settings = load_settings(ctx)
     setup_logging(settings.model_copy(update={"log_level": LogLevel.WARNING}), to_files=False)
     plan = run_async(ctx, _demo(settings, concurrency))
@@ -80,28 +83,30 @@ def demo(
 
 
 async def _demo(settings: Settings, concurrency: int) -> MealPlan | None:
+    from rich.live import Live
+
+    from mealplan_cli.generation.models import MealPlan, parse_request
+    from mealplan_cli.mealplans import MealPlans
+    from mealplan_cli.runtime import open_runtime
+    from mealplan_cli.worker import default_worker_id
+
     stderr.print("[dim]starting the database and applying migrations...[/]")
-    async with runtime(settings) as rt:
-        stderr.print(f"[dim]transport {rt.db.transport}; {rt.services.description}[/]")
-        queued = [await rt.queue.enqueue_meal_plan(parse_request(s)) for s in SAMPLES]
-        worker = Worker(
-            rt.queue,
-            handlers_for(None),
-            rt.services,
-            WorkerConfig(
-                worker_id=f"demo-{socket.gethostname()}-{os.getpid()}",
-                concurrency=concurrency,
-                poll_interval=0.2,
-                until_empty=True,
-                lease_seconds=settings.lease_seconds,
-            ),
+    async with open_runtime(settings) as rt:
+        stderr.print(f"[dim]transport {rt.db.transport}; {rt.description}[/]")
+        plans = MealPlans(rt.db)
+        queued = [await plans.enqueue(parse_request(s)) for s in SAMPLES]
+        worker = rt.worker(
+            worker_id=default_worker_id("demo"),
+            concurrency=concurrency,
+            poll_interval=0.2,
+            until_empty=True,
         )
         started = time.monotonic()
-        with graceful_stop(worker.stop):
+        with STOP.stopping(worker.stop):
             run = asyncio.create_task(worker.run())
             with Live(console=stderr, refresh_per_second=8) as live:
                 while True:
-                    rows = await _rows(rt.queue, queued)
+                    rows = await _rows(plans, queued)
                     live.update(_view(rows, started))
                     if run.done():
                         break
@@ -112,16 +117,16 @@ async def _demo(settings: Settings, concurrency: int) -> MealPlan | None:
             f"{time.monotonic() - started:.1f}s; the last one:"
         )
         for item in reversed(queued):
-            row = await rt.queue.get_meal_plan(item.meal_plan_id)
+            row = await plans.get(item.meal_plan_id)
             if row is not None and row.plan:
                 return MealPlan.model_validate(row.plan)
         return None
 
 
 async def _rows(
-    queue: Queue, queued: list[Enqueued]
+    plans: MealPlans, queued: list[Enqueued]
 ) -> list[tuple[Enqueued, str, MealPlanRow | None]]:
     rows = []
     for item, sample in zip(queued, SAMPLES, strict=True):
-        rows.append((item, _summary(sample), await queue.get_meal_plan(item.meal_plan_id)))
+        rows.append((item, _summary(sample), await plans.get(item.meal_plan_id)))
     return rows

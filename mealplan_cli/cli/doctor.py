@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
-from mealplan_cli.doctor import Check, Verdict, run_checks
 
-STYLES = {Verdict.ok: "green", Verdict.warn: "yellow", Verdict.fail: "bold red"}
+if TYPE_CHECKING:
+    from mealplan_cli.doctor import Check
 
 
 @app.command()
@@ -27,10 +26,16 @@ def doctor(
     failure."""
     settings = load_settings(ctx)
 
+    from rich.text import Text
+
+    from mealplan_cli.doctor import Verdict, run_checks
+
+    styles = {Verdict.ok: "green", Verdict.warn: "yellow", Verdict.fail: "bold red"}
+
     def show(check: Check) -> None:
         if as_json:
             return
-        line = Text(f"{check.verdict.value:>4}  ", style=STYLES[check.verdict])
+        line = Text(f"{check.verdict.value:>4}  ", style=styles[check.verdict])
         line.append(f"{check.name}: ", style="bold")
         line.append(check.detail)
         if check.advice and check.verdict is not Verdict.ok:

@@ -1,19 +1,23 @@
-"""``mealworker enqueue``: queue meal-plan requests (or health-check pings) from a shell."""
+"""``mealworker enqueue``: queue meal-plan requests, or jobs of any type, from a shell."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import re
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
 
 from mealplan_cli.cli import request_options as ro
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
-from mealplan_cli.config import Settings
-from mealplan_cli.db.connect import open_database
-from mealplan_cli.generation.models import MealPlanRequest
-from mealplan_cli.queue import MEAL_PLAN_JOB, PING_JOB, Queue
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
+    from mealplan_cli.generation.models import MealPlanRequest
+
+MEAL_PLAN_JOB = "generate_meal_plan"
+_JOB_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
 @app.command()
@@ -36,20 +40,44 @@ def enqueue(
     count: Annotated[int, typer.Option(min=1, max=100_000, help="How many (load tests).")] = 1,
     job_type: Annotated[
         str,
-        typer.Option("--type", help=f"{MEAL_PLAN_JOB} (default) or {PING_JOB} (health check)."),
+        typer.Option(
+            "--type",
+            help=f"{MEAL_PLAN_JOB} (default), ping (health check), or your own job type.",
+        ),
     ] = MEAL_PLAN_JOB,
+    payload: Annotated[
+        str | None,
+        typer.Option(help="The job's payload as a JSON object (job types other than meal plans)."),
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option(min=0, help="Seconds before the job may run.")
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="A retried request with the same key makes no new plan.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ids as JSON.")] = False,
 ) -> None:
-    """Queue a meal-plan request (the same options as generate), or ping jobs with --type ping."""
+    """Queue a meal-plan request (the same options as generate), or jobs of another type
+    (``--type ping``, or your own with ``--payload``)."""
     settings = load_settings(ctx)
-    options = ro.RequestOptions.from_params(ctx.params)
-    if job_type not in (MEAL_PLAN_JOB, PING_JOB):
-        raise typer.BadParameter(f"unknown job type {job_type!r}", param_hint="--type")
-    request = None if job_type == PING_JOB else run_checked(ctx, options.build)
-    queued = run_async(ctx, _enqueue(settings, request, user, priority, count, idempotency_key))
+    if not _JOB_TYPE.match(job_type):
+        raise typer.BadParameter(
+            "a job type is 1-100 letters, digits or _.:- characters", param_hint="--type"
+        )
+    if job_type != MEAL_PLAN_JOB:
+        body = _payload(payload)
+        queued = run_async(
+            ctx, _enqueue_jobs(settings, job_type, body, priority, count, idempotency_key, delay)
+        )
+    else:
+        if payload is not None or delay is not None:
+            raise typer.BadParameter(
+                "a meal plan is described by the request options, and runs at once",
+                param_hint="--payload/--delay",
+            )
+        options = ro.RequestOptions.from_params(ctx.params)
+        request = run_checked(ctx, options.build)
+        queued = run_async(ctx, _enqueue(settings, request, user, priority, count, idempotency_key))
     if as_json:
         stdout.out(json.dumps(queued))
         return
@@ -61,19 +89,60 @@ def enqueue(
         stdout.print(f"... and {len(queued) - 20} more")
 
 
+def _payload(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"not valid JSON: {error.msg}", param_hint="--payload") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("write a JSON object, like '{\"id\": 1}'", param_hint="--payload")
+    return value
+
+
+async def _enqueue_jobs(
+    settings: Settings,
+    job_type: str,
+    payload: dict[str, Any],
+    priority: int,
+    count: int,
+    idempotency_key: str | None,
+    delay: float | None,
+) -> list[dict[str, object]]:
+    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.queue import Queue
+
+    async with open_database(settings) as db:
+        queue = Queue(db)
+        if idempotency_key is None:
+            ids = await queue.enqueue_jobs(
+                job_type, [payload] * count, priority=priority, delay=delay
+            )
+            return [{"job_id": job_id} for job_id in ids]
+        queued: list[dict[str, object]] = []
+        for index in range(count):
+            key = idempotency_key if count == 1 else f"{idempotency_key}-{index}"
+            item = await queue.enqueue(
+                job_type, payload, priority=priority, delay=delay, idempotency_key=key
+            )
+            queued.append({"job_id": item.job_id, "created": item.created})
+        return queued
+
+
 async def _enqueue(
     settings: Settings,
-    request: MealPlanRequest | None,
+    request: MealPlanRequest,
     user: UUID | None,
     priority: int,
     count: int,
     idempotency_key: str | None,
 ) -> list[dict[str, object]]:
+    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.mealplans import MealPlans
+
     async with open_database(settings) as db:
-        queue = Queue(db)
-        if request is None:
-            ids = await queue.enqueue_jobs(PING_JOB, [{}] * count, priority=priority)
-            return [{"job_id": job_id} for job_id in ids]
+        plans = MealPlans(db)
         queued = []
         for index in range(count):
             key = (
@@ -81,7 +150,7 @@ async def _enqueue(
                 if count == 1 or idempotency_key is None
                 else (f"{idempotency_key}-{index}")
             )
-            item = await queue.enqueue_meal_plan(
+            item = await plans.enqueue(
                 request, user_id=user, priority=priority, idempotency_key=key
             )
             queued.append(

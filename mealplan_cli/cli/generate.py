@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mealplan_cli.cli import request_options as ro
-from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
-from mealplan_cli.cli.render import plan_view, progress_display
-from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.cli.app import Planner, app, load_settings, run_async, stderr, stdout
 from mealplan_cli.errors import ProviderUnavailableError
-from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
-from mealplan_cli.generation.models import MealPlanRequest
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
+    from mealplan_cli.generation import MealPlan
+    from mealplan_cli.generation.models import MealPlanRequest
 
 
 @app.command()
@@ -32,7 +33,7 @@ def generate(
     max_cook_minutes: ro.MaxCook = None,
     notes: ro.Notes = None,
     planner: Annotated[
-        PlannerChoice | None,
+        Planner | None,
         typer.Option(envvar="PLANNER", help="auto: OpenAI when OPENAI_API_KEY is set."),
     ] = None,
     model: Annotated[str | None, typer.Option(envvar="OPENAI_MODEL", help="OpenAI model.")] = None,
@@ -53,6 +54,8 @@ def generate(
     if as_json:
         stdout.print_json(plan.model_dump_json())
     else:
+        from mealplan_cli.cli.render import plan_view
+
         stdout.print(plan_view(plan))
         if out is not None:
             stdout.print(f"plan written to {out}")
@@ -73,6 +76,9 @@ async def _generate(
 async def _plan(
     settings: Settings, request: MealPlanRequest, seed: int | None, show_progress: bool
 ) -> MealPlan:
+    from mealplan_cli.cli.render import progress_display
+    from mealplan_cli.generation import generate_meal_plan, generation_services
+
     async with generation_services(settings, seed=seed) as services:
         stderr.print(f"[dim]{services.description}[/]", highlight=False)
         if not show_progress:

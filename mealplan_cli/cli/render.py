@@ -52,11 +52,6 @@ def progress_display(console: Console) -> Iterator[ProgressCallback]:
         yield report
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 job``, ``2 jobs``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _number(value: float) -> str:
     return f"{value:.0f}"
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.models import (
-    MacroSplit,
-    MealPlanRequest,
-    alias_help,
-    parse_request,
-)
+from mealplan_cli.generation.vocabulary import alias_help
+
+if TYPE_CHECKING:
+    from mealplan_cli.generation.models import MealPlanRequest
 
 RequestFile = Annotated[
     Path | None,
@@ -82,6 +80,8 @@ class RequestOptions:
 
     def build(self) -> MealPlanRequest:
         """The request from the file (if any) with the given options on top."""
+        from mealplan_cli.generation.models import MacroSplit, parse_request
+
         data: dict[str, Any] = {}
         if self.file is not None:
             data = _read_json(self.file)

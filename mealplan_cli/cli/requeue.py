@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
 from mealplan_cli.cli.durations import ago
-from mealplan_cli.cli.render import plural
-from mealplan_cli.config import Settings
+from mealplan_cli.cli.wording import plural
 from mealplan_cli.db.base import Row
-from mealplan_cli.db.connect import open_database
 from mealplan_cli.queue import Cancellation, Queue
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
 
 
 @app.command()
@@ -71,6 +71,8 @@ def requeue(
         stdout.out(json.dumps(rows, default=str))
         return
     verb = "would requeue" if dry_run else "requeued"
+    from rich.table import Table
+
     table = Table("job", "type", "was", "last error", title=f"{verb} {plural(len(rows), 'job')}")
     for row in rows:
         table.add_row(
@@ -80,6 +82,8 @@ def requeue(
 
 
 async def _stale(settings: Settings) -> list[tuple[int, str]]:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         return await Queue(db).requeue_stale()
 
@@ -95,6 +99,8 @@ async def _requeue(
     reset_attempts: bool,
     dry_run: bool,
 ) -> list[Row]:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         return await Queue(db).requeue_jobs(
             job_ids=job_ids,
@@ -160,5 +166,7 @@ def cancel(
 
 
 async def _cancel(settings: Settings, job_ids: list[int]) -> list[Cancellation]:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         return await Queue(db).cancel(job_ids)

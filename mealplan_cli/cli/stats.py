@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stderr, stdout
-from mealplan_cli.cli.render import plural
-from mealplan_cli.config import Settings
-from mealplan_cli.db.connect import open_database
+from mealplan_cli.cli.wording import plural
 from mealplan_cli.monitoring import QueueHealth, Threshold
 from mealplan_cli.queue import Queue
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from mealplan_cli.config import Settings
 
 
 def _seconds(value: Any) -> str:
@@ -31,6 +31,9 @@ def _seconds(value: Any) -> str:
 
 
 def health_view(health: QueueHealth) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+
     raw, metrics = health.raw, health.metrics()
     overview = Table(title="Queue", title_justify="left", show_header=False)
     overview.add_column()
@@ -126,11 +129,17 @@ def stats(
 
 
 async def _health(settings: Settings) -> QueueHealth:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         return QueueHealth(await Queue(db).stats(), settings.lease_seconds)
 
 
 async def _watch(settings: Settings, interval: float) -> None:
+    from rich.live import Live
+
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         queue = Queue(db)
         with Live(console=stdout, refresh_per_second=4) as live:

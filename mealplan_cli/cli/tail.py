@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
 from mealplan_cli.cli.durations import ago
-from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Row
-from mealplan_cli.db.connect import open_database
 from mealplan_cli.queue import Queue
 
 EVENTS = (
@@ -31,6 +29,9 @@ EVENTS = (
     "lease_lost",
 )
 """Every event the queue writes (the triggers and functions in ``supabase/migrations``)."""
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
 
 EVENT_STYLES = {
     "failed": "bold red",
@@ -110,6 +111,8 @@ def tail(
 
 
 async def _follow(settings: Settings, start: datetime, follow: bool, show: Any) -> None:
+    from mealplan_cli.db.connect import open_database
+
     async with open_database(settings) as db:
         queue = Queue(db)
         last_id: int | None = None

@@ -3,64 +3,22 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import typer
 
 from mealplan_cli import __version__
-from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
-from mealplan_cli.cli.render import progress_display
-from mealplan_cli.cli.signals import graceful_stop
-from mealplan_cli.config import PlannerChoice, Settings
-from mealplan_cli.db.base import Database
-from mealplan_cli.db.connect import open_database
+from mealplan_cli.cli.app import Planner, app, load_settings, run_async, stderr, stdout
 from mealplan_cli.errors import MealworkerError
-from mealplan_cli.generation import generation_services
-from mealplan_cli.generation.services import GenerationServices
-from mealplan_cli.handlers import HandlerRegistry, default_handlers
-from mealplan_cli.logs import setup_logging
-from mealplan_cli.metrics import serve_metrics
-from mealplan_cli.queue import DatabaseImageCache, Queue
-from mealplan_cli.worker import SingleRun, Worker, WorkerConfig, WorkerReport, run_single
+from mealplan_cli.signals import STOP
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
+    from mealplan_cli.worker import WorkerReport
+    from mealplan_cli.worker.claims import Claim
 
 log = logging.getLogger("mealworker.worker")
-
-
-@dataclass
-class Runtime:
-    """Everything a worker command runs with, opened together and closed together."""
-
-    db: Database
-    queue: Queue
-    services: GenerationServices
-
-
-@asynccontextmanager
-async def runtime(
-    settings: Settings, *, pool_size: int = 4, keep_open: bool = False
-) -> AsyncIterator[Runtime]:
-    async with open_database(settings, pool_size=pool_size, keep_open=keep_open) as db:
-        cache = DatabaseImageCache(db)
-        async with generation_services(settings, image_cache=cache) as services:
-            yield Runtime(db, Queue(db), services)
-
-
-def handlers_for(job_types: list[str] | None) -> HandlerRegistry:
-    handlers = default_handlers()
-    if not job_types:
-        return handlers
-    unknown = sorted(set(job_types) - set(handlers))
-    if unknown:
-        raise MealworkerError(
-            f"no handler for job type {', '.join(unknown)}; known: {', '.join(handlers)}"
-        )
-    return handlers.only(job_types)
 
 
 @app.command()
@@ -82,13 +40,14 @@ def work(
     job_type: Annotated[
         list[str] | None, typer.Option("--job-type", help="Only these job types (repeatable).")
     ] = None,
-    planner: Annotated[PlannerChoice | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(envvar="METRICS_PORT", help="Serve /metrics and /healthz on this port."),
     ] = None,
 ) -> None:
     """Run the worker: claim jobs and process them until SIGTERM or SIGINT."""
+    STOP.install()  # a signal from here on exits 0 (gracefully once the worker runs)
     settings = load_settings(
         ctx,
         max_concurrent_jobs=concurrency,
@@ -97,18 +56,12 @@ def work(
         planner=planner,
         metrics_port=metrics_port,
     )
-    config = WorkerConfig(
-        worker_id=settings.worker_id or f"{socket.gethostname()}-{os.getpid()}",
-        concurrency=settings.max_concurrent_jobs,
-        poll_interval=settings.poll_interval_ms / 1000,
-        lease_seconds=settings.lease_seconds,
-        job_timeout=settings.job_timeout_seconds,
-        shutdown_grace=settings.shutdown_grace_seconds,
-        sweep_interval=settings.stale_sweep_seconds,
-        until_empty=until_empty,
-    )
+    from mealplan_cli.logs import setup_logging
+    from mealplan_cli.worker import WorkerConfig
+
+    config = WorkerConfig.from_settings(settings, until_empty=until_empty)
     setup_logging(settings, worker_id=config.worker_id)
-    report = run_async(ctx, _work(settings, config, job_type))
+    report = run_async(ctx, _work(settings, config.until_empty, job_type))
     stderr.print(
         f"worker stopped: {report.completed} completed, {report.failed} failed, "
         f"{report.retried} retried, {report.released} released, {report.lost} lost",
@@ -116,13 +69,16 @@ def work(
     )
 
 
-async def _work(
-    settings: Settings, config: WorkerConfig, job_types: list[str] | None
-) -> WorkerReport:
-    handlers = handlers_for(job_types)
-    pool_size = min(max(4, config.concurrency // 50), 10)
-    async with runtime(settings, pool_size=pool_size, keep_open=True) as rt:
-        worker = Worker(rt.queue, handlers, rt.services, config)
+async def _work(settings: Settings, until_empty: bool, job_types: list[str] | None) -> WorkerReport:
+    from mealplan_cli.metrics import serve_metrics
+    from mealplan_cli.runtime import builtin_handlers, open_runtime
+
+    handlers = builtin_handlers(job_types)
+    async with open_runtime(
+        settings, handlers=handlers, keep_open=True, wait_for_database=True
+    ) as rt:
+        worker = rt.worker(until_empty=until_empty)
+        config = worker.config
         log.info(
             "mealworker %s: transport %s, worker %s, concurrency %d, jobs %s, %s",
             __version__,
@@ -130,14 +86,15 @@ async def _work(
             config.worker_id,
             config.concurrency,
             ", ".join(handlers),
-            rt.services.description,
+            rt.description,
         )
         server = None
         if settings.metrics_port is not None:
             server = await serve_metrics(worker.metrics, worker.health, settings.metrics_port)
             log.info("metrics on :%d/metrics, health on :%d/healthz", *[settings.metrics_port] * 2)
         try:
-            with graceful_stop(worker.stop):
+            with STOP.stopping(worker.stop):
+                log.info("ready to claim %s", ", ".join(handlers))
                 return await worker.run()
         finally:
             if server is not None:
@@ -155,19 +112,28 @@ def run_job(
     force: Annotated[
         bool, typer.Option("--force", help="Also reprocess a failed, completed or cancelled job.")
     ] = False,
-    planner: Annotated[PlannerChoice | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
 ) -> None:
     """Process one job in the foreground. Exit 0 done, 1 failed, 2 no such job."""
+    STOP.install()
+    from mealplan_cli.logs import setup_logging
+    from mealplan_cli.worker import default_worker_id
+
     settings = load_settings(ctx, planner=planner)
-    setup_logging(settings, worker_id=f"run-job-{socket.gethostname()}-{os.getpid()}")
+    worker_id = default_worker_id("run-job")
+    setup_logging(settings, worker_id=worker_id)
     job_id = _job_id(ctx, settings, job)
-    outcome = run_async(ctx, _run_job(settings, job_id, force))
-    if outcome is None:
+    claim = run_async(ctx, _run_job(settings, job_id, force, worker_id))
+    if claim is None:
         stderr.print(f"[bold red]error:[/] no job {job_id}")
         raise typer.Exit(2)
-    if not outcome.completed:
-        where = f" (now {outcome.status})" if outcome.status else ""
-        stderr.print(f"[bold red]job {job_id} failed{where}:[/] {outcome.error}", highlight=False)
+    if claim.outcome == "released":
+        stderr.print(f"job {job_id} interrupted: released back to the queue", highlight=False)
+        raise typer.Exit(1)
+    if claim.outcome != "completed":
+        written = claim.outcome in ("pending", "failed", "cancelled")
+        where = f" (now {claim.outcome})" if written else ""
+        stderr.print(f"[bold red]job {job_id} failed{where}:[/] {claim.error}", highlight=False)
         raise typer.Exit(1)
     stdout.print(f"job {job_id} completed")
 
@@ -193,13 +159,18 @@ def _job_id(ctx: typer.Context, settings: Settings, job: str) -> int:
 
 
 async def _job_for_meal_plan(settings: Settings, meal_plan_id: UUID) -> int | None:
+    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.mealplans import MealPlans
+
     async with open_database(settings) as db:
-        return await Queue(db).job_for_meal_plan(meal_plan_id)
+        return await MealPlans(db).job_for(meal_plan_id)
 
 
-async def _run_job(settings: Settings, job_id: int, force: bool) -> SingleRun | None:
-    worker_id = f"run-job-{socket.gethostname()}-{os.getpid()}"
-    async with runtime(settings) as rt:
+async def _run_job(settings: Settings, job_id: int, force: bool, worker_id: str) -> Claim | None:
+    from mealplan_cli.cli.render import progress_display
+    from mealplan_cli.runtime import open_runtime
+
+    async with open_runtime(settings) as rt:
         info = await rt.queue.get_job(job_id)
         if info is None:
             return None
@@ -212,17 +183,9 @@ async def _run_job(settings: Settings, job_id: int, force: bool) -> SingleRun | 
             raise MealworkerError(f"cannot run job {job_id}: {reason}")
         stderr.print(
             f"[dim]job {job.id} ({job.job_type}), attempt {job.attempts} of "
-            f"{job.max_attempts}; {rt.services.description}[/]",
+            f"{job.max_attempts}; {rt.description}[/]",
             highlight=False,
         )
-        with progress_display(stderr) as on_progress:
-            return await run_single(
-                rt.queue,
-                default_handlers(),
-                rt.services,
-                job,
-                worker_id=worker_id,
-                lease_seconds=settings.lease_seconds,
-                time_limit=settings.job_timeout_seconds,
-                on_progress=on_progress,
-            )
+        worker = rt.worker(worker_id=worker_id)
+        with progress_display(stderr) as on_progress, STOP.stopping(worker.stop):
+            return await worker.run_claimed(job, on_progress)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from mealplan_cli.db.base import DatabaseError
+from mealplan_cli.errors import LegacySchemaError
 
 LEGACY_SCHEMA = "mealworker_legacy"
 
@@ -85,10 +85,6 @@ _SAME_TYPE = {
     "character varying": "text",
     "timestamp without time zone": "timestamp with time zone",
 }
-
-
-class LegacySchemaError(DatabaseError):
-    """The database has tables mealworker cannot use as they are; nothing was changed."""
 
 
 @dataclass

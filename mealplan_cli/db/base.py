@@ -1,31 +1,21 @@
-"""The ``Database`` interface every transport implements, and the errors it raises."""
+"""The ``Database`` interface every transport implements (its errors live in ``errors``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from mealplan_cli.errors import MealworkerError
+from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, SchemaMissingError
 
 Row = dict[str, Any]
 
-
-class DatabaseError(MealworkerError):
-    """The database refused a call (a constraint, a bad argument, a missing privilege)."""
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class DatabaseUnavailableError(DatabaseError):
-    """The database could not be reached or dropped the connection; trying later may work."""
-
-    retryable = True
-
-
-class SchemaMissingError(DatabaseError):
-    """The mealworker functions are missing or outdated: the migrations have not been applied."""
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "Row",
+    "SchemaMissingError",
+]
 
 
 class Database(Protocol):

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -14,8 +15,10 @@ from mealplan_cli.db.base import Database, DatabaseUnavailableError
 from mealplan_cli.db.embedded import default_data_dir, is_migrated, mark_migrated, start_embedded
 from mealplan_cli.db.migrations import apply_migrations, bundled_migrations
 from mealplan_cli.db.postgres import PostgresDatabase, redact_url
-from mealplan_cli.db.rest import RestDatabase
 from mealplan_cli.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from mealplan_cli.db.rest import RestDatabase
 
 NEEDS_DIRECT_CONNECTION = (
     "this needs a direct PostgreSQL connection: set DATABASE_URL to Supabase's direct or "
@@ -60,6 +63,8 @@ async def direct_connection(url: str) -> AsyncIterator[psycopg.AsyncConnection[t
 
 
 def _rest_database(settings: Settings) -> RestDatabase:
+    from mealplan_cli.db.rest import RestDatabase  # httpx and supabase-py: this transport only
+
     assert settings.supabase_url is not None
     if settings.supabase_service_role_key is None:
         raise ConfigurationError(

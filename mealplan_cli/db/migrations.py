@@ -28,8 +28,12 @@ from pathlib import Path
 
 import psycopg
 
-from mealplan_cli.db.base import DatabaseError
-from mealplan_cli.errors import MealworkerError
+from mealplan_cli.errors import (
+    DatabaseError,
+    ExportConflictError,
+    LegacySchemaError,
+    MigrationEditedError,
+)
 
 LEDGER_SCHEMA = "mealworker_private"
 LEDGER = f"{LEDGER_SCHEMA}.migrations"
@@ -62,10 +66,6 @@ class MigrationStatus:
     edited: bool = False
     via_supabase_cli: bool = False
     """Not in our ledger yet, but recorded with our statements by the Supabase CLI."""
-
-
-class MigrationEditedError(DatabaseError):
-    """A file that already ran was changed afterwards."""
 
 
 def migrations_folder() -> Traversable:
@@ -282,7 +282,7 @@ async def apply_migrations(
         legacy = None if first_done else await adoption.inspect(conn)
         if legacy is not None and legacy.problems:
             if not adopt:
-                raise adoption.LegacySchemaError(legacy.refusal())
+                raise LegacySchemaError(legacy.refusal())
             legacy.check_adoptable()
         await conn.execute(LEDGER_DDL)
         await _take_over_supabase_records(conn, migrations)
@@ -293,7 +293,7 @@ async def apply_migrations(
                 await adoption.finish(conn, legacy, grants)
             except psycopg.Error as error:
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise adoption.LegacySchemaError(
+                raise LegacySchemaError(
                     f"migrate --adopt failed, nothing was changed: {first}", code=error.sqlstate
                 ) from None
             if report is not None:
@@ -335,10 +335,6 @@ def pending_sql(statuses: list[MigrationStatus]) -> str:
 class Exported:
     written: list[str]
     unchanged: list[str]
-
-
-class ExportConflictError(MealworkerError):
-    """The target folder has a different file of the same name."""
 
 
 def export_migrations(folder: Path, migrations: list[Migration] | None = None) -> Exported:

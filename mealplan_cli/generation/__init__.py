@@ -1,20 +1,39 @@
 """The meal-plan generation library: request in, validated plan out.
 
 Everything a command or the worker needs is re-exported here; the library imports nothing from
-the CLI or the queue.
+the CLI or the queue. The names load on first use, so that importing a light submodule
+(``generation.vocabulary`` for ``--help``) does not load pydantic, the planners or httpx.
 """
 
-from mealplan_cli.generation.models import MealPlan, MealPlanRequest
-from mealplan_cli.generation.pipeline import generate_meal_plan
-from mealplan_cli.generation.planner import Progress, ProgressCallback
-from mealplan_cli.generation.services import GenerationServices, generation_services
+from __future__ import annotations
 
-__all__ = [
-    "GenerationServices",
-    "MealPlan",
-    "MealPlanRequest",
-    "Progress",
-    "ProgressCallback",
-    "generate_meal_plan",
-    "generation_services",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mealplan_cli.generation.models import MealPlan as MealPlan
+    from mealplan_cli.generation.models import MealPlanRequest as MealPlanRequest
+    from mealplan_cli.generation.pipeline import generate_meal_plan as generate_meal_plan
+    from mealplan_cli.generation.planner import Progress as Progress
+    from mealplan_cli.generation.planner import ProgressCallback as ProgressCallback
+    from mealplan_cli.generation.services import GenerationServices as GenerationServices
+    from mealplan_cli.generation.services import generation_services as generation_services
+
+_HOMES = {
+    "GenerationServices": "services",
+    "MealPlan": "models",
+    "MealPlanRequest": "models",
+    "Progress": "planner",
+    "ProgressCallback": "planner",
+    "generate_meal_plan": "pipeline",
+    "generation_services": "services",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{home}"), name)

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.generation.services import GenerationServices, generation_services
-from mealplan_cli.handlers import HandlerRegistry, default_handlers
-from mealplan_cli.queue import Queue
-from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
+from pydantic import SecretStr
+
+from mealplan_cli import mealplan_jobs  # noqa: F401  (loaded up front, not in the timing)
+from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.handlers import HandlerRegistry
+from mealplan_cli.runtime import open_runtime
+from mealplan_cli.worker import WorkerReport
 from tests import pg
 
 
@@ -42,27 +43,15 @@ async def run_worker(
     stop_after: asyncio.Event | None = None,
     **config: Any,
 ) -> WorkerReport:
-    """A worker in this process; drains the queue unless ``stop_after`` is given."""
-    db = await PostgresDatabase(url, min_size=4, max_size=4).open()
-    try:
-        async with generation_services(Settings(planner="catalog")) as services:
-            worker = _worker(db, handlers, services, stop_after is None, config)
-            if stop_after is None:
-                return await worker.run()
-            running = asyncio.create_task(worker.run())
-            await stop_after.wait()
-            worker.stop()
-            return await running
-    finally:
-        await db.close()
-
-
-def _worker(
-    db: PostgresDatabase,
-    handlers: HandlerRegistry | None,
-    services: GenerationServices,
-    until_empty: bool,
-    config: dict[str, Any],
-) -> Worker:
-    values: dict[str, Any] = {"until_empty": until_empty, "poll_interval": 1.0, **config}
-    return Worker(Queue(db), handlers or default_handlers(), services, WorkerConfig(**values))
+    """A worker in this process, built by the runtime as ``work`` builds it; drains the queue
+    unless ``stop_after`` is given."""
+    settings = Settings(database_url=SecretStr(url), planner=PlannerChoice.catalog)
+    values: dict[str, Any] = {"until_empty": stop_after is None, "poll_interval": 1.0, **config}
+    async with open_runtime(settings, handlers=handlers, pool_size=4, keep_open=True) as rt:
+        worker = rt.worker(**values)
+        if stop_after is None:
+            return await worker.run()
+        running = asyncio.create_task(worker.run())
+        await stop_after.wait()
+        worker.stop()
+        return await running

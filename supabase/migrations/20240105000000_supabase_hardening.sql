@@ -117,9 +117,9 @@ declare
   -- The 14 families, then the aliases the model accepts.
   v_allergens text[] := array['gluten', 'crustaceans', 'eggs', 'fish', 'peanuts', 'soybeans',
     'milk', 'tree_nuts', 'celery', 'mustard', 'sesame', 'sulphites', 'lupin', 'molluscs',
-    'wheat', 'cereals', 'shellfish', 'crustacean', 'egg', 'peanut', 'soy', 'soya', 'dairy',
-    'lactose', 'nuts', 'tree_nut', 'treenuts', 'sulfites', 'sulphite', 'sulfite', 'mollusc',
-    'mollusks'];
+    'wheat', 'cereals', 'shellfish', 'seafood', 'crustacean', 'egg', 'peanut', 'soy', 'soya',
+    'dairy', 'lactose', 'nuts', 'nut', 'tree_nut', 'treenuts', 'sulfites', 'sulphite', 'sulfite',
+    'mollusc', 'mollusks', 'mollusk'];
   v_bounds constant jsonb := '{"days": [1, 14], "calories": [1200, 5000],
     "household_size": [1, 12], "max_cook_minutes": [5, 480]}';
   v_macro_bounds constant jsonb := '{"protein": [5, 60], "carbs": [0, 80], "fat": [10, 80]}';

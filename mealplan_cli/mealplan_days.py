@@ -20,9 +20,10 @@ import logging
 import time
 from typing import Any
 
-from mealplan_cli.db.base import DatabaseError
+from mealplan_cli.errors import DatabaseError
 from mealplan_cli.generation.models import Day
-from mealplan_cli.queue import ClaimedJob, Queue
+from mealplan_cli.mealplans import MealPlans
+from mealplan_cli.queue import ClaimedJob
 
 log = logging.getLogger("mealworker.worker")
 
@@ -30,8 +31,8 @@ log = logging.getLogger("mealworker.worker")
 class DayWriter:
     """Collects a job's ready days and writes them to its meal plan, throttled."""
 
-    def __init__(self, queue: Queue, job: ClaimedJob, *, interval: float = 0.5) -> None:
-        self.queue = queue
+    def __init__(self, plans: MealPlans, job: ClaimedJob, *, interval: float = 0.5) -> None:
+        self.plans = plans
         self.job = job
         self.interval = interval
         self._pending: dict[str, Any] = {}
@@ -54,7 +55,7 @@ class DayWriter:
             self._written_at = time.monotonic()
             self._writing = True
             try:
-                if not await self.queue.report_days(self.job, days):
+                if not await self.plans.report_days(self.job, days):
                     self._pending.clear()  # the lease is gone: nothing more to write
                     return
             except DatabaseError as error:  # a courtesy, like progress; the plan still completes

@@ -1,0 +1,90 @@
+"""The ``generate_meal_plan`` handler: the generation library run as a queue job.
+
+Its resources are the ``GenerationServices`` the runtime opened (planner, photos). Progress
+goes into the job's meal plan, fenced by the lease and throttled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from mealplan_cli.errors import DatabaseError, InvalidRequestError
+from mealplan_cli.generation import generate_meal_plan
+from mealplan_cli.generation.models import parse_request
+from mealplan_cli.generation.planner import Progress
+from mealplan_cli.generation.services import GenerationServices
+from mealplan_cli.handlers import JobContext
+from mealplan_cli.mealplan_days import DayWriter
+from mealplan_cli.mealplans import MealPlans
+from mealplan_cli.queue import ClaimedJob
+
+log = logging.getLogger("mealworker.worker")
+
+PROGRESS_INTERVAL_SECONDS = 0.5
+"""Progress is written at most this often per job (the latest step wins)."""
+
+
+class ProgressWriter:
+    """Turns the library's progress callback into fenced, throttled writes to the meal plan."""
+
+    def __init__(self, context: JobContext) -> None:
+        self.context = context
+        self._latest: dict[str, Any] | None = None
+        self._written_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def update(self, step: Progress) -> None:
+        self._latest = {
+            "stage": step.stage,
+            "done": step.done,
+            "total": step.total,
+            "message": step.message,
+        }
+        if self.context.on_progress is not None:
+            self.context.on_progress(step)
+        due = time.monotonic() - self._written_at >= PROGRESS_INTERVAL_SECONDS
+        if due and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        progress, self._latest = self._latest, None
+        if progress is None:
+            return
+        self._written_at = time.monotonic()
+        try:
+            await self.context.queue.report_progress(self.context.job, progress)
+        except DatabaseError as error:  # progress is a courtesy; the job goes on without it
+            log.debug("job %s: progress not written: %s", self.context.job.id, error)
+
+    async def flush(self) -> None:
+        if self._task is not None:
+            await self._task
+        await self._write()
+
+
+async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[str, Any]:
+    """Generate, validate and return the plan; the worker writes it when completing the job."""
+    if "request" not in job.payload:
+        raise InvalidRequestError(f"job {job.id} has no request in its payload")
+    services: GenerationServices = context.resources
+    request = parse_request(job.payload["request"])
+    progress = ProgressWriter(context)
+    days = DayWriter(MealPlans(context.queue.db), job, interval=PROGRESS_INTERVAL_SECONDS)
+    try:
+        plan = await generate_meal_plan(
+            request,
+            planner=services.planner,
+            images=services.images,
+            on_progress=progress.update,
+            on_day=days.add,
+        )
+    finally:
+        await days.close()
+    await progress.flush()
+    return {
+        "plan": plan.model_dump(mode="json"),
+        "usage": plan.metadata.usage.model_dump(mode="json"),
+    }

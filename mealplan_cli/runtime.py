@@ -1,0 +1,145 @@
+"""The composition root: settings in; database, queue, handlers, resources and worker out.
+
+The CLI, the demo, the benchmarks, the tests and a program embedding mealworker all build a
+worker the same way::
+
+    async with open_runtime(settings, handlers=my_handlers, resources=my_things) as rt:
+        report = await rt.run_worker(until_empty=True)
+
+The heavy parts load only when needed: psycopg or supabase-py with the transport the settings
+select, and the meal-plan generation library (pydantic models, OpenAI's SDK) only when the
+handlers include ``generate_meal_plan``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mealplan_cli.config import Settings
+from mealplan_cli.db.base import Database
+from mealplan_cli.errors import ConfigurationError, DatabaseUnavailableError
+from mealplan_cli.handlers import HandlerRegistry, ping_job
+from mealplan_cli.metrics import Health, WorkerMetrics
+from mealplan_cli.queue import PING_JOB, Queue
+from mealplan_cli.signals import STOP, StopSignals
+from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
+from mealplan_cli.worker.outage import Outage
+
+MEAL_PLAN_JOB = "generate_meal_plan"  # the same name as mealplans.MEAL_PLAN_JOB, kept light
+
+
+def builtin_handlers(job_types: list[str] | None = None) -> HandlerRegistry:
+    """mealworker's own job types (``ping``, and ``generate_meal_plan`` unless left out);
+    an unknown name in ``job_types`` is a configuration error naming the known ones."""
+    handlers = HandlerRegistry()
+    handlers.register(PING_JOB, ping_job)
+    if not job_types or MEAL_PLAN_JOB in job_types:
+        from mealplan_cli.mealplan_jobs import generate_meal_plan_job
+
+        handlers.register(MEAL_PLAN_JOB, generate_meal_plan_job)
+    if not job_types:
+        return handlers
+    unknown = sorted(set(job_types) - {PING_JOB, MEAL_PLAN_JOB})
+    if unknown:
+        raise ConfigurationError(
+            f"no handler for job type {', '.join(unknown)}; known: {PING_JOB}, {MEAL_PLAN_JOB}"
+        )
+    return handlers.only(job_types)
+
+
+@dataclass
+class Runtime:
+    """Everything a worker command runs with, opened together and closed together."""
+
+    settings: Settings
+    db: Database
+    queue: Queue
+    handlers: HandlerRegistry
+    resources: Any
+    """What handlers get as ``context.resources`` (``GenerationServices`` for meal plans)."""
+    description: str
+    """The resources in words, for the start-up log line."""
+
+    def worker_config(self, **overrides: Any) -> WorkerConfig:
+        return WorkerConfig.from_settings(self.settings, **overrides)
+
+    def worker(self, *, metrics: WorkerMetrics | None = None, **overrides: Any) -> Worker:
+        """A worker over this runtime; ``overrides`` are ``WorkerConfig`` fields."""
+        worker = Worker(
+            self.queue,
+            self.handlers,
+            self.worker_config(**overrides),
+            resources=self.resources,
+            metrics=metrics,
+        )
+        images = getattr(self.resources, "images", None)
+        if images is not None:
+            stats = images.stats
+            worker.metrics.photo_counts = lambda: (stats.searches, stats.cache_hits)
+        return worker
+
+    async def run_worker(
+        self, *, signals: StopSignals | None = STOP, **overrides: Any
+    ) -> WorkerReport:
+        """Run a worker until it is stopped (or, with ``until_empty=True``, the queue is
+        drained); with ``signals``, SIGTERM/SIGINT stop it gracefully, a second at once."""
+        worker = self.worker(**overrides)
+        if signals is None:
+            return await worker.run()
+        with signals.stopping(worker.stop):
+            return await worker.run()
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    handlers: HandlerRegistry | None = None,
+    job_types: list[str] | None = None,
+    resources: Any = None,
+    pool_size: int | None = None,
+    keep_open: bool = False,
+    wait_for_database: bool = False,
+) -> AsyncIterator[Runtime]:
+    """Open the database the settings select and what the handlers need; close all on exit.
+
+    ``handlers`` default to the built-in ones (restricted to ``job_types``). ``resources`` is
+    passed to every handler; when it is None and meal plans are handled, the generation
+    services are opened from the settings. With ``wait_for_database`` (a worker), a database
+    that cannot be reached yet is retried with backoff, and said so, until it answers.
+    """
+    from mealplan_cli.db.connect import open_database
+
+    handlers = handlers if handlers is not None else builtin_handlers(job_types)
+    size = pool_size or WorkerConfig.from_settings(settings).pool_size
+    async with AsyncExitStack() as stack:
+        outage = Outage(WorkerMetrics(), Health(stale_after=60))
+        delay = 0.5
+        while True:
+            try:
+                db = await stack.enter_async_context(
+                    open_database(settings, pool_size=size, keep_open=keep_open)
+                )
+            except DatabaseUnavailableError as error:
+                if not wait_for_database:
+                    raise
+                outage.failed(error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            outage.recovered()
+            break
+        description = "no meal-plan services"
+        if resources is None and MEAL_PLAN_JOB in handlers:
+            from mealplan_cli.generation.services import generation_services
+            from mealplan_cli.mealplans import DatabaseImageCache
+
+            resources = await stack.enter_async_context(
+                generation_services(settings, image_cache=DatabaseImageCache(db))
+            )
+            description = resources.description
+        yield Runtime(settings, db, Queue(db), handlers, resources, description)

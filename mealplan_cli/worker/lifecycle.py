@@ -1,0 +1,214 @@
+"""One job's life from claim to written outcome, the same for ``work`` and ``run-job``.
+
+``start(job)`` records the claim and runs its handler as a task. The handler's end decides:
+
+* a result joins the completion batch (written fenced, retried through a blip);
+* a ``JobFailed`` is written as a failure (a retry is scheduled, or the job fails for good);
+* cancellation because an operator cancelled: the cancel is recorded;
+* cancellation because the lease was lost: nothing is written, another worker owns the job;
+* cancellation at shutdown: the claim stays, and ``release_unfinished`` gives the job back.
+
+Every outcome settles the claim (removes its record), so a later claim of the same job by the
+same worker starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mealplan_cli.errors import DatabaseUnavailableError, JobFailed
+from mealplan_cli.handlers import HandlerRegistry, JobContext
+from mealplan_cli.metrics import WorkerMetrics
+from mealplan_cli.queue import ClaimedJob, Queue
+from mealplan_cli.worker.claims import Claim, Claims, ClaimState
+from mealplan_cli.worker.completions import Completer
+from mealplan_cli.worker.config import WorkerConfig
+from mealplan_cli.worker.execute import execute, job_fields
+from mealplan_cli.worker.outage import Outage, retrying
+
+log = logging.getLogger("mealworker.worker")
+
+
+@dataclass
+class WorkerReport:
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    lost: int = 0
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        queue: Queue,
+        handlers: HandlerRegistry,
+        config: WorkerConfig,
+        resources: Any,
+        metrics: WorkerMetrics,
+        outage: Outage,
+        on_slot_free: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.queue = queue
+        self.handlers = handlers
+        self.config = config
+        self.resources = resources
+        self.metrics = metrics
+        self.outage = outage
+        self.on_slot_free = on_slot_free
+        self.report = WorkerReport()
+        self.claims = Claims()
+        self.completer = Completer(queue, outage, self._written, on_slot_free)
+
+    def start(self, job: ClaimedJob, on_progress: Callable[[Any], None] | None = None) -> Claim:
+        earlier = self.claims.of_job(job.id)
+        if earlier is not None:
+            self.lease_lost(earlier, "lost")  # a job has one lease: the new claim's
+        claim = self.claims.add(job, self.config.lease_seconds)
+        claim.task = asyncio.create_task(self._run(claim, on_progress))
+        self.claims.running += 1
+        claim.task.add_done_callback(self._task_done)
+        return claim
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.claims.running -= 1
+        self.on_slot_free()
+
+    def lease_lost(self, claim: Claim, reason: str) -> None:
+        """The heartbeat says this claim's lease is gone (``cancelled`` by an operator, or
+        ``lost`` to another worker / expiry): stop its handler."""
+        extra = job_fields(claim.job)
+        if reason == "cancelled":
+            if claim.state is not ClaimState.RUNNING:
+                return
+            claim.state = ClaimState.CANCEL_REQUESTED
+            log.warning("job %s: cancelled by an operator; stopping it", claim.job.id, extra=extra)
+        else:
+            if claim.state is ClaimState.LOST:
+                return
+            claim.state = ClaimState.LOST
+            log.warning("job %s: lease lost; stopping it", claim.job.id, extra=extra)
+        if claim.task is not None and not claim.task.done():
+            claim.task.cancel()  # a completing claim needs nothing: its write will be refused
+
+    async def _run(self, claim: Claim, on_progress: Callable[[Any], None] | None) -> None:
+        job = claim.job
+        extra = job_fields(job)
+        log.debug(
+            "job %s (%s) started, attempt %d", job.id, job.job_type, job.attempts, extra=extra
+        )
+        if job.attempts == 1 and job.created_at is not None:
+            waited = (datetime.now(UTC) - job.created_at).total_seconds()
+            self.metrics.pickup.observe(max(waited, 0.0))
+        context = JobContext(
+            self.queue, job, self.resources, self.config.worker_id, on_progress=on_progress
+        )
+        handler = self.handlers.get(job.job_type)
+        try:
+            result = await execute(handler, job, context, self.config.job_timeout)
+        except asyncio.CancelledError:
+            if claim.state is ClaimState.CANCEL_REQUESTED:
+                await asyncio.shield(self._fail(claim, "cancelled by an operator", True))
+                return
+            if claim.state is ClaimState.LOST:
+                log.warning("job %s: lease lost, result dropped", job.id, extra=extra)
+                self.report.lost += 1
+                self.claims.settle(claim, "lost", "the lease was lost: another worker has it")
+                return
+            raise  # shutdown: released by release_unfinished
+        except JobFailed as failure:
+            self.metrics.errors[failure.kind] += 1
+            await self._fail(claim, failure.message, failure.retryable)
+        else:
+            seconds = time.monotonic() - claim.started
+            usage = result.get("usage") if isinstance(result, dict) else None
+            self.metrics.handler_finished(job.job_type, seconds, usage)
+            log.info("job %s done in %.2fs", job.id, seconds, extra=extra)
+            self.completer.add(claim, result)
+
+    async def _fail(self, claim: Claim, error: str, retryable: bool) -> None:
+        job = claim.job
+        extra = job_fields(job)
+
+        def give_up() -> bool:
+            return claim.state is ClaimState.LOST or time.monotonic() >= claim.lease_until
+
+        try:
+            outcome = await retrying(
+                lambda: self.queue.fail(job, error[:2000], retryable=retryable),
+                self.outage,
+                give_up,
+            )
+        except DatabaseUnavailableError:
+            outcome = None
+        if outcome == "pending":
+            self.report.retried += 1
+            self.metrics.retried[job.job_type] += 1
+            log.warning("job %s failed, retry scheduled: %s", job.id, error, extra=extra)
+        elif outcome == "failed":
+            self.report.failed += 1
+            self.metrics.failed[job.job_type] += 1
+            log.error("job %s failed: %s", job.id, error, extra=extra)
+        elif outcome == "cancelled":
+            log.warning("job %s cancelled by an operator", job.id, extra=extra)
+        else:
+            self.report.lost += 1
+            log.warning("job %s: lease lost before its failure was recorded", job.id, extra=extra)
+        self.claims.settle(claim, outcome or "lost", error)
+
+    def _written(self, claim: Claim, accepted: bool) -> None:
+        if accepted:
+            self.report.completed += 1
+            self.metrics.done[claim.job.job_type] += 1
+            self.claims.settle(claim, "completed")
+            return
+        self.report.lost += 1
+        log.warning(
+            "job %s: lease lost, result dropped (another worker owns it)",
+            claim.job.id,
+            extra=job_fields(claim.job),
+        )
+        self.claims.settle(claim, "lost", "the lease was lost: another worker took the job over")
+
+    async def release_unfinished(self, grace: float) -> None:
+        """Shutdown: wait ``grace`` seconds for running handlers, cancel the rest, write the
+        finished results, and give the unfinished jobs back without counting the attempt."""
+        tasks = [claim.task for claim in self.claims if claim.running and claim.task]
+        if tasks:
+            log.info("waiting up to %.0fs for %d running jobs", grace, len(tasks))
+            await asyncio.wait(tasks, timeout=grace)
+        unfinished = [claim for claim in self.claims if claim.running]
+        for claim in unfinished:
+            assert claim.task is not None
+            claim.task.cancel()
+        await asyncio.gather(*(c.task for c in unfinished if c.task), return_exceptions=True)
+        await self.completer.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.lease_seconds):
+                await self.completer.wait_idle()
+        held = [c for c in unfinished if c.outcome is None and c.state is not ClaimState.LOST]
+        if not held:
+            return
+        deadline = time.monotonic() + 10.0
+        try:
+            released = await retrying(
+                lambda: self.queue.release(self.config.worker_id, [c.job for c in held]),
+                self.outage,
+                lambda: time.monotonic() >= deadline,
+            )
+        except DatabaseUnavailableError:
+            log.warning(
+                "could not release %d jobs: they return when their leases expire", len(held)
+            )
+            return
+        for claim in held:
+            self.claims.settle(claim, "released")
+        self.report.released += released
+        log.warning("released %d unfinished jobs back to the queue", released)

@@ -1,0 +1,247 @@
+"""The worker loop: claim in batches, run up to N jobs at once, never lose or double a result.
+
+``run`` registers the worker, starts the side tasks (lease keeper, completer, sweeper, wake-ups)
+and claims while there are free slots, sleeping between polls unless a NOTIFY, a freed slot or
+the stop event wakes it. What happens to each claimed job is the ``Lifecycle``'s business;
+``run_claimed`` hands it one job claimed elsewhere (``run-job``) with the same lease keeping.
+``stop()`` (SIGTERM/SIGINT): stop claiming, let running jobs finish within the grace period,
+release the rest without counting the attempt, mark the worker stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable
+from functools import partial
+from typing import Any, overload
+
+from mealplan_cli import __version__
+from mealplan_cli.errors import DatabaseUnavailableError
+from mealplan_cli.handlers import HandlerRegistry
+from mealplan_cli.metrics import Health, WorkerMetrics
+from mealplan_cli.queue import ClaimedJob, Queue
+from mealplan_cli.worker.claims import Claim
+from mealplan_cli.worker.config import WorkerConfig
+from mealplan_cli.worker.leases import LeaseKeeper
+from mealplan_cli.worker.lifecycle import Lifecycle, WorkerReport
+from mealplan_cli.worker.outage import Outage, retrying
+from mealplan_cli.worker.sweeper import Sweeper
+
+log = logging.getLogger("mealworker.worker")
+
+
+class Worker:
+    @overload
+    def __init__(
+        self,
+        queue: Queue,
+        handlers: HandlerRegistry,
+        config: WorkerConfig,
+        *,
+        resources: Any = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        queue: Queue,
+        handlers: HandlerRegistry,
+        resources: Any,
+        config: WorkerConfig,
+        *,
+        metrics: WorkerMetrics | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        queue: Queue,
+        handlers: HandlerRegistry,
+        *args: Any,
+        config: WorkerConfig | None = None,
+        resources: Any = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        """``Worker(queue, handlers, config, resources=...)``; the 0.1 form
+        ``Worker(queue, handlers, resources, config)`` still works, for programs written
+        against it (the peer benchmark's adapter among them)."""
+        if len(args) == 2:
+            resources, config = args
+        elif len(args) == 1:
+            (config,) = args
+        if len(args) > 2 or not isinstance(config, WorkerConfig):
+            raise TypeError("Worker(queue, handlers, config, *, resources=None, metrics=None)")
+        self.queue = queue
+        self.handlers = handlers
+        self.config: WorkerConfig = config
+        self.metrics = metrics or WorkerMetrics()
+        self.health = Health(stale_after=max(3 * config.poll_interval, config.lease_seconds))
+        self.outage = Outage(self.metrics, self.health)
+        self.lifecycle = Lifecycle(
+            queue, handlers, config, resources, self.metrics, self.outage, self._slot_freed
+        )
+        self.metrics.active_jobs = lambda: self.lifecycle.claims.running
+        self.leases = LeaseKeeper(
+            queue,
+            self.lifecycle.claims,
+            config,
+            self.outage,
+            self.lifecycle.lease_lost,
+            lambda: "draining" if self.stopping else "running",
+        )
+        self.sweeper = Sweeper(queue, config.sweep_interval, self.outage, self._wake_up)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._maybe_more = True
+
+    @property
+    def report(self) -> WorkerReport:
+        return self.lifecycle.report
+
+    @property
+    def job_types(self) -> list[str]:
+        return list(self.handlers)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop claiming and shut down gracefully (safe to call from a signal handler)."""
+        if not self._stopping.is_set():
+            log.info("stopping: no new jobs; %d running", self.lifecycle.claims.running)
+        self._stopping.set()
+        self._wake.set()
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+
+    def _slot_freed(self) -> None:
+        if self._maybe_more or self.config.until_empty:
+            self._wake.set()
+
+    async def _call(self, call: Callable[[], Any], *, until: float | None = None) -> Any:
+        """``call()`` retried through an outage: while running, or ``until`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if until is None else loop.time() + until
+        return await retrying(
+            call,
+            self.outage,
+            lambda: self.stopping if deadline is None else loop.time() >= deadline,
+        )
+
+    async def run(self) -> WorkerReport:
+        config = self.config
+        try:
+            await self._call(
+                lambda: self.queue.register_worker(
+                    config.worker_id,
+                    socket.gethostname(),
+                    os.getpid(),
+                    __version__,
+                    config.concurrency,
+                    self.job_types,
+                )
+            )
+        except DatabaseUnavailableError:
+            if self.stopping:  # stopped before the database ever answered: nothing to undo
+                return self.report
+            raise
+        side_tasks = self._side_tasks(claiming=True)
+        claimer = asyncio.create_task(self._claim_loop(), name="claimer")
+        try:
+            done, _ = await asyncio.wait({claimer, *side_tasks}, return_when="FIRST_COMPLETED")
+            for task in done:
+                if task is not claimer and not task.cancelled() and task.exception():
+                    log.critical("side task %s died: %r", task.get_name(), task.exception())
+                    self.stop()
+                    raise task.exception()  # type: ignore[misc]
+            await claimer
+            await self.lifecycle.release_unfinished(config.shutdown_grace)
+        finally:
+            self.health.loop_alive = False
+            await _cancel(side_tasks)
+            if not claimer.done():
+                claimer.cancel()
+        try:
+            await self._call(lambda: self.queue.stop_worker(config.worker_id), until=5.0)
+        except DatabaseUnavailableError:
+            log.warning("could not mark worker %s stopped: database unavailable", config.worker_id)
+        return self.report
+
+    async def run_claimed(
+        self, job: ClaimedJob, on_progress: Callable[[Any], None] | None = None
+    ) -> Claim:
+        """Process one job claimed elsewhere (``run-job``): same lease keeping, same lost and
+        cancel handling, same outcome writing. Returns its settled claim."""
+        side_tasks = self._side_tasks(claiming=False)
+        claim = self.lifecycle.start(job, on_progress)
+        try:
+            stopped = asyncio.create_task(self._stopping.wait())
+            settled = asyncio.create_task(claim.wait_settled())
+            await asyncio.wait({stopped, settled}, return_when="FIRST_COMPLETED")
+            stopped.cancel()
+            if claim.outcome is None:  # a signal: give the job back, as ``work`` would
+                await self.lifecycle.release_unfinished(0)
+                await settled
+        finally:
+            await _cancel(side_tasks)
+        return claim
+
+    def _side_tasks(self, *, claiming: bool) -> set[asyncio.Task[None]]:
+        tasks = {
+            asyncio.create_task(self.leases.run(), name="leases"),
+            asyncio.create_task(self.lifecycle.completer.run(), name="completer"),
+        }
+        if claiming:
+            tasks.add(asyncio.create_task(self.sweeper.run(), name="sweeper"))
+            if self.config.listen:
+                tasks.add(
+                    asyncio.create_task(self.queue.wait_for_jobs(self._wake_up), name="wake-ups")
+                )
+        return tasks
+
+    async def _claim_loop(self) -> None:
+        config = self.config
+        lifecycle = self.lifecycle
+        while not self._stopping.is_set():
+            self._wake.clear()  # before claiming: a wake-up during the claim is not lost
+            free = config.concurrency - lifecycle.claims.running
+            if free > 0:
+                try:
+                    jobs = await self._call(
+                        partial(
+                            self.queue.claim,
+                            config.worker_id,
+                            self.job_types,
+                            free,
+                            config.lease_seconds,
+                        )
+                    )
+                except DatabaseUnavailableError:
+                    if self._stopping.is_set():
+                        return
+                    raise
+                for job in jobs:
+                    lifecycle.start(job)
+                self._maybe_more = len(jobs) == free
+                if self._maybe_more:
+                    continue
+                if config.until_empty and not lifecycle.claims and not lifecycle.completer.busy:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_delay())
+
+    def _poll_delay(self) -> float:
+        return self.config.poll_interval * random.uniform(0.8, 1.2)
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,99 @@
+"""Database outages: calls retried with backoff, the outage reported while it lasts.
+
+An operator watching the log of a worker that cannot reach its database must see it say so:
+once when it starts, again with backoff (at least once a minute) while it lasts, and once when
+it ends. ``/healthz`` turns 503 at the first failed call, not after a minute of silence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+from mealplan_cli.errors import DatabaseUnavailableError
+from mealplan_cli.metrics import Health, WorkerMetrics
+
+log = logging.getLogger("mealworker.worker")
+
+T = TypeVar("T")
+
+FIRST_REMINDER = 5.0
+MAX_REMINDER = 60.0
+
+
+class Outage:
+    """Logs a database outage when it starts, with backoff while it lasts, and when it ends."""
+
+    def __init__(
+        self,
+        metrics: WorkerMetrics,
+        health: Health,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self.health = health
+        self.clock = clock
+        self.since: float | None = None
+        self._next_reminder = 0.0
+        self._reminder_gap = FIRST_REMINDER
+
+    def failed(self, error: BaseException) -> None:
+        self.metrics.database_errors += 1
+        self.health.database_failed(str(error))
+        now = self.clock()
+        if self.since is None:
+            self.since = now
+            self._reminder_gap = FIRST_REMINDER
+            self._next_reminder = now + self._reminder_gap
+            log.error("database unavailable (%s); retrying with backoff", error)
+        elif now >= self._next_reminder:
+            self._reminder_gap = min(self._reminder_gap * 2, MAX_REMINDER)
+            self._next_reminder = now + self._reminder_gap
+            log.error(
+                "database still unavailable after %.0fs (%s); retrying with backoff",
+                now - self.since,
+                error,
+            )
+
+    def recovered(self) -> None:
+        self.health.database_answered()
+        if self.since is not None:
+            log.warning("database reachable again after %.1fs", self.clock() - self.since)
+            self.since = None
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]], outage: Outage, give_up: Callable[[], bool]
+) -> T:
+    """``call()``, retried while the database is unavailable and ``give_up()`` is false; the
+    last ``DatabaseUnavailableError`` is raised when it gives up."""
+
+    def stop(state: Any) -> bool:
+        return give_up()
+
+    def before_sleep(state: Any) -> None:
+        outage.failed(state.outcome.exception())
+
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(DatabaseUnavailableError),
+            wait=wait_random_exponential(multiplier=0.2, max=10),
+            stop=stop,
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
+            with attempt:
+                result = await call()
+            outcome = attempt.retry_state.outcome
+            if outcome is not None and not outcome.failed:
+                outage.recovered()
+                return result
+    except DatabaseUnavailableError as error:  # gave up: the last failure counts too
+        outage.failed(error)
+        raise
+    raise AssertionError("unreachable: tenacity returns or raises")

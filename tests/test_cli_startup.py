@@ -1,0 +1,71 @@
+"""What starting a command costs: ``--help`` and a ping-only worker import only what they use.
+
+Counted in modules, not seconds (timings are for ``scripts/bench/startup.py``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mealplan_cli.cli.app import Planner
+from mealplan_cli.config import PlannerChoice
+
+HEAVY = (
+    "pydantic",
+    "psycopg",
+    "openai",
+    "supabase",
+    "postgrest",
+    "httpx",
+    "mealplan_cli.generation",
+)
+LIGHT = ("mealplan_cli.generation", "mealplan_cli.generation.vocabulary")
+"""The request's vocabulary (``--allergies`` lists the aliases), without the library behind it."""
+
+
+def imported_by(*code: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    names = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
+
+
+def test_help_imports_no_database_client_no_pydantic_no_generation() -> None:
+    modules = imported_by("-m", "mealplan_cli", "--help")
+    assert "mealplan_cli.cli.worker_commands" in modules  # it did run the CLI
+    assert sorted(m for m in modules if m.startswith(HEAVY) and m not in LIGHT) == []
+
+
+@pytest.mark.parametrize("job_types", [["ping"]])
+def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
+    code = (
+        "import mealplan_cli.cli.worker_commands\n"
+        "from mealplan_cli.runtime import builtin_handlers\n"
+        "from mealplan_cli.db.connect import open_database\n"
+        f"builtin_handlers({job_types!r})\n"
+    )
+    modules = imported_by("-c", code)
+    assert "mealplan_cli.runtime" in modules
+    heavy = (
+        "openai",
+        "supabase",
+        "postgrest",
+        "httpx",
+        "mealplan_cli.generation",
+        "mealplan_cli.mealplan",
+    )
+    assert sorted(m for m in modules if m.startswith(heavy) and m not in LIGHT) == []
+
+
+def test_the_planner_option_offers_the_settings_choices() -> None:
+    assert [p.value for p in Planner] == [p.value for p in PlannerChoice]
