@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from mealplan_cli.db.migrations import migration_status
 from mealplan_cli.errors import MealworkerError
 from mealplan_cli.generation.services import choose_planner
 from mealplan_cli.queue import PING_JOB, Queue
+from mealplan_cli.redact import redact_dsn
 
 TABLES = ("meal_plans", "background_jobs", "background_job_events", "workers", "image_cache")
 
@@ -50,7 +51,9 @@ def settings_check(settings: Settings) -> Check:
     ):
         secret = getattr(settings, name)
         if secret is not None:
-            shown.append(f"{name.upper()}={_mask(secret.get_secret_value())}")
+            value = secret.get_secret_value()
+            masked = redact_dsn(value) if name == "database_url" else _mask(value)
+            shown.append(f"{name.upper()}={masked}")
     return Check("settings", Verdict.ok, ", ".join(shown) or "no secrets set (offline defaults)")
 
 
@@ -258,8 +261,10 @@ async def run_checks(
 ) -> list[Check]:
     """Every check, in order; ``report`` sees each as soon as it is known."""
     results: list[Check] = []
+    mask = settings.redactor().mask
 
     async def add(check: Check) -> None:
+        check = replace(check, detail=mask(check.detail), advice=mask(check.advice))
         results.append(check)
         outcome = report(check)
         if outcome is not None:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from mealplan_cli.config import Settings
-from mealplan_cli.logs import secrets_of, setup_logging
+from mealplan_cli.logs import setup_logging
 
 KEY = "sk-live-0123456789abcdef"
 PASSWORD = "db-pass-9f8e7d"
@@ -42,7 +42,17 @@ def restore_logging() -> Iterator[None]:
 
 
 def test_the_password_inside_database_url_is_a_secret_too(tmp_path: Path) -> None:
-    assert PASSWORD in secrets_of(settings(tmp_path))
+    assert PASSWORD in settings(tmp_path).redactor().values
+
+
+def test_psycopg_records_reach_the_masked_handlers(tmp_path: Path) -> None:
+    setup_logging(settings(tmp_path), worker_id="vps-1")
+    logging.getLogger("psycopg").warning(
+        "error connecting: missing '=' after 'worker:%s@db' in connection info string", PASSWORD
+    )
+    combined = (tmp_path / "logs" / "combined.log").read_text()
+    assert "worker:***@db" in combined
+    assert PASSWORD not in combined
 
 
 def log_a_leak() -> None:

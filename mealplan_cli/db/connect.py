@@ -9,10 +9,10 @@ from pathlib import Path
 import psycopg
 
 from mealplan_cli.config import Settings
-from mealplan_cli.db.base import Database, DatabaseUnavailableError
+from mealplan_cli.db.base import Database
 from mealplan_cli.db.embedded import default_data_dir, start_embedded
 from mealplan_cli.db.migrations import apply_migrations
-from mealplan_cli.db.postgres import PostgresDatabase, redact_url
+from mealplan_cli.db.postgres import PostgresDatabase, connect
 from mealplan_cli.db.rest import RestDatabase
 from mealplan_cli.errors import ConfigurationError
 
@@ -47,13 +47,11 @@ async def postgres_url(settings: Settings, *, rest_advice: str = NEEDS_DIRECT_CO
 
 
 @asynccontextmanager
-async def direct_connection(url: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+async def direct_connection(
+    url: str, *, connect_timeout: float = 5
+) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
     """One autocommit connection (for migrations), with a clear error when it cannot open."""
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=15)
-    except psycopg.OperationalError as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DatabaseUnavailableError(f"cannot connect to {redact_url(url)}: {first}") from None
+    conn = await connect(url, connect_timeout=connect_timeout, autocommit=True)
     async with conn:
         yield conn
 
@@ -88,10 +86,16 @@ async def open_database(
         return
     url = await postgres_url(settings)
     if transport == "embedded":
-        async with direct_connection(url) as conn:
+        async with direct_connection(
+            url, connect_timeout=settings.database_connect_timeout_seconds
+        ) as conn:
             await apply_migrations(conn)
     db = await PostgresDatabase(
-        url, transport=transport, min_size=pool_size if keep_open else 1, max_size=pool_size
+        url,
+        transport=transport,
+        min_size=pool_size if keep_open else 1,
+        max_size=pool_size,
+        connect_timeout=settings.database_connect_timeout_seconds,
     ).open()
     try:
         yield db
