@@ -63,7 +63,7 @@ PLACEHOLDER_HINTS = {
 """The settings ``env.example`` shows with a placeholder, and where the real value is found."""
 
 _PLACEHOLDER = re.compile(
-    r"<[^<>]*>|\.\.\.|^your[-_]|[-_]here$|^(changeme|change-me|xxx+|todo|replace-?me)$",
+    r"<[^<>]*>|\.\.\.|(^|//)your[-_]|[-_]here$|^(changeme|change-me|xxx+|todo|replace-?me)$",
     re.IGNORECASE,
 )
 

@@ -13,12 +13,12 @@ from typing import Annotated
 import typer
 
 from mealplan_cli import __version__
-from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
+from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stderr, stdout
 from mealplan_cli.cli.render import progress_display
 from mealplan_cli.cli.signals import graceful_stop
 from mealplan_cli.config import PlannerChoice, Settings
 from mealplan_cli.db.base import Database
-from mealplan_cli.db.connect import open_database
+from mealplan_cli.db.connect import open_database, worker_database_notice
 from mealplan_cli.errors import MealworkerError
 from mealplan_cli.generation import generation_services
 from mealplan_cli.generation.services import GenerationServices
@@ -107,6 +107,8 @@ def work(
         until_empty=until_empty,
     )
     setup_logging(settings, worker_id=config.worker_id)
+    if notice := run_checked(ctx, lambda: worker_database_notice(settings)):
+        log.warning(notice)
     report = run_async(ctx, _work(settings, config, job_type))
     stderr.print(
         f"worker stopped: {report.completed} completed, {report.failed} failed, "

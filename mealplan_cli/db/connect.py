@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -33,6 +35,50 @@ def transport_of(settings: Settings) -> str:
 
 def data_dir_of(settings: Settings) -> Path:
     return settings.mealworker_data_dir or default_data_dir()
+
+
+def service_manager(environ: Mapping[str, str], interactive: bool) -> str | None:
+    """What runs this process unattended, if anything: PM2, systemd, or no terminal at all."""
+    if "PM2_HOME" in environ or "pm_id" in environ:
+        return "PM2"
+    if not interactive and ("INVOCATION_ID" in environ or "JOURNAL_STREAM" in environ):
+        return "systemd"
+    if not interactive:
+        return "a service manager or script (no terminal on stdin)"
+    return None
+
+
+def worker_database_notice(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    interactive: bool | None = None,
+) -> str | None:
+    """What ``work`` must say about the database it is about to drain, or why it refuses.
+
+    The embedded database is right for a first try at a terminal, and wrong for a deployed
+    worker: a ``.env`` copied from ``env.example`` with the Supabase lines still commented out
+    would otherwise drain a private database forever, while the app's jobs wait. So under a
+    service manager it takes an explicit ``MEALWORKER_DATA_DIR`` or ``MEALWORKER_EMBEDDED=1``.
+    """
+    if transport_of(settings) != "embedded":
+        return None
+    folder = data_dir_of(settings)
+    env = os.environ if environ is None else environ
+    manager = service_manager(env, sys.stdin.isatty() if interactive is None else interactive)
+    chosen = settings.mealworker_embedded or settings.mealworker_data_dir is not None
+    if manager is not None and not chosen:
+        raise ConfigurationError(
+            f"refusing to run the worker under {manager} on the embedded database in {folder}: "
+            "neither DATABASE_URL nor SUPABASE_URL is set, so the jobs your app queues would "
+            "never reach it. Set DATABASE_URL (or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY); "
+            "to use the embedded database on purpose, set MEALWORKER_EMBEDDED=1 or "
+            "MEALWORKER_DATA_DIR"
+        )
+    return (
+        f"using the embedded database in {folder} (neither DATABASE_URL nor SUPABASE_URL is "
+        "set): jobs your app queues in Supabase do not reach this worker"
+    )
 
 
 async def postgres_url(settings: Settings, *, rest_advice: str = NEEDS_DIRECT_CONNECTION) -> str:
