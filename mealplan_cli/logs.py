@@ -129,8 +129,9 @@ def quiet_drivers() -> None:
     """Keep psycopg's own records (pool warnings with connection targets) off the console
     until ``setup_logging`` gives them a masked handler: the CLI reports failures itself."""
     driver = logging.getLogger("psycopg")
-    if not driver.handlers:
-        driver.addHandler(logging.NullHandler())
+    for handler in list(driver.handlers):
+        driver.removeHandler(handler)
+    driver.addHandler(logging.NullHandler())
     driver.propagate = False
 
 
