@@ -8,8 +8,10 @@ the log files, in ``--json`` output, or in a ``--debug`` traceback.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -42,9 +44,11 @@ COMMANDS = [
 Form = Callable[[dict[str, str]], str]
 
 WORKING: dict[str, Form] = {
-    "url": lambda p: f"postgresql://{p['user']}:{PASSWORD}@{p['host']}:{p['port']}/{p['dbname']}",
+    "url": lambda p: (
+        f"postgresql://{p['user']}:{PASSWORD}@{p['urlhost']}:{p['port']}/{p['dbname']}"
+    ),
     "url-query": lambda p: (
-        f"postgresql://{p['host']}:{p['port']}/{p['dbname']}?user={p['user']}&password={PASSWORD}"
+        f"postgresql://{p['urlhost']}:{p['port']}/{p['dbname']}?user={p['user']}&password={PASSWORD}"
     ),
     "keywords": lambda p: (
         f"host={p['host']} port={p['port']} dbname={p['dbname']} user={p['user']} "
@@ -58,13 +62,13 @@ WORKING: dict[str, Form] = {
 FAILING: dict[str, Form] = {
     "no-scheme": lambda p: f"{p['user']}:{PASSWORD}@{p['host']}/{p['dbname']}",
     "url-unknown-db": lambda p: (
-        f"postgresql://{p['user']}:{PASSWORD}@{p['host']}:{p['port']}/no_such_db_here"
+        f"postgresql://{p['user']}:{PASSWORD}@{p['urlhost']}:{p['port']}/no_such_db_here"
     ),
     "keywords-unknown-db": lambda p: (
         f"host={p['host']} port={p['port']} dbname=no_such_db_here user={p['user']} "
         f"password='{SPACED}'"
     ),
-    "url-refused": lambda p: f"postgresql://{p['user']}:{PASSWORD}@{p['host']}:1/{p['dbname']}",
+    "url-refused": lambda p: f"postgresql://{p['user']}:{PASSWORD}@{p['urlhost']}:1/{p['dbname']}",
     "keywords-unterminated": lambda p: f"host={p['host']} password='{SPACED}",
 }
 
@@ -73,7 +77,8 @@ runner = CliRunner()
 
 def parts(database_url: str) -> dict[str, str]:
     info = {k: str(v) for k, v in conninfo_to_dict(database_url).items()}
-    return {"host": "127.0.0.1", "port": "5432", "user": "postgres", **info}
+    found = {"host": "127.0.0.1", "port": "5432", "user": "postgres", **info}
+    return {**found, "urlhost": quote(found["host"], safe="")}  # a socket folder, encoded
 
 
 def leaks(text: str) -> list[str]:
@@ -136,3 +141,23 @@ def test_distinctive_secrets_are_masked_anywhere() -> None:
     assert mask_positions("mail me at bob@example.com, 12:30:45") == (
         "mail me at bob@example.com, 12:30:45"
     )
+
+
+def test_a_password_that_is_literally_postgres_leaves_the_word_alone(
+    database_url: str, tmp_path: Path
+) -> None:
+    p = parts(database_url)
+    dsn = f"postgresql://postgres:postgres@{p['urlhost']}:{p['port']}/{p['dbname']}"
+    env = {"DATABASE_URL": dsn, "LOG_DIR": str(tmp_path / "logs")}
+    result = runner.invoke(app, ["work", "--until-empty"], env=env)
+    assert result.exit_code == 0, result.output
+    combined = (tmp_path / "logs" / "combined.log").read_text()
+    for text in (result.stderr, combined):
+        assert "transport postgres" in text
+        assert "***" not in text
+    result = runner.invoke(app, ["doctor", "--json"], env=env)
+    settings = next(c for c in json.loads(result.stdout) if c["name"] == "settings")
+    assert (
+        f"postgresql://postgres:***@{p['urlhost']}:{p['port']}/{p['dbname']}" in settings["detail"]
+    )
+    assert "postgres:postgres@" not in result.stdout

@@ -144,6 +144,8 @@ def run_async(
     return result
 
 
-def ready(message: str) -> None:
-    """A command that runs until interrupted says when it is ready (tests wait for this)."""
-    stderr.print(f"[dim]{message}[/]", highlight=False)
+def ready(message: str) -> bool:
+    """A command that runs until interrupted says once that it is ready: a person knows it
+    works, and a script (or a test) can wait for this line rather than for time."""
+    stderr.print(Text(message, style="dim"), highlight=False)
+    return True

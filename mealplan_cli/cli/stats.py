@@ -11,7 +11,15 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stderr, stdout
+from mealplan_cli.cli.app import (
+    app,
+    load_settings,
+    ready,
+    run_async,
+    run_checked,
+    stderr,
+    stdout,
+)
 from mealplan_cli.config import Settings
 from mealplan_cli.db.connect import open_database
 from mealplan_cli.monitoring import QueueHealth, Threshold
@@ -129,12 +137,14 @@ async def _health(settings: Settings) -> QueueHealth:
 async def _watch(settings: Settings, interval: float) -> None:
     async with open_database(settings) as db:
         queue = Queue(db)
+        said = False
         with Live(console=stdout, refresh_per_second=4) as live:
             try:
                 while True:
                     live.update(
                         health_view(QueueHealth(await queue.stats(), settings.lease_seconds))
                     )
+                    said = said or ready(f"refreshing every {interval:g}s; Ctrl-C to stop")
                     await asyncio.sleep(interval)
             except asyncio.CancelledError:
                 return
