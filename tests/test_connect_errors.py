@@ -141,6 +141,7 @@ def test_a_server_that_never_answers_times_out_as_set(silent: StartupServer) -> 
     env = {"DATABASE_URL": url, "DATABASE_CONNECT_TIMEOUT_SECONDS": "2"}
     error, elapsed = failing(env, "stats")
     assert "timed out after 2s" in error
+    assert "check the host, the port and any firewall" in error
     assert elapsed < FAST + 2
 
 

@@ -72,11 +72,8 @@ def connect_failure(error: psycopg.Error, url: str, timeout: float) -> Mealworke
     mask = Redactor(dsns=[url]).mask
     text = " ".join(str(error).split())
     reason = mask(_REASON_PREFIXES.sub("", text).split(" Is the server running")[0]).strip()
-    if (
-        isinstance(error, psycopg.errors.ConnectionTimeout)
-        or reason == "connection timeout expired"
-    ):
-        reason = f"timed out after {timeout:g}s (DATABASE_CONNECT_TIMEOUT_SECONDS)"
+    if isinstance(error, psycopg.errors.ConnectionTimeout):
+        return timed_out(url, timeout)
     if not isinstance(error, psycopg.OperationalError):
         return ConfigurationError(
             f"DATABASE_URL is not a valid connection string ({reason}): write "
@@ -91,16 +88,29 @@ def connect_failure(error: psycopg.Error, url: str, timeout: float) -> Mealworke
     return DatabaseUnavailableError(f"cannot connect to {redact_dsn(url)}: {reason}; {advice}")
 
 
+def timed_out(url: str, timeout: float) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(
+        f"cannot connect to {redact_dsn(url)}: timed out after {timeout:g}s; check the host, "
+        "the port and any firewall between here and the database "
+        "(DATABASE_CONNECT_TIMEOUT_SECONDS sets the wait)"
+    )
+
+
 async def connect(
     url: str, *, connect_timeout: float = 5, **kwargs: Any
 ) -> psycopg.AsyncConnection[Any]:
-    """One connection, failing within ``connect_timeout`` seconds with the driver's reason."""
+    """One connection, failing within ``connect_timeout`` seconds with the driver's reason.
+
+    The deadline covers the host name lookup too, which libpq's own timeout does not.
+    """
+    wait = max(2, round(connect_timeout))
     try:
-        return await psycopg.AsyncConnection.connect(
-            url, connect_timeout=max(2, round(connect_timeout)), **kwargs
-        )
+        async with asyncio.timeout(wait + 0.5):
+            return await psycopg.AsyncConnection.connect(url, connect_timeout=wait, **kwargs)
+    except TimeoutError:
+        raise timed_out(url, wait) from None
     except psycopg.Error as error:
-        raise connect_failure(error, url, connect_timeout) from None
+        raise connect_failure(error, url, wait) from None
 
 
 def _adapt(value: Any, pg_type: str) -> Any:
