@@ -161,3 +161,26 @@ def test_a_password_that_is_literally_postgres_leaves_the_word_alone(
         f"postgresql://postgres:***@{p['urlhost']}:{p['port']}/{p['dbname']}" in settings["detail"]
     )
     assert "postgres:postgres@" not in result.stdout
+
+
+KEYS = {
+    "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_Q29tZS1vbi1ub3c",
+    "OPENAI_API_KEY": "sk-proj-9Zx8Yw7Vu6Ts",
+    "UNSPLASH_ACCESS_KEY": "Un5plash-Acc3ss-K3y",
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_no_command_prints_an_api_key(debug: list[str], tmp_path: Path) -> None:
+    env = {**KEYS, "SUPABASE_URL": "http://127.0.0.1:1", "LOG_DIR": str(tmp_path / "logs")}
+    env["OPENAI_BASE_URL"] = env["UNSPLASH_API_URL"] = "http://127.0.0.1:1"
+    for command in COMMANDS[1:]:  # `work` keeps retrying an unreachable database, by design
+        result = runner.invoke(app, [*debug, *command], env=env)
+        shown = result.stdout + result.stderr
+        assert result.exit_code != 0, f"{command}: {shown}"
+        for key in KEYS.values():
+            assert key not in shown, f"{command}: {shown}"
+    for file in (tmp_path / "logs").glob("*.log*"):
+        for key in KEYS.values():
+            assert key not in file.read_text(), file
