@@ -28,8 +28,11 @@ _BARE_PASSWORD = re.compile(
 )
 _PARAM_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s'\"]*)", re.IGNORECASE)
 _KEYWORD_PASSWORD = re.compile(
-    r"(?P<head>\b(?:pg)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s'\",&]+)", re.IGNORECASE
+    r"(?P<head>\b(?:pg)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s'\",&]*[^\s'\",&:;.)])",
+    re.IGNORECASE,
 )
+"""An unquoted value ends before trailing punctuation, so ``password=***: reason`` keeps its
+colon; a password ending in one is still masked by value when distinctive."""
 
 COMMON_WORDS = frozenset(
     {"postgres", "postgresql", "supabase", "password", "localhost", "mealworker", "service_role"}

@@ -124,6 +124,7 @@ def test_each_form_shows_its_target_with_the_password_masked() -> None:
     )
     assert redact_dsn("host=h password='a \\' b' user=u") == "host=h password=*** user=u"
     assert redact_dsn("host=h password = secret user=u") == "host=h password = *** user=u"
+    assert mask_positions("to host=h password=x1: refused") == "to host=h password=***: refused"
     assert set(dsn_passwords("host=h password='a \\' b'")) >= {"a ' b"}
 
 
