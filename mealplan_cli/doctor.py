@@ -5,19 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Database, DatabaseError
-from mealplan_cli.db.connect import direct_connection, open_database, postgres_url, transport_of
+from mealplan_cli.db.connect import (
+    data_dir_of,
+    direct_connection,
+    open_database,
+    postgres_url,
+    transport_of,
+)
 from mealplan_cli.db.migrations import migration_status
 from mealplan_cli.errors import MealworkerError
 from mealplan_cli.generation.services import choose_planner
 from mealplan_cli.queue import PING_JOB, Queue
+from mealplan_cli.redact import redact_dsn
 
 TABLES = ("meal_plans", "background_jobs", "background_job_events", "workers", "image_cache")
 
@@ -50,7 +59,9 @@ def settings_check(settings: Settings) -> Check:
     ):
         secret = getattr(settings, name)
         if secret is not None:
-            shown.append(f"{name.upper()}={_mask(secret.get_secret_value())}")
+            value = secret.get_secret_value()
+            masked = redact_dsn(value) if name == "database_url" else _mask(value)
+            shown.append(f"{name.upper()}={masked}")
     return Check("settings", Verdict.ok, ", ".join(shown) or "no secrets set (offline defaults)")
 
 
@@ -61,6 +72,14 @@ def transport_check(settings: Settings) -> Check:
         "rest": "SUPABASE_URL is set and DATABASE_URL is not",
         "embedded": "neither DATABASE_URL nor SUPABASE_URL is set",
     }
+    if transport == "embedded":
+        return Check(
+            "transport",
+            Verdict.warn,
+            f"embedded: {reasons[transport]}, so the worker uses this machine's own database "
+            f"in {data_dir_of(settings)}; jobs your app queues in Supabase never reach it",
+            "set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (see env.example)",
+        )
     return Check("transport", Verdict.ok, f"{transport}: {reasons[transport]}")
 
 
@@ -85,6 +104,36 @@ def listen_check(settings: Settings) -> Check:
     return Check("wake-ups", Verdict.ok, "LISTEN/NOTIFY available, polling as a fallback")
 
 
+async def listen_roundtrip(settings: Settings, conn: psycopg.AsyncConnection[Any]) -> Check:
+    """LISTEN, NOTIFY and hear it back on one connection: what the worker's wake-ups need."""
+    static = listen_check(settings)
+    if static.verdict is not Verdict.ok:
+        return static
+    channel = "mealworker_doctor"
+    await conn.execute(f"listen {channel}")
+    try:
+        await conn.execute("select pg_notify(%s, 'ping')", (channel,))
+        heard = [n async for n in conn.notifies(timeout=5, stop_after=1)]
+    finally:
+        await conn.execute(f"unlisten {channel}")
+    if not heard:
+        return Check(
+            "wake-ups",
+            Verdict.warn,
+            "LISTEN did not hear a NOTIFY within 5s: the worker falls back to polling",
+            "connect directly or through the session pooler (port 5432) for LISTEN",
+        )
+    return Check("wake-ups", Verdict.ok, "LISTEN/NOTIFY answered, polling as a fallback")
+
+
+NOT_CONNECTED = Check(
+    "wake-ups",
+    Verdict.warn,
+    "not checked: the database could not be reached",
+    "fix the database check first",
+)
+
+
 async def database_checks(settings: Settings, db: Database) -> list[Check]:
     started = time.monotonic()
     try:
@@ -105,6 +154,7 @@ async def database_checks(settings: Settings, db: Database) -> list[Check]:
                 "run `mealworker migrate --status` with DATABASE_URL to see every file",
             )
         )
+        checks.append(listen_check(settings))
         return checks
     async with direct_connection(await postgres_url(settings)) as conn:
         statuses = await migration_status(conn)
@@ -149,6 +199,7 @@ async def database_checks(settings: Settings, db: Database) -> list[Check]:
             if missing
             else Check("row level security", Verdict.ok, "on for every table")
         )
+        checks.append(await listen_roundtrip(settings, conn))
     return checks
 
 
@@ -258,14 +309,16 @@ async def run_checks(
 ) -> list[Check]:
     """Every check, in order; ``report`` sees each as soon as it is known."""
     results: list[Check] = []
+    mask = settings.redactor().mask
 
     async def add(check: Check) -> None:
+        check = replace(check, detail=mask(check.detail), advice=mask(check.advice))
         results.append(check)
         outcome = report(check)
         if outcome is not None:
             await outcome
 
-    for check in (settings_check(settings), transport_check(settings), listen_check(settings)):
+    for check in (settings_check(settings), transport_check(settings)):
         await add(check)
     try:
         async with open_database(settings) as db:
@@ -275,6 +328,8 @@ async def run_checks(
                 await add(await roundtrip_check(db, roundtrip))
     except MealworkerError as error:
         await add(Check("database", Verdict.fail, str(error), "check the database settings"))
+    if not any(check.name == "wake-ups" for check in results):
+        await add(NOT_CONNECTED)
     async with httpx.AsyncClient(timeout=10) as http:
         await add(await openai_check(settings, http))
         await add(await unsplash_check(settings, http))

@@ -1,4 +1,5 @@
-"""Logging for people (rich on stderr) or machines (``LOG_FORMAT=json``), and to files.
+"""Logging for people (rich at a terminal), for log readers (one line a record when stderr is
+not a terminal, as under PM2 or systemd) or machines (``LOG_FORMAT=json``), and to files.
 
 The console gets everything at ``LOG_LEVEL``; ``LOG_DIR/combined.log`` the same, and
 ``LOG_DIR/error.log`` errors only, each rotated by size with a bounded number of old files.
@@ -11,57 +12,41 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
-from collections.abc import Iterable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.logging import RichHandler
 
-from mealplan_cli.config import Settings
+from mealplan_cli.redact import Redactor
+
+if TYPE_CHECKING:
+    from mealplan_cli.config import Settings
 
 JOB_FIELDS = ("job_id", "job_type", "attempt")
 MAX_FILE_BYTES = 10 * 2**20
 BACKUP_FILES = 5
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value the settings hold, to be masked wherever it might appear."""
-    values = (
-        settings.openai_api_key,
-        settings.unsplash_access_key,
-        settings.supabase_service_role_key,
-        settings.database_url,
-    )
-    found = [v.get_secret_value() for v in values if v is not None]
-    if settings.database_url is not None:  # the password inside the URL on its own, too
-        url = settings.database_url.get_secret_value()
-        if "://" in url and "@" in url.split("://", 1)[1]:
-            credentials = url.split("://", 1)[1].rsplit("@", 1)[0]
-            if ":" in credentials:
-                found.append(credentials.split(":", 1)[1])
-    return [s for s in found if len(s) >= 6]
-
-
 class SecretFilter(logging.Filter):
     """Masks secrets in the message and in any exception text, before formatting."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self.secrets = sorted(set(secrets), key=len, reverse=True)
-
-    def mask(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg, record.args = self.mask(record.getMessage()), None
-            if record.exc_info and record.exc_info[1] is not None:
-                record.exc_text = self.mask(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
+        record.msg, record.args = self.redactor.mask(record.getMessage()), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redactor.mask(
+                logging.Formatter().formatException(record.exc_info)
+            )
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.redactor.mask(record.exc_text)
         return True
 
 
@@ -99,11 +84,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level worker=... job=... type=... attempt=... message`` for log files."""
+    """``time level worker=... job=... type=... attempt=... message``, for files and for a
+    console that is not a terminal (PM2, journald, docker): ``one_line`` keeps a record on one
+    line there, its traceback included (newlines escaped), so no reader splits it."""
 
-    def __init__(self, worker_id: str | None) -> None:
+    def __init__(self, worker_id: str | None, *, one_line: bool = False) -> None:
         super().__init__()
         self.worker_id = worker_id
+        self.one_line = one_line
 
     def format(self, record: logging.LogRecord) -> str:
         fields = [f"worker={self.worker_id}"] if self.worker_id else []
@@ -112,13 +100,42 @@ class TextFormatter(logging.Formatter):
             for name in JOB_FIELDS
             if hasattr(record, name)
         ]
-        line = (
-            f"{_timestamp(record)} {record.levelname:<7} {' '.join(fields)} {record.getMessage()}"
-        )
+        message = record.getMessage()
+        line = " ".join([_timestamp(record), f"{record.levelname:<7}", *fields, message])
         error = record.exc_text or (
             self.formatException(record.exc_info) if record.exc_info else None
         )
+        if self.one_line:
+            line = line.replace("\n", "\\n")
+            return f"{line} error={json.dumps(error)}" if error else line
         return f"{line}\n{error}" if error else line
+
+
+def console_handler(settings: Settings, worker_id: str | None) -> logging.Handler:
+    """Rich for a person at a terminal; one line a record for anything else; JSON on request."""
+    stream = sys.stderr
+    handler: logging.Handler
+    if settings.log_format == "rich" and stream.isatty():
+        handler = RichHandler(
+            console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False
+        )
+    elif settings.log_format == "json":
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter(worker_id))
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(TextFormatter(worker_id, one_line=True))
+    return handler
+
+
+def quiet_drivers() -> None:
+    """Keep psycopg's own records (pool warnings with connection targets) off the console
+    until ``setup_logging`` gives them a masked handler: the CLI reports failures itself."""
+    driver = logging.getLogger("psycopg")
+    for handler in list(driver.handlers):
+        driver.removeHandler(handler)
+    driver.addHandler(logging.NullHandler())
+    driver.propagate = False
 
 
 def setup_logging(
@@ -126,19 +143,13 @@ def setup_logging(
 ) -> None:
     """Configure the ``mealworker`` loggers for this process (once per command)."""
     root = logging.getLogger("mealworker")
-    for old in list(root.handlers):
-        root.removeHandler(old)
-        old.close()
-    masking = SecretFilter(secrets_of(settings))
-    console: logging.Handler
-    if settings.log_format == "json":
-        console = logging.StreamHandler()
-        console.setFormatter(JsonFormatter(worker_id))
-    else:
-        console = RichHandler(
-            console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False
-        )
-    handlers: list[logging.Handler] = [console]
+    driver = logging.getLogger("psycopg")
+    for logger in (root, driver):
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+            old.close()
+    masking = SecretFilter(settings.redactor())
+    handlers: list[logging.Handler] = [console_handler(settings, worker_id)]
     if to_files:
         folder = Path(settings.log_dir)
         folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +164,11 @@ def setup_logging(
     for handler in handlers:
         handler.addFilter(masking)
         root.addHandler(handler)
+        driver.addHandler(handler)
     root.setLevel(settings.log_level.value)
     root.propagate = False
-    # The pool reports each connection it discards; the worker already logs the outage once.
+    # psycopg's records reach the same masked handlers. The pool reports each connection it
+    # discards; the worker already logs the outage once.
+    driver.setLevel(max(logging.WARNING, root.level))
+    driver.propagate = False
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

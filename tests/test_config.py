@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from mealplan_cli.cli import app
 from mealplan_cli.config import PlannerChoice, Settings
 from mealplan_cli.errors import ConfigurationError
 from mealplan_cli.generation.services import choose_planner
@@ -82,3 +84,30 @@ def test_settings_never_write_the_environment(tmp_path: Path) -> None:
 def test_a_bad_command_line_value_names_its_setting() -> None:
     with pytest.raises(ConfigurationError, match=r"MAX_CONCURRENT_JOBS \(from the command line\)"):
         Settings.load({"max_concurrent_jobs": 0}, env_file=None, environ={})
+
+
+def test_an_option_filled_from_the_environment_names_the_environment() -> None:
+    result = CliRunner().invoke(app, ["work", "--until-empty"], env={"MAX_CONCURRENT_JOBS": "0"})
+    assert result.exit_code == 1
+    assert "MAX_CONCURRENT_JOBS (from environment)" in result.stderr
+    assert "command line" not in result.stderr
+    result = CliRunner().invoke(app, ["work", "--until-empty", "--concurrency", "0"])
+    assert "MAX_CONCURRENT_JOBS (from the command line)" in result.stderr
+
+
+def test_a_missing_env_file_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.env"
+    result = CliRunner().invoke(app, ["--env-file", str(missing), "stats"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: --env-file {missing}: no such file; give the path of an existing settings file"
+    )
+
+
+def test_the_env_file_s_own_name_is_the_source(tmp_path: Path) -> None:
+    (tmp_path / "worker.env").write_text("POLL_INTERVAL_MS=1\n")
+    result = CliRunner().invoke(
+        app, ["--env-file", str(tmp_path / "worker.env"), "work", "--until-empty"]
+    )
+    assert result.exit_code == 1
+    assert f"POLL_INTERVAL_MS (from {tmp_path / 'worker.env'})" in result.stderr

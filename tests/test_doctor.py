@@ -126,5 +126,5 @@ def test_roundtrip_needs_a_running_worker(database_url: str) -> None:
 def test_json_lists_every_check(database_url: str) -> None:
     result = runner.invoke(app, ["doctor", "--json"], env={"DATABASE_URL": database_url})
     names = [check["name"] for check in json.loads(result.stdout)]
-    assert names[:3] == ["settings", "transport", "wake-ups"]
-    assert "row level security" in names
+    assert names[:3] == ["settings", "transport", "database"]
+    assert names.index("wake-ups") > names.index("row level security")

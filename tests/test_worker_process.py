@@ -401,9 +401,14 @@ def test_ctrl_c_ends_the_following_commands_with_exit_0(
     process = subprocess.Popen(
         [sys.executable, "-m", "mealplan_cli", *command], env=env, stdout=output, stderr=output
     )
+    log = tmp_path / "out.log"
     try:
-        time.sleep(2.5)
-        assert process.poll() is None, "it should keep following until interrupted"
+        wait_until(
+            lambda: "Ctrl-C to stop" in log.read_text() or process.poll() is not None,
+            timeout=60,
+            what="the ready line",
+        )
+        assert process.poll() is None, log.read_text()
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0
     finally:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from mealplan_cli import __version__
+from mealplan_cli import __version__, redact
 from mealplan_cli.errors import MealworkerError
 
 if TYPE_CHECKING:
@@ -54,19 +56,38 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _source(ctx: typer.Context, name: str) -> str:
+    """Where Typer took a parameter from: COMMANDLINE, ENVIRONMENT, DEFAULT..."""
+    return getattr(ctx.get_parameter_source(name), "name", "")
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     env_file: Annotated[
         Path, typer.Option("--env-file", help="Settings file read before the environment.")
     ] = Path(".env"),
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for errors (secrets masked).")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
+    from mealplan_cli.logs import quiet_drivers
+
+    quiet_drivers()
+    if _source(ctx, "env_file") != "DEFAULT" and not env_file.is_file():
+        fail(f"--env-file {env_file}: no such file; give the path of an existing settings file")
     ctx.obj = GlobalOptions(env_file=env_file, debug=debug)
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr (secrets masked) and exit code 1."""
+    line = Text.assemble(("error:", "bold red"), " ", redact.mask(message))
+    stderr.print(line, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -75,24 +96,50 @@ def options(ctx: typer.Context) -> GlobalOptions:
 
 
 def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
-    """Settings for a command: ``.env``, the environment, then the command's own options."""
+    """Settings for a command: ``.env``, the environment, then the command's own options.
+
+    An option that Typer filled from its ``envvar`` is left out of the overrides: the setting
+    reads the same variable itself, so an error names the environment, not the command line.
+    """
     from mealplan_cli.config import Settings  # pydantic: loaded when a command runs, not --help
 
+    from_environment = {
+        str(param.envvar).lower()
+        for param in ctx.command.params
+        if param.name
+        and getattr(param, "envvar", None)
+        and _source(ctx, param.name) == "ENVIRONMENT"
+    }
+    overrides = {k: v for k, v in overrides.items() if k not in from_environment}
     settings: Settings = run_checked(
         ctx, lambda: Settings.load(overrides, env_file=options(ctx).env_file)
     )
+    redact.install(settings.redactor())
     return settings
 
 
 def run_checked(ctx: typer.Context, action: Any) -> Any:
-    """Run ``action``; a mealworker error becomes one line on stderr and exit code 1."""
+    """Run ``action``; a mealworker error becomes one line on stderr and exit code 1.
+
+    With ``--debug``, and for an error that is not ours (a bug), the traceback is printed
+    instead, its secrets masked like every other line.
+    """
     try:
         return action()
     except MealworkerError as error:
         if options(ctx).debug:
-            raise
-        stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+            _traceback(error)
+        fail(str(error))
+    except (KeyboardInterrupt, typer.Exit, typer.Abort):
+        raise
+    except Exception as error:
+        _traceback(error)
+
+
+def _traceback(error: BaseException) -> NoReturn:
+    text = "".join(traceback.format_exception(error))
+    stderr.out(redact.mask(text).rstrip(), highlight=False)
+    raise typer.Exit(1) from None
 
 
 def run_async(
@@ -111,3 +158,10 @@ def run_async(
         stderr.print("interrupted")
         raise typer.Exit(130) from None
     return result
+
+
+def ready(message: str) -> bool:
+    """A command that runs until interrupted says once that it is ready: a person knows it
+    works, and a script (or a test) can wait for this line rather than for time."""
+    stderr.print(Text(message, style="dim"), highlight=False)
+    return True

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mealplan_cli.cli import request_options as ro
-from mealplan_cli.cli.app import Planner, app, load_settings, run_async, stderr, stdout
+from mealplan_cli.cli.app import Planner, app, fail, load_settings, run_async, stderr, stdout
 from mealplan_cli.errors import ProviderUnavailableError
 
 if TYPE_CHECKING:
@@ -47,10 +47,15 @@ def generate(
 ) -> None:
     """Generate a meal plan here and now, with no database: print it, or save it as JSON."""
     settings = load_settings(ctx, planner=planner, openai_model=model)
+    if out is not None and not out.parent.is_dir():
+        fail(f"--out {out}: no folder {out.parent}; create it or write the plan elsewhere")
     request = ro.RequestOptions.from_params(ctx.params)
     plan = run_async(ctx, _generate(settings, request, seed, show_progress=not as_json))
     if out is not None:
-        out.write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        try:
+            out.write_text(plan.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            fail(f"--out {out}: cannot write the plan there ({error.strerror or error})")
     if as_json:
         stdout.print_json(plan.model_dump_json())
     else:

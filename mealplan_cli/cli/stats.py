@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stderr, stdout
+from mealplan_cli.cli.app import (
+    app,
+    load_settings,
+    ready,
+    run_async,
+    run_checked,
+    stderr,
+    stdout,
+)
 from mealplan_cli.cli.wording import plural
 from mealplan_cli.monitoring import QueueHealth, Threshold
 from mealplan_cli.queue import Queue
@@ -142,12 +150,14 @@ async def _watch(settings: Settings, interval: float) -> None:
 
     async with open_database(settings) as db:
         queue = Queue(db)
+        said = False
         with Live(console=stdout, refresh_per_second=4) as live:
             try:
                 while True:
                     live.update(
                         health_view(QueueHealth(await queue.stats(), settings.lease_seconds))
                     )
+                    said = said or ready(f"refreshing every {interval:g}s; Ctrl-C to stop")
                     await asyncio.sleep(interval)
             except asyncio.CancelledError:
                 return

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from mealplan_cli.cli.app import app, load_settings, run_async, stdout
+from mealplan_cli.cli.app import app, load_settings, ready, run_async, stdout
 from mealplan_cli.cli.durations import ago
 from mealplan_cli.db.base import Row
 from mealplan_cli.queue import Queue
@@ -116,6 +116,7 @@ async def _follow(settings: Settings, start: datetime, follow: bool, show: Any) 
     async with open_database(settings) as db:
         queue = Queue(db)
         last_id: int | None = None
+        ready_said = False
         while True:
             if last_id is None:
                 rows = await queue.events_from(start)
@@ -128,4 +129,5 @@ async def _follow(settings: Settings, start: datetime, follow: bool, show: Any) 
                 continue  # more history waiting
             if not follow:
                 return
+            ready_said = ready_said or ready("following job events; Ctrl-C to stop")
             await asyncio.sleep(0.5)

@@ -9,7 +9,15 @@ from uuid import UUID
 import typer
 
 from mealplan_cli import __version__
-from mealplan_cli.cli.app import Planner, app, load_settings, run_async, stderr, stdout
+from mealplan_cli.cli.app import (
+    Planner,
+    app,
+    load_settings,
+    run_async,
+    run_checked,
+    stderr,
+    stdout,
+)
 from mealplan_cli.errors import MealworkerError
 from mealplan_cli.signals import STOP
 
@@ -61,6 +69,10 @@ def work(
 
     config = WorkerConfig.from_settings(settings, until_empty=until_empty)
     setup_logging(settings, worker_id=config.worker_id)
+    from mealplan_cli.db.connect import worker_database_notice
+
+    if notice := run_checked(ctx, lambda: worker_database_notice(settings)):
+        log.warning(notice)
     report = run_async(ctx, _work(settings, config.until_empty, job_type))
     stderr.print(
         f"worker stopped: {report.completed} completed, {report.failed} failed, "

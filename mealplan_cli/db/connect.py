@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,10 +13,10 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from mealplan_cli.config import Settings
-from mealplan_cli.db.base import Database, DatabaseUnavailableError
+from mealplan_cli.db.base import Database
 from mealplan_cli.db.embedded import default_data_dir, is_migrated, mark_migrated, start_embedded
 from mealplan_cli.db.migrations import apply_migrations, bundled_migrations
-from mealplan_cli.db.postgres import PostgresDatabase, redact_url
+from mealplan_cli.db.postgres import PostgresDatabase, connect
 from mealplan_cli.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -39,6 +41,50 @@ def data_dir_of(settings: Settings) -> Path:
     return settings.mealworker_data_dir or default_data_dir()
 
 
+def service_manager(environ: Mapping[str, str], interactive: bool) -> str | None:
+    """What runs this process unattended, if anything: PM2, systemd, or no terminal at all."""
+    if "PM2_HOME" in environ or "pm_id" in environ:
+        return "PM2"
+    if not interactive and ("INVOCATION_ID" in environ or "JOURNAL_STREAM" in environ):
+        return "systemd"
+    if not interactive:
+        return "a service manager or script (no terminal on stdin)"
+    return None
+
+
+def worker_database_notice(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    interactive: bool | None = None,
+) -> str | None:
+    """What ``work`` must say about the database it is about to drain, or why it refuses.
+
+    The embedded database is right for a first try at a terminal, and wrong for a deployed
+    worker: a ``.env`` copied from ``env.example`` with the Supabase lines still commented out
+    would otherwise drain a private database forever, while the app's jobs wait. So under a
+    service manager it takes an explicit ``MEALWORKER_DATA_DIR`` or ``MEALWORKER_EMBEDDED=1``.
+    """
+    if transport_of(settings) != "embedded":
+        return None
+    folder = data_dir_of(settings)
+    env = os.environ if environ is None else environ
+    manager = service_manager(env, sys.stdin.isatty() if interactive is None else interactive)
+    chosen = settings.mealworker_embedded or settings.mealworker_data_dir is not None
+    if manager is not None and not chosen:
+        raise ConfigurationError(
+            f"refusing to run the worker under {manager} on the embedded database in {folder}: "
+            "neither DATABASE_URL nor SUPABASE_URL is set, so the jobs your app queues would "
+            "never reach it. Set DATABASE_URL (or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY); "
+            "to use the embedded database on purpose, set MEALWORKER_EMBEDDED=1 or "
+            "MEALWORKER_DATA_DIR"
+        )
+    return (
+        f"using the embedded database in {folder} (neither DATABASE_URL nor SUPABASE_URL is "
+        "set): jobs your app queues in Supabase do not reach this worker"
+    )
+
+
 async def postgres_url(settings: Settings, *, rest_advice: str = NEEDS_DIRECT_CONNECTION) -> str:
     """``DATABASE_URL``, or the embedded server's URL (started if it is not running)."""
     transport = transport_of(settings)
@@ -51,13 +97,11 @@ async def postgres_url(settings: Settings, *, rest_advice: str = NEEDS_DIRECT_CO
 
 
 @asynccontextmanager
-async def direct_connection(url: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+async def direct_connection(
+    url: str, *, connect_timeout: float = 5
+) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
     """One autocommit connection (for migrations), with a clear error when it cannot open."""
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=15)
-    except psycopg.OperationalError as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DatabaseUnavailableError(f"cannot connect to {redact_url(url)}: {first}") from None
+    conn = await connect(url, connect_timeout=connect_timeout, autocommit=True)
     async with conn:
         yield conn
 
@@ -74,7 +118,7 @@ def _rest_database(settings: Settings) -> RestDatabase:
     return RestDatabase(settings.supabase_url, settings.supabase_service_role_key)
 
 
-async def _migrate_embedded(url: str, data_dir: Path) -> None:
+async def _migrate_embedded(url: str, data_dir: Path, connect_timeout: float) -> None:
     """Apply the migrations once per server start (and per set of bundled files): the commands
     after the first find them recorded and skip the check."""
     digest = hashlib.sha256()
@@ -83,7 +127,7 @@ async def _migrate_embedded(url: str, data_dir: Path) -> None:
     fingerprint = digest.hexdigest()[:16]
     if is_migrated(data_dir, fingerprint):
         return
-    async with direct_connection(url) as conn:
+    async with direct_connection(url, connect_timeout=connect_timeout) as conn:
         await apply_migrations(conn)
     mark_migrated(data_dir, fingerprint)
 
@@ -108,9 +152,15 @@ async def open_database(
         return
     url = await postgres_url(settings)
     if transport == "embedded":
-        await _migrate_embedded(url, data_dir_of(settings))
+        await _migrate_embedded(
+            url, data_dir_of(settings), settings.database_connect_timeout_seconds
+        )
     db = await PostgresDatabase(
-        url, transport=transport, min_size=pool_size if keep_open else 1, max_size=pool_size
+        url,
+        transport=transport,
+        min_size=pool_size if keep_open else 1,
+        max_size=pool_size,
+        connect_timeout=settings.database_connect_timeout_seconds,
     ).open()
     try:
         yield db

@@ -27,6 +27,8 @@ from mealplan_cli.db.base import (
     Row,
     SchemaMissingError,
 )
+from mealplan_cli.errors import ConfigurationError, MealworkerError
+from mealplan_cli.redact import Redactor, redact_dsn
 
 log = logging.getLogger("mealworker.db")
 
@@ -39,9 +41,76 @@ where n.nspname = 'public' and p.proname = %s
 _UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03")
 
 
+_REASON_PREFIXES = re.compile(
+    r"^(connection failed: )?(connection to server (at|on) .*? failed: )?(FATAL: +)?", re.DOTALL
+)
+_ADVICE = (
+    ("password authentication failed", "check the user and password in DATABASE_URL"),
+    ("no password supplied", "put the password in DATABASE_URL"),
+    ("role", "check the user name in DATABASE_URL (Supabase's pooler: postgres.<project-ref>)"),
+    ("tenant or user not found", "check the user (postgres.<project-ref>) and the pooler host"),
+    ("database", "check the database name at the end of DATABASE_URL (Supabase: postgres)"),
+    ("connection refused", "check the host and port in DATABASE_URL, and that PostgreSQL runs"),
+    ("resolve host", "check the host name in DATABASE_URL"),
+    ("translate host name", "check the host name in DATABASE_URL"),
+    ("timeout", "check the host, the port and any firewall between here and the database"),
+    ("ssl", "add or remove sslmode in DATABASE_URL to match the server"),
+)
+
+
 def redact_url(url: str) -> str:
-    """A connection string with its password replaced, fit for logs and errors."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """A connection string in any form with its password masked, fit for logs and errors."""
+    return redact_dsn(url)
+
+
+def connect_failure(error: psycopg.Error, url: str, timeout: float) -> MealworkerError:
+    """Why a connection could not open, in one line with what to do, never the password.
+
+    A malformed connection string is a configuration error; anything else is the database
+    being unavailable (which a worker retries).
+    """
+    mask = Redactor(dsns=[url]).mask
+    text = " ".join(str(error).split())
+    reason = mask(_REASON_PREFIXES.sub("", text).split(" Is the server running")[0]).strip()
+    if isinstance(error, psycopg.errors.ConnectionTimeout):
+        return timed_out(url, timeout)
+    if not isinstance(error, psycopg.OperationalError):
+        return ConfigurationError(
+            f"DATABASE_URL is not a valid connection string ({reason}): write "
+            "postgresql://USER:PASSWORD@HOST:5432/DATABASE (percent-encode special characters) "
+            "or the keyword form host=... user=... password=... dbname=..."
+        )
+    lowered = reason.lower()
+    advice = next(
+        (hint for key, hint in _ADVICE if key in lowered),
+        "check DATABASE_URL and that the server is running and reachable",
+    )
+    return DatabaseUnavailableError(f"cannot connect to {redact_dsn(url)}: {reason}; {advice}")
+
+
+def timed_out(url: str, timeout: float) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(
+        f"cannot connect to {redact_dsn(url)}: timed out after {timeout:g}s; check the host, "
+        "the port and any firewall between here and the database "
+        "(DATABASE_CONNECT_TIMEOUT_SECONDS sets the wait)"
+    )
+
+
+async def connect(
+    url: str, *, connect_timeout: float = 5, **kwargs: Any
+) -> psycopg.AsyncConnection[Any]:
+    """One connection, failing within ``connect_timeout`` seconds with the driver's reason.
+
+    The deadline covers the host name lookup too, which libpq's own timeout does not.
+    """
+    wait = max(2, round(connect_timeout))
+    try:
+        async with asyncio.timeout(wait + 0.5):
+            return await psycopg.AsyncConnection.connect(url, connect_timeout=wait, **kwargs)
+    except TimeoutError:
+        raise timed_out(url, wait) from None
+    except psycopg.Error as error:
+        raise connect_failure(error, url, wait) from None
 
 
 def _adapt(value: Any, pg_type: str) -> Any:
@@ -82,15 +151,27 @@ class PostgresDatabase:
     supports_listen = True
 
     def __init__(
-        self, url: str, *, transport: str = "postgres", min_size: int = 1, max_size: int = 4
+        self,
+        url: str,
+        *,
+        transport: str = "postgres",
+        min_size: int = 1,
+        max_size: int = 4,
+        connect_timeout: float = 5,
     ) -> None:
         self.url = url
         self.transport = transport
+        self.connect_timeout = connect_timeout
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": None,
+                "row_factory": dict_row,
+                "connect_timeout": max(2, round(connect_timeout)),
+            },
             open=False,
             timeout=10,
             reconnect_timeout=0,
@@ -99,13 +180,20 @@ class PostgresDatabase:
         self._closed = asyncio.Event()
 
     async def open(self) -> PostgresDatabase:
+        """Open the pool, or fail at once with the driver's reason.
+
+        One plain connection goes first: the pool would retry a refused or misconfigured
+        connection in silence until its timeout, then say only that it timed out.
+        """
+        probe = await connect(self.url, connect_timeout=self.connect_timeout)
+        await probe.close()
         try:
-            await self._pool.open(wait=True, timeout=15)
+            await self._pool.open(wait=True, timeout=self.connect_timeout + 10)
         except PoolTimeout:
             await self._pool.close()
             raise DatabaseUnavailableError(
-                f"cannot connect to {redact_url(self.url)}: check DATABASE_URL and that the "
-                "server is running and reachable"
+                f"cannot connect to {redact_url(self.url)}: the pool could not open its "
+                "connections in time; check the server's connection limit"
             ) from None
         return self
 
@@ -176,8 +264,10 @@ class PostgresDatabase:
         delay = 0.5
         while not self._closed.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            except psycopg.Error as error:
+                conn = await connect(
+                    self.url, connect_timeout=self.connect_timeout, autocommit=True
+                )
+            except MealworkerError as error:
                 log.warning("LISTEN connection failed (%s); retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
@@ -189,6 +279,6 @@ class PostgresDatabase:
                 async for notify in conn.notifies():
                     on_notify(notify.payload)
             except psycopg.Error as error:
-                log.warning("LISTEN connection lost (%s); reconnecting", error)
+                log.warning("LISTEN connection lost (%s); reconnecting", redact_url(str(error)))
             finally:
                 await conn.close()

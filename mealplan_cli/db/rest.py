@@ -24,6 +24,7 @@ from mealplan_cli.db.base import (
     Row,
     SchemaMissingError,
 )
+from mealplan_cli.redact import mask_positions
 
 REQUEST_TIMEOUT_SECONDS = 6.0
 """Well under the service role's 8 s statement timeout, so a slow call fails on our side."""
@@ -58,7 +59,7 @@ def _translate(error: Any, function: str, key: str) -> DatabaseError:
     message = str(getattr(error, "message", "") or error)
     hint = getattr(error, "hint", None)
     text = f"{function}: {message}" + (f" (hint: {hint})" if hint else "")
-    text = text.replace(key, "***")
+    text = mask_positions(text.replace(key, "***"))
     if code in ("PGRST202", "42883", "42P01"):
         return SchemaMissingError(
             f"{text}; the mealworker functions are missing or outdated: apply the migrations "
@@ -115,7 +116,9 @@ class RestDatabase:
         except Exception as error:  # the client validates URL and key before any request
             await self._http.aclose()
             message = str(error).replace(self._key.get_secret_value(), "***")
-            raise DatabaseError(f"cannot use SUPABASE_URL {self.url}: {message}") from None
+            raise DatabaseError(
+                f"cannot use SUPABASE_URL {mask_positions(self.url)}: {mask_positions(message)}"
+            ) from None
         return self
 
     async def close(self) -> None:
