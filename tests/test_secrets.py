@@ -9,6 +9,9 @@ the log files, in ``--json`` output, or in a ``--debug`` traceback.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +22,7 @@ from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
 from mealplan_cli.redact import Redactor, dsn_passwords, mask_positions, redact_dsn
+from tests.test_worker_process import clean_environment, wait_until
 
 PASSWORD = "Tr0ub4dor-xyz"
 SPACED = "two words&more"
@@ -85,10 +89,35 @@ def leaks(text: str) -> list[str]:
     return [secret for secret in (PASSWORD, SPACED, "two words") if secret in text]
 
 
-def run_everything(dsn: str, tmp_path: Path, *extra: str) -> None:
+def work_on_a_failing_database(env: dict[str, str], tmp_path: Path, *extra: str) -> str:
+    """``work`` keeps retrying a database it cannot reach (saying why), so it runs as a process
+    until it has said so twice, or has refused the setting at once, then gets SIGTERM."""
+    out = tmp_path / "work.out"
+    command = [sys.executable, "-m", "mealplan_cli", *extra, "work", "--job-type", "ping"]
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            command, env={**clean_environment(), **env}, stdout=sink, stderr=subprocess.STDOUT
+        )
+    wait_until(
+        lambda: process.poll() is not None or out.read_text().count("database") >= 2,
+        60,
+        "the worker saying it cannot reach its database",
+    )
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, out.read_text()
+    return out.read_text()
+
+
+def run_everything(dsn: str, tmp_path: Path, *extra: str, failing: bool = False) -> None:
     logs = tmp_path / "logs"
     env = {"DATABASE_URL": dsn, "LOG_DIR": str(logs), "LOG_LEVEL": "DEBUG"}
     for command in COMMANDS:
+        if failing and command[0] == "work":
+            shown = work_on_a_failing_database(env, tmp_path, *extra)
+            assert not leaks(shown), f"{command}: {shown}"
+            assert "error connecting in" not in shown, f"{command}: pool noise: {shown}"
+            continue
         result = runner.invoke(app, [*extra, *command], env=env)
         shown = result.stdout + result.stderr
         assert not leaks(shown), f"{command}: {shown}"
@@ -112,8 +141,8 @@ def test_no_command_prints_the_password_of_a_failing_url(
     form: str, database_url: str, tmp_path: Path
 ) -> None:
     dsn = FAILING[form](parts(database_url))
-    run_everything(dsn, tmp_path)
-    run_everything(dsn, tmp_path, "--debug")
+    run_everything(dsn, tmp_path, failing=True)
+    run_everything(dsn, tmp_path, "--debug", failing=True)
 
 
 def test_each_form_shows_its_target_with_the_password_masked() -> None:
