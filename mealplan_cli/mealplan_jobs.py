@@ -16,7 +16,7 @@ from mealplan_cli.generation import generate_meal_plan
 from mealplan_cli.generation.models import parse_request
 from mealplan_cli.generation.planner import Progress
 from mealplan_cli.generation.services import GenerationServices
-from mealplan_cli.handlers import JobContext
+from mealplan_cli.job_handlers import JobContext
 from mealplan_cli.mealplan_days import DayWriter
 from mealplan_cli.mealplans import MealPlans
 from mealplan_cli.queue import ClaimedJob

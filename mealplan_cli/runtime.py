@@ -22,7 +22,7 @@ from typing import Any
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Database
 from mealplan_cli.errors import ConfigurationError, DatabaseUnavailableError
-from mealplan_cli.handlers import HandlerRegistry, ping_job
+from mealplan_cli.job_handlers import HandlerRegistry, ping_job
 from mealplan_cli.metrics import Health, WorkerMetrics
 from mealplan_cli.queue import PING_JOB, Queue
 from mealplan_cli.signals import STOP, StopSignals

@@ -48,6 +48,7 @@ PACKAGE = ROOT / "mealplan_cli"
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     # The layers, bottom up: what each part of the package must never import.
     "mealplan_cli/errors.py": ("mealplan_cli.", "typer", "rich", "pydantic"),
+    "mealplan_cli/redact.py": ("mealplan_cli.", "typer", "rich"),
     "mealplan_cli/signals.py": ("mealplan_cli.", "typer", "rich"),
     "mealplan_cli/db/": (
         "mealplan_cli.generation",
@@ -66,7 +67,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "typer",
         "rich",
     ),
-    "mealplan_cli/handlers.py": (
+    "mealplan_cli/job_handlers.py": (
         "mealplan_cli.generation",
         "mealplan_cli.cli",
         "mealplan_cli.worker",
@@ -93,6 +94,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     ),
     "mealplan_cli/mealplan": ("mealplan_cli.cli", "mealplan_cli.worker", "typer", "rich"),
     "mealplan_cli/runtime.py": ("mealplan_cli.cli", "typer", "rich"),
+    "mealplan_cli/handlers.py": ("mealplan_cli.cli", "typer", "rich"),
     "mealplan_cli/metrics.py": ("mealplan_cli.cli", "typer", "rich"),
     "mealplan_cli/monitoring.py": ("mealplan_cli.cli", "typer", "rich"),
     "mealplan_cli/config.py": ("mealplan_cli.cli", "typer", "rich"),

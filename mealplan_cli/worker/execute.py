@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from mealplan_cli.errors import JobFailed, MealworkerError
-from mealplan_cli.handlers import Handler, JobContext
+from mealplan_cli.job_handlers import Handler, JobContext
 from mealplan_cli.queue import ClaimedJob
 
 log = logging.getLogger("mealworker.worker")

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mealplan_cli.errors import DatabaseUnavailableError, JobFailed
-from mealplan_cli.handlers import HandlerRegistry, JobContext
+from mealplan_cli.job_handlers import HandlerRegistry, JobContext
 from mealplan_cli.metrics import WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Queue
 from mealplan_cli.worker.claims import Claim, Claims, ClaimState

@@ -22,7 +22,7 @@ from typing import Any, overload
 
 from mealplan_cli import __version__
 from mealplan_cli.errors import DatabaseUnavailableError
-from mealplan_cli.handlers import HandlerRegistry
+from mealplan_cli.job_handlers import HandlerRegistry
 from mealplan_cli.metrics import Health, WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Queue
 from mealplan_cli.worker.claims import Claim
