@@ -26,13 +26,8 @@ from mealplan_cli.generation import generate_meal_plan
 from mealplan_cli.generation.foods import default_table
 from mealplan_cli.generation.models import Day, parse_request
 from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.planner_openai import (
-    INSTRUCTIONS,
-    OpenAIPlanner,
-    day_schema,
-    safe_foods,
-)
-from mealplan_cli.generation.planner_openai import outline_prompt as _outline_prompt
+from mealplan_cli.generation.planner_openai import OpenAIPlanner, day_schema, safe_foods
+from mealplan_cli.generation.planner_prompts import INSTRUCTIONS, outline_prompt
 from mealplan_cli.generation.validation import PlanValidator
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI
@@ -70,7 +65,7 @@ async def planner_way(base_url: str) -> tuple[float, dict[str, Any]]:
 async def single_call_way(base_url: str) -> tuple[float, dict[str, Any]]:
     client = AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=600)
     try:
-        prompt = _outline_prompt(REQUEST).replace("outline all", "write in full all")
+        prompt = outline_prompt(REQUEST).replace("outline all", "write in full all")
         started = time.perf_counter()
         completion = await client.chat.completions.parse(
             model=MODEL,
