@@ -278,12 +278,17 @@ class OpenAIPlanner:
         concurrency: int = 4,
         max_attempts: int = 4,
         price: Price | None = None,
+        day_one_by_meals: bool = True,
     ) -> None:
+        """``day_one_by_meals=False`` waits for the outline of every day before writing any,
+        day 1 included, in one call per day: the earlier schedule, kept so the latency
+        benchmark can compare the two in one run."""
         self.client = client
         self.model = model
         self.concurrency = concurrency
         self.max_attempts = max_attempts
         self.price = price_for(model, price)
+        self.day_one_by_meals = day_one_by_meals
 
     async def plan(
         self,
@@ -307,6 +312,7 @@ class OpenAIPlanner:
                 "(set OPENAI_PRICE_INPUT_PER_MTOK and OPENAI_PRICE_OUTPUT_PER_MTOK)"
             )
         schema = day_schema(safe_foods(validator))
+        first = 2 if self.day_one_by_meals else 1  # the first day the outline covers
         gate = asyncio.Semaphore(self.concurrency)
         by_day: dict[int, OutlineDay] = {}
         titles: dict[int, list[str]] = {}
@@ -329,13 +335,13 @@ class OpenAIPlanner:
             publish(1, await self._day_by_meals(request, validator, schema, 1, gate, tally))
 
         async def outline() -> None:
-            if request.days == 1:
+            if request.days < first:
                 return
             on_progress(Progress("outline", 0, 1, "outlining the plan"))
             async with gate:
-                planned = await self._outline(request, tally)
+                planned = await self._outline(request, first, tally)
             for outline_day in planned.days:
-                if outline_day.day > 1:
+                if outline_day.day >= first:
                     by_day[outline_day.day] = outline_day
                     titles.setdefault(outline_day.day, [m.title for m in outline_day.meals])
             on_progress(Progress("outline", 1, 1, "outline ready"))
@@ -356,8 +362,8 @@ class OpenAIPlanner:
             publish(day, written)
 
         on_progress(Progress("day", 0, request.days, "writing days"))
-        await _gather([day_one(), outline()])
-        await _gather(one_day(day, []) for day in range(2, request.days + 1))
+        await _gather([day_one(), outline()] if self.day_one_by_meals else [outline()])
+        await _gather(one_day(day, []) for day in range(first, request.days + 1))
         for _ in range(REGENERATIONS):
             clashes = _variety_clashes(days)
             if not clashes:
@@ -372,8 +378,8 @@ class OpenAIPlanner:
         result.usage = tally.usage
         return result
 
-    async def _outline(self, request: MealPlanRequest, tally: _Tally) -> PlanOutline:
-        prompt = outline_prompt(request, first_day=2)
+    async def _outline(self, request: MealPlanRequest, first: int, tally: _Tally) -> PlanOutline:
+        prompt = outline_prompt(request, first_day=first)
         for _ in range(REGENERATIONS + 1):
             try:
                 return await self._parse(PlanOutline, prompt, tally, max_tokens=4000)
