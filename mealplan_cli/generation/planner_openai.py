@@ -1,9 +1,10 @@
-"""The OpenAI planner: an outline for variety, then one call per day in parallel.
+"""The OpenAI planner: day 1 meal by meal beside an outline, then one call per day in parallel.
 
 One call for a whole week is 10-15k output tokens, minutes of generation and close to many HTTP
 timeouts; a short outline call (every meal's title) followed by a call per day, run in parallel,
 takes about one day's time and lets each day be validated, and regenerated with the validator's
-reasons, on its own.
+reasons, on its own. Day 1 does not wait for the outline: its meals are written one call each
+while the outline is, so the app can show it after about one meal's generation time.
 
 Retries live in two layers that never multiply: tenacity retries *transport* failures (429 but
 not ``insufficient_quota``, 5xx, connection errors, timeouts; the SDK's own retries are off),
@@ -16,37 +17,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import openai
 import pydantic
 from openai import AsyncOpenAI
-from pydantic import BaseModel, Field, create_model
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from mealplan_cli.errors import (
-    InfeasibleRequestError,
-    PlanRejectedError,
-    ProviderRejectedError,
-    ProviderUnavailableError,
-)
+from mealplan_cli.errors import PlanRejectedError, ProviderRejectedError, ProviderUnavailableError
 from mealplan_cli.generation.foods import lookup_key
-from mealplan_cli.generation.models import (
-    DraftIngredient,
-    DraftMeal,
-    MealPlanRequest,
-    RejectedMeal,
-    ScaledMeal,
-    Slot,
-    Usage,
+from mealplan_cli.generation.models import MealPlanRequest, RejectedMeal, ScaledMeal, Slot, Usage
+from mealplan_cli.generation.openai_errors import (
+    first_error,
+    provider_error,
+    retry_wait,
+    transient,
 )
 from mealplan_cli.generation.planner import (
     DayCallback,
@@ -61,145 +47,19 @@ from mealplan_cli.generation.planner_prompts import (
     meal_prompt,
     outline_prompt,
 )
+from mealplan_cli.generation.planner_schema import DayPlan, LlmMeal, OutlineDay, PlanOutline
+from mealplan_cli.generation.planner_schema import day_schema as day_schema
+from mealplan_cli.generation.planner_schema import safe_foods as safe_foods
 from mealplan_cli.generation.pricing import Price, cost_usd, price_for
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator, protein_key
 
 REGENERATIONS = 2
 """A day the validator refuses is asked for again at most this many times."""
 
-MAX_RETRY_AFTER_SECONDS = 60.0
 DAY_MAX_COMPLETION_TOKENS = 8000
 MEAL_MAX_COMPLETION_TOKENS = 4000
 
 T = TypeVar("T", bound=BaseModel)
-
-
-class OutlineMeal(BaseModel):
-    slot: Slot
-    title: str
-    main_protein: str
-    cuisine: str
-
-
-class OutlineDay(BaseModel):
-    day: int
-    meals: list[OutlineMeal]
-
-
-class PlanOutline(BaseModel):
-    """The first call's answer: a title for every meal, chosen for variety."""
-
-    days: list[OutlineDay]
-
-
-class LlmIngredient(BaseModel):
-    """One ingredient as the model writes it. In the schema sent for a request, ``food_id`` is
-    an enum of the foods safe for that request (``day_schema``), so an unsafe food cannot be
-    written at all; nutrition comes from the table entry, never from the model."""
-
-    food_id: str = Field(description="The food, chosen from the allowed list.")
-    name: str = Field(description="Display name for the recipe, naming that same food.")
-    quantity: float
-    unit: str
-    grams: float = Field(description="Weight for one serving.")
-
-
-class LlmMeal(BaseModel):
-    slot: Slot
-    title: str
-    description: str
-    cuisine: str
-    main_protein: str = Field(description="Main protein source, or 'none'.")
-    ingredients: list[LlmIngredient]
-    steps: list[str]
-    prep_minutes: int
-    cook_minutes: int
-    tags: list[str]
-
-    def draft(self) -> DraftMeal:
-        return DraftMeal(
-            slot=self.slot,
-            title=self.title,
-            description=self.description,
-            cuisine=self.cuisine,
-            main_protein=self.main_protein,
-            ingredients=[
-                DraftIngredient(
-                    name=i.name,
-                    quantity=i.quantity,
-                    unit=i.unit,
-                    grams=i.grams,
-                    food_id=str(getattr(i.food_id, "value", i.food_id)),
-                )
-                for i in self.ingredients
-            ],
-            steps=self.steps,
-            prep_minutes=self.prep_minutes,
-            cook_minutes=self.cook_minutes,
-            tags=self.tags,
-        )
-
-
-class DayPlan(BaseModel):
-    """A day call's answer: every requested meal of one day, one serving each."""
-
-    day: int
-    meals: list[LlmMeal]
-
-
-MAX_ENUM_VALUES = 1000
-"""OpenAI structured outputs: at most this many enum values in one schema."""
-
-MAX_ENUM_CHARS = 15000
-"""OpenAI structured outputs: an enum of more than 250 values may total this many characters."""
-
-MIN_SAFE_FOODS = 25
-"""Fewer foods than this cannot make a varied plan: the request is refused as infeasible."""
-
-
-@lru_cache(maxsize=32)
-def day_schema(food_ids: tuple[str, ...]) -> type[DayPlan]:
-    """``DayPlan`` whose ``food_id`` may only be one of ``food_ids`` (an enum in the schema)."""
-    if len(food_ids) > MAX_ENUM_VALUES - 10 or sum(map(len, food_ids)) > MAX_ENUM_CHARS:
-        raise ValueError(
-            f"{len(food_ids)} food ids exceed OpenAI's enum limits: split the schema by slot"
-        )
-    food_enum: Any = StrEnum("FoodId", [(food, food) for food in food_ids])  # type: ignore[misc]
-    ingredient = create_model(
-        "LlmIngredient",
-        __base__=LlmIngredient,
-        food_id=(food_enum, Field(description="The food, from the foods safe for this request.")),
-    )
-    meal = create_model("LlmMeal", __base__=LlmMeal, ingredients=(list[ingredient], ...))
-    schema: type[DayPlan] = create_model("DayPlan", __base__=DayPlan, meals=(list[meal], ...))
-    return schema
-
-
-def safe_foods(validator: PlanValidator) -> tuple[str, ...]:
-    """Ids of the foods a request allows; raises ``InfeasibleRequestError`` naming the
-    constraint that left too few."""
-    table = validator.table
-    allowed = tuple(sorted(food.id for food in table.foods if validator.allows(food)))
-    if len(allowed) >= MIN_SAFE_FOODS:
-        return allowed
-    request = validator.request
-    parts = []
-    for label, fields in (
-        ("the diet " + " + ".join(d.value for d in request.diet), {"allergies": [], "exclude": []}),
-        (
-            "the allergies " + ", ".join(a.value for a in request.allergies),
-            {"diet": ["omnivore"], "exclude": []},
-        ),
-        ("the exclusions " + ", ".join(request.exclude), {"diet": ["omnivore"], "allergies": []}),
-    ):
-        alone = PlanValidator(request.model_copy(update=fields), table)
-        kept = sum(1 for food in table.foods if alone.allows(food))
-        if kept < len(table):
-            parts.append(f"{label} alone leaves {kept}")
-    raise InfeasibleRequestError(
-        f"only {len(allowed)} of {len(table)} foods are safe for this request, too few for a "
-        f"varied plan ({'; '.join(parts)}): loosen the constraint that removes the most"
-    )
 
 
 @dataclass
@@ -208,27 +68,6 @@ class _Tally:
 
     usage: Usage = field(default_factory=Usage)
     failed: bool = False
-
-
-def _retry_after(state: RetryCallState) -> float:
-    """Honour the server's Retry-After; otherwise back off exponentially with jitter."""
-    error = state.outcome.exception() if state.outcome else None
-    response = getattr(error, "response", None)
-    if response is not None:
-        for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-            value = response.headers.get(header)
-            try:
-                if value is not None:
-                    return min(max(float(value) / divisor, 0.0), MAX_RETRY_AFTER_SECONDS)
-            except ValueError:
-                pass
-    return float(wait_random_exponential(multiplier=1, max=30)(state))
-
-
-def _transient(error: BaseException) -> bool:
-    if isinstance(error, openai.RateLimitError):
-        return error.code != "insufficient_quota"
-    return isinstance(error, openai.APIConnectionError | openai.InternalServerError)
 
 
 @dataclass
@@ -530,7 +369,7 @@ class OpenAIPlanner:
                 "OpenAI's content filter stopped the answer: check the request's notes"
             ) from None
         except pydantic.ValidationError as error:
-            raise _Unparseable(_first_error(error)) from None
+            raise _Unparseable(first_error(error)) from None
         self._count(tally, completion.usage)
         message = completion.choices[0].message
         if message.refusal:
@@ -546,15 +385,15 @@ class OpenAIPlanner:
     async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_transient),
-                wait=_retry_after,
+                retry=retry_if_exception(transient),
+                wait=retry_wait,
                 stop=stop_after_attempt(self.max_attempts),
                 reraise=True,
             ):
                 with attempt:
                     return await call()
         except openai.APIError as error:
-            raise _provider_error(error, self.model, self.max_attempts) from None
+            raise provider_error(error, self.model, self.max_attempts) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _count(self, tally: _Tally, usage: Any) -> None:
@@ -570,42 +409,6 @@ class OpenAIPlanner:
             cached_tokens=cached,
             cost_usd=cost_usd(self.price, prompt, cached, completion),
         )
-
-
-def _provider_error(error: openai.APIError, model: str, attempts: int) -> Exception:
-    """The SDK's exception as one of ours, with a message that says what to do."""
-    if isinstance(error, openai.RateLimitError) and error.code == "insufficient_quota":
-        return ProviderRejectedError(
-            "OpenAI says the account has no quota left (insufficient_quota): add credit or raise "
-            "the limit under Billing, then requeue the job"
-        )
-    if _transient(error):
-        kind = type(error).__name__
-        return ProviderUnavailableError(
-            f"OpenAI unavailable after {attempts} attempt{'' if attempts == 1 else 's'} "
-            f"({kind}), a temporary failure"
-        )
-    if isinstance(error, openai.AuthenticationError):
-        return ProviderRejectedError("OpenAI rejected the API key (401): check OPENAI_API_KEY")
-    if isinstance(error, openai.PermissionDeniedError):
-        return ProviderRejectedError(
-            f"OpenAI denied access (403): the key's project may not be allowed to use {model}"
-        )
-    if isinstance(error, openai.NotFoundError):
-        return ProviderRejectedError(
-            f"OpenAI does not know the model {model!r} (404): set OPENAI_MODEL to one your key "
-            "can use"
-        )
-    status = getattr(error, "status_code", None)
-    return ProviderRejectedError(
-        f"OpenAI refused the request (HTTP {status}, {type(error).__name__}): {error.message}"
-    )
-
-
-def _first_error(error: pydantic.ValidationError) -> str:
-    first = error.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 def _variety_clashes(days: dict[int, list[CheckedMeal]]) -> dict[int, list[str]]:
