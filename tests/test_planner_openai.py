@@ -230,6 +230,24 @@ def test_an_allergen_in_the_answer_is_rejected_and_the_day_regenerated(
             assert "sesame" not in meal.allergens
 
 
+def same_title(answer: dict[str, Any]) -> dict[str, Any]:
+    answer["meals"][0]["title"] = "Sunrise Grain Bowl"
+    return answer
+
+
+def test_two_meals_of_day_one_with_one_title_ask_the_later_again(fake_openai: FakeOpenAI) -> None:
+    request = parse_request({"days": 1})
+    fake_openai.inject(Fault.transform, times=2, transform=only_days(same_title))
+    plan = plan_with(serial(fake_openai), request)
+    assert fake_openai.calls_by_schema()["DayPlan"] == 3 + 1
+    retry_prompt = fake_openai.requests_for("DayPlan")[3].messages[-1]["content"]
+    assert "only its lunch" in retry_prompt
+    assert "'Sunrise Grain Bowl' is already the breakfast of this day" in retry_prompt
+    titles = [meal.title for meal in plan.days[0].meals]
+    assert titles[0] == "Sunrise Grain Bowl"
+    assert len(set(titles)) == 3
+
+
 def scale_day(factor: float) -> Change:
     def change(answer: dict[str, Any]) -> dict[str, Any]:
         for meal in answer["meals"]:

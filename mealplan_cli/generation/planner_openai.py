@@ -98,6 +98,24 @@ def _failed(day: int, problems: list[str]) -> PlanRejectedError:
     )
 
 
+def _drop_repeats(
+    slots: list[Slot], meals: dict[Slot, CheckedMeal], problems: dict[Slot, list[str]]
+) -> None:
+    """Meals written apart may share a title: the later slot's is dropped, to be asked again."""
+    seen: dict[str, Slot] = {}
+    for slot in slots:
+        if slot not in meals:
+            continue
+        key = lookup_key(meals[slot].meal.title)
+        if key in seen:
+            title = meals.pop(slot).meal.title
+            problems[slot] = [
+                f"{title!r} is already the {seen[key].value} of this day: write a different meal"
+            ]
+        else:
+            seen[key] = slot
+
+
 class _Truncated(Exception):
     pass
 
@@ -322,6 +340,7 @@ class OpenAIPlanner:
         last: list[str] = []
         for _ in range(REGENERATIONS + 1):
             await _gather(one(slot) for slot in request.meals if slot not in meals)
+            _drop_repeats(request.meals, meals, problems)
             if len(meals) < len(request.meals):
                 last = [p for slot in request.meals if slot not in meals for p in problems[slot]]
                 continue
