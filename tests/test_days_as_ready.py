@@ -247,3 +247,67 @@ def test_report_days_over_every_transport(open_db: Opener, database_url: str) ->
         }
 
     run(open_db, body)
+
+
+class HeldOutline:
+    """Answers day 1's meal calls at once and holds every other call (the outline, the later
+    days) until ``release`` is set; ``held_answered`` counts held calls answered so far."""
+
+    def __init__(self) -> None:
+        self.inner = CatalogResponder()
+        self.release = threading.Event()
+        self.held_answered = 0
+
+    def __call__(self, request: ChatRequest) -> dict[str, Any]:
+        prompt = str(request.messages[-1]["content"])
+        if "write day 1 of 3, only its" in prompt:
+            return self.inner(request)
+        self.release.wait(60)
+        self.held_answered += 1
+        return self.inner(request)
+
+
+@pytest.mark.timeout(120)
+def test_day_one_is_told_while_the_outline_and_the_other_days_are_held() -> None:
+    responder = HeldOutline()
+    told: list[Day] = []
+    day_one = threading.Event()
+    finished: list[Any] = []
+
+    def on_day(day: Day) -> None:
+        told.append(day)
+        if day.day == 1:
+            day_one.set()
+
+    with FakeOpenAI(responder, api_key="sk-test-4f9c2b7e1d") as fake:
+
+        async def generate() -> Any:
+            settings = openai_settings(fake, openai_timeout_seconds=90)
+            async with generation_services(settings) as services:
+                return await generate_meal_plan(
+                    parse_request(REQUEST), planner=services.planner, on_day=on_day
+                )
+
+        thread = threading.Thread(target=lambda: finished.append(asyncio.run(generate())))
+        thread.start()
+        try:
+            assert day_one.wait(60), "day 1 waited for the outline"
+            assert responder.held_answered == 0  # nothing else has been answered yet
+            assert [day.day for day in told] == [1]
+            assert fake.calls_by_schema()["PlanOutline"] == 1  # asked, still held
+        finally:
+            responder.release.set()
+        thread.join(90)
+
+        plan = finished[0]
+        day_one_titles = [meal.title for meal in told[0].meals]
+        assert [meal.title for meal in plan.days[0].meals] == day_one_titles
+        later = [
+            str(r.messages[-1]["content"])
+            for r in fake.requests_for("DayPlan")
+            if "only its" not in str(r.messages[-1]["content"])
+        ]
+        assert len(later) == 2  # days 2 and 3, each told what day 1 serves
+        for prompt in later:
+            assert all(title in prompt for title in day_one_titles)
+            assert "Day 1 is already written with the main proteins" in prompt

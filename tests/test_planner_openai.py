@@ -54,13 +54,21 @@ def only_days(change: Change) -> Change:
     return transform
 
 
-def test_a_plan_is_one_outline_then_a_call_per_day(fake_openai: FakeOpenAI) -> None:
+def test_day_one_is_a_call_per_meal_beside_the_outline_then_a_call_per_day(
+    fake_openai: FakeOpenAI,
+) -> None:
     plan = plan_with(openai_settings(fake_openai))
-    assert fake_openai.calls_by_schema() == {"PlanOutline": 1, "DayPlan": 2}
+    assert fake_openai.calls_by_schema() == {"PlanOutline": 1, "DayPlan": 3 + 1}
+    day_prompts = [r.messages[-1]["content"] for r in fake_openai.requests_for("DayPlan")]
+    per_meal = sorted(p.split("only its ")[1].split(":")[0] for p in day_prompts if "only" in p)
+    assert per_meal == ["breakfast", "dinner", "lunch"]
+    assert all("write day 1 of 2, only its" in p for p in day_prompts if "only" in p)
+    outline = fake_openai.requests_for("PlanOutline")[0].messages[-1]["content"]
+    assert "outline days 2 to 2 (day 1 is written separately)" in outline
     assert plan.metadata.planner == "openai"
     assert plan.metadata.model == "gpt-4o-mini"
     usage = plan.metadata.usage
-    assert usage.calls == 3
+    assert usage.calls == 5
     assert usage.input_tokens > 0
     assert usage.output_tokens > 0
     assert usage.cost_usd > 0
@@ -87,13 +95,13 @@ def test_rate_limit_is_retried_after_retry_after(fake_openai: FakeOpenAI) -> Non
     fake_openai.inject(Fault.rate_limit, times=2)
     plan = plan_with(openai_settings(fake_openai))
     assert len(plan.days) == 2
-    assert len(fake_openai.requests) == 3 + 2
+    assert len(fake_openai.requests) == 5 + 2
 
 
 def test_insufficient_quota_fails_at_once_with_billing_advice(fake_openai: FakeOpenAI) -> None:
     fake_openai.inject(Fault.insufficient_quota)
     with pytest.raises(ProviderRejectedError, match="no quota left") as caught:
-        plan_with(openai_settings(fake_openai))
+        plan_with(serial(fake_openai))
     assert not caught.value.retryable
     assert len(fake_openai.requests) == 1
 
@@ -101,13 +109,13 @@ def test_insufficient_quota_fails_at_once_with_billing_advice(fake_openai: FakeO
 def test_server_errors_are_retried(fake_openai: FakeOpenAI) -> None:
     fake_openai.inject(Fault.server_error, times=2)
     plan_with(openai_settings(fake_openai))
-    assert len(fake_openai.requests) == 3 + 2
+    assert len(fake_openai.requests) == 5 + 2
 
 
 def test_persistent_server_errors_become_a_retryable_failure(fake_openai: FakeOpenAI) -> None:
     fake_openai.inject(Fault.server_error, times=10)
     with pytest.raises(ProviderUnavailableError, match="after 3 attempts") as caught:
-        plan_with(openai_settings(fake_openai, openai_max_attempts=3))
+        plan_with(serial(fake_openai, openai_max_attempts=3))
     assert caught.value.retryable
     assert len(fake_openai.requests) == 3
 
@@ -117,16 +125,28 @@ def test_a_hang_past_the_timeout_is_retried(fake_openai: FakeOpenAI) -> None:
     fake_openai.inject(Fault.hang)
     plan = plan_with(openai_settings(fake_openai, openai_timeout_seconds=0.5))
     assert len(plan.days) == 2
-    assert len(fake_openai.requests) == 3 + 1
+    assert len(fake_openai.requests) == 5 + 1
+
+
+def test_a_truncated_meal_is_regenerated_compactly(fake_openai: FakeOpenAI) -> None:
+    fake_openai.inject(Fault.transform, transform=lambda answer: answer)  # the outline passes
+    fake_openai.inject(Fault.truncated)  # day 1's breakfast is cut off
+    plan = plan_with(serial(fake_openai))
+    assert len(plan.days) == 2
+    assert fake_openai.calls_by_schema() == {"PlanOutline": 1, "DayPlan": 3 + 1 + 1}
+    retry_prompt = fake_openai.requests_for("DayPlan")[3].messages[-1]["content"]
+    assert "only its breakfast" in retry_prompt
+    assert "cut off for length" in retry_prompt
 
 
 def test_a_truncated_day_is_regenerated_compactly(fake_openai: FakeOpenAI) -> None:
-    fake_openai.inject(Fault.transform, transform=lambda answer: answer)  # the outline passes
-    fake_openai.inject(Fault.truncated)  # day 1 is cut off
+    fake_openai.inject(Fault.transform, times=4, transform=lambda answer: answer)  # day 1 passes
+    fake_openai.inject(Fault.truncated)  # day 2 is cut off
     plan = plan_with(serial(fake_openai))
     assert len(plan.days) == 2
-    assert fake_openai.calls_by_schema() == {"PlanOutline": 1, "DayPlan": 3}
-    retry_prompt = fake_openai.requests_for("DayPlan")[1].messages[-1]["content"]
+    assert fake_openai.calls_by_schema() == {"PlanOutline": 1, "DayPlan": 3 + 2}
+    retry_prompt = fake_openai.requests_for("DayPlan")[4].messages[-1]["content"]
+    assert "write day 2 of 2 in full" in retry_prompt
     assert "cut off for length" in retry_prompt
 
 
@@ -134,7 +154,7 @@ def test_a_truncated_outline_is_asked_for_again(fake_openai: FakeOpenAI) -> None
     fake_openai.inject(Fault.truncated)
     plan = plan_with(serial(fake_openai))
     assert len(plan.days) == 2
-    assert fake_openai.calls_by_schema() == {"PlanOutline": 2, "DayPlan": 2}
+    assert fake_openai.calls_by_schema() == {"PlanOutline": 2, "DayPlan": 3 + 1}
 
 
 def test_a_refusal_fails_at_once(fake_openai: FakeOpenAI) -> None:
@@ -184,8 +204,8 @@ def test_a_food_outside_the_enum_is_refused_and_the_day_regenerated(
     request = parse_request({"days": 1, "allergies": "sesame"})
     fake_openai.inject(Fault.transform, times=2, transform=only_days(add_unsafe_food_id))
     plan = plan_with(serial(fake_openai), request)
-    assert fake_openai.calls_by_schema()["DayPlan"] == 2
-    retry_prompt = fake_openai.requests_for("DayPlan")[1].messages[-1]["content"]
+    assert fake_openai.calls_by_schema()["DayPlan"] == 3 + 2  # breakfast and lunch again
+    retry_prompt = fake_openai.requests_for("DayPlan")[3].messages[-1]["content"]
     assert "did not match the schema" in retry_prompt
     assert all("sesame" not in meal.allergens for day in plan.days for meal in day.meals)
 
@@ -200,12 +220,32 @@ def test_an_allergen_in_the_answer_is_rejected_and_the_day_regenerated(
     assert len(rejected) == 1
     assert rejected[0].day == 1
     assert any("tahini contains sesame" in reason for reason in rejected[0].reasons)
-    retry_prompt = fake_openai.requests_for("DayPlan")[1].messages[-1]["content"]
+    assert fake_openai.calls_by_schema()["DayPlan"] == 3 + 1 + 1  # the breakfast alone again
+    retry_prompt = fake_openai.requests_for("DayPlan")[3].messages[-1]["content"]
+    assert "only its breakfast" in retry_prompt
     assert "was rejected because" in retry_prompt
     assert "tahini contains sesame" in retry_prompt
     for day in plan.days:
         for meal in day.meals:
             assert "sesame" not in meal.allergens
+
+
+def same_title(answer: dict[str, Any]) -> dict[str, Any]:
+    answer["meals"][0]["title"] = "Sunrise Grain Bowl"
+    return answer
+
+
+def test_two_meals_of_day_one_with_one_title_ask_the_later_again(fake_openai: FakeOpenAI) -> None:
+    request = parse_request({"days": 1})
+    fake_openai.inject(Fault.transform, times=2, transform=only_days(same_title))
+    plan = plan_with(serial(fake_openai), request)
+    assert fake_openai.calls_by_schema()["DayPlan"] == 3 + 1
+    retry_prompt = fake_openai.requests_for("DayPlan")[3].messages[-1]["content"]
+    assert "only its lunch" in retry_prompt
+    assert "'Sunrise Grain Bowl' is already the breakfast of this day" in retry_prompt
+    titles = [meal.title for meal in plan.days[0].meals]
+    assert titles[0] == "Sunrise Grain Bowl"
+    assert len(set(titles)) == 3
 
 
 def scale_day(factor: float) -> Change:
@@ -220,18 +260,19 @@ def scale_day(factor: float) -> Change:
 
 
 def test_calories_far_off_are_rejected_and_regenerated(fake_openai: FakeOpenAI) -> None:
-    fake_openai.inject(Fault.transform, times=2, transform=only_days(scale_day(0.4)))
+    # The outline, then day 1's three meals: the day as a whole is far off its target.
+    fake_openai.inject(Fault.transform, times=4, transform=only_days(scale_day(0.4)))
     plan = plan_with(serial(fake_openai))
-    assert fake_openai.calls_by_schema()["DayPlan"] == 3
-    retry_prompt = fake_openai.requests_for("DayPlan")[1].messages[-1]["content"]
+    assert fake_openai.calls_by_schema()["DayPlan"] == 3 + 3 + 1  # day 1 rewritten whole
+    retry_prompt = fake_openai.requests_for("DayPlan")[3].messages[-1]["content"]
     assert "beyond what scaling portions may fix" in retry_prompt
     assert abs(plan.days[0].totals.kcal - 2200) <= 0.05 * 2200
 
 
 def test_calories_modestly_off_are_scaled_in_code(fake_openai: FakeOpenAI) -> None:
-    fake_openai.inject(Fault.transform, times=2, transform=only_days(scale_day(1.2)))
+    fake_openai.inject(Fault.transform, times=4, transform=only_days(scale_day(1.2)))
     plan = plan_with(serial(fake_openai))
-    assert fake_openai.calls_by_schema()["DayPlan"] == 2
+    assert fake_openai.calls_by_schema()["DayPlan"] == 3 + 1
     scaled = plan.metadata.validation.scaled
     assert {s.day for s in scaled} == {1}
     assert all(s.factor == pytest.approx(1 / 1.2, rel=0.02) for s in scaled)
@@ -240,7 +281,7 @@ def test_calories_modestly_off_are_scaled_in_code(fake_openai: FakeOpenAI) -> No
 
 def test_a_day_that_keeps_failing_fails_the_plan_with_reasons(fake_openai: FakeOpenAI) -> None:
     request = parse_request({"days": 1, "allergies": "sesame"})
-    fake_openai.inject(Fault.transform, times=4, transform=only_days(add_tahini))
+    fake_openai.inject(Fault.transform, times=20, transform=only_days(add_tahini))
     with pytest.raises(PlanRejectedError, match="failed validation 3 times") as caught:
         plan_with(serial(fake_openai), request)
     assert any("sesame" in reason for reason in caught.value.reasons)

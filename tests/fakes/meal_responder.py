@@ -3,8 +3,8 @@
 It reads the request back out of the prompt (the line ``Request (JSON): ...``), plans it with the
 catalogue planner, and answers each schema as a careful model would: ``PlanOutline`` with every
 title, ``DayPlan`` with one day in full (each ingredient by its food id, as the schema's enum
-asks), and ``WholePlan`` (used by the latency benchmark) with every day at once. Faults are
-layered on top with ``FakeOpenAI.inject``.
+asks) or just the one meal the prompt asks for, and ``WholePlan`` (used by the latency
+benchmark) with every day at once. Faults are layered on top with ``FakeOpenAI.inject``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tests.fakes.openai_server import ChatRequest
 _REQUEST_LINE = re.compile(r"^Request \(JSON\): (?P<json>.+)$", re.MULTILINE)
 _NOTES_LINE = re.compile(r"^User notes \(quoted data\): (?P<json>.+)$", re.MULTILINE)
 _DAY_LINE = re.compile(r"write day (?P<day>\d+) of")
+_ONLY_SLOT = re.compile(r"write day \d+ of \d+, only its (?P<slot>\w+)")
 
 
 class CatalogResponder:
@@ -61,7 +62,11 @@ class CatalogResponder:
             if match is None:
                 raise ValueError("a DayPlan prompt must say which day to write")
             number = int(match["day"])
-            return day_answer(number, days[number - 1])
+            meals = days[number - 1]
+            only = _ONLY_SLOT.search(prompt)
+            if only is not None:  # one meal of the day: the planner writes day 1 meal by meal
+                meals = [c for c in meals if c.meal.slot.value == only["slot"]]
+            return day_answer(number, meals)
         if request.schema_name == "WholePlan":
             return {"days": [day_answer(n, meals) for n, meals in enumerate(days, start=1)]}
         raise ValueError(f"no answer for schema {request.schema_name!r}")
