@@ -55,4 +55,3 @@ class HandlerRegistry:
 
 async def ping_job(job: ClaimedJob, context: JobContext) -> None:
     """Completes at once: for health checks and queue benchmarks."""
-
