@@ -238,8 +238,10 @@ def test_the_worker_survives_its_connections_being_killed(
     assert killed
     assert worker.wait(90) == 0, worker.output
     outages = worker.output.count("database unavailable (")
-    assert outages >= 1, worker.output  # each outage is logged once as it starts...
-    assert worker.output.count("database reachable again") == outages  # ...and once as it ends
+    # The kill is noticed: by a call that was in flight (an outage), or by the listener. A pool
+    # that replaced its idle connections before any call needed them has nothing to report.
+    assert outages or "LISTEN connection lost" in worker.output, worker.output
+    assert worker.output.count("database reachable again") == outages  # each outage ends
     assert statuses(database_url) == {"completed": 8}
     assert all(n == 1 for n in completions_per_job(database_url).values())
     assert_plans_valid(database_url, 8)
