@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mealplan_cli.generation.foods import default_table
+from mealplan_cli.generation.meal_facts import Violation
 from mealplan_cli.generation.models import (
     Allergen,
     DraftIngredient,
@@ -15,13 +16,9 @@ from mealplan_cli.generation.models import (
     Slot,
     parse_request,
 )
+from mealplan_cli.generation.proteins import protein_key
 from mealplan_cli.generation.text import normalise, unreadable
-from mealplan_cli.generation.validation import (
-    CheckedMeal,
-    PlanValidator,
-    Violation,
-    protein_key,
-)
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 
 A = Allergen
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mealplan_cli.generation.foods import default_table
+from mealplan_cli.generation.meal_facts import Violation, ViolationKind
 from mealplan_cli.generation.models import (
     Day,
     DraftIngredient,
@@ -15,13 +16,8 @@ from mealplan_cli.generation.models import (
     Slot,
     parse_request,
 )
-from mealplan_cli.generation.validation import (
-    CheckedMeal,
-    PlanValidator,
-    Violation,
-    ViolationKind,
-    scale_draft,
-)
+from mealplan_cli.generation.portions import scale_draft
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 
 
 def ingredient(name: str, grams: float, **figures: float) -> DraftIngredient:

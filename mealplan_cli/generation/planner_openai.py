@@ -51,7 +51,8 @@ from mealplan_cli.generation.planner_schema import DayPlan, LlmMeal, OutlineDay,
 from mealplan_cli.generation.planner_schema import day_schema as day_schema
 from mealplan_cli.generation.planner_schema import safe_foods as safe_foods
 from mealplan_cli.generation.pricing import Price, cost_usd, price_for
-from mealplan_cli.generation.validation import CheckedMeal, PlanValidator, protein_key
+from mealplan_cli.generation.proteins import protein_key
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 
 REGENERATIONS = 2
 """A day the validator refuses is asked for again at most this many times."""
