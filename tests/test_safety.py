@@ -251,7 +251,7 @@ def test_a_planner_cannot_tag_its_own_meal_safe() -> None:
 
 
 def test_the_whole_table_fits_openais_enum_limits() -> None:
-    from mealplan_cli.generation.planner_openai import day_schema
+    from mealplan_cli.generation.planner_schema import day_schema
 
     ids = tuple(food.id for food in default_table().foods)
     schema = day_schema(ids).model_json_schema()
@@ -264,7 +264,7 @@ def test_the_whole_table_fits_openais_enum_limits() -> None:
 def test_too_few_safe_foods_names_the_constraint() -> None:
     from mealplan_cli.errors import InfeasibleRequestError
     from mealplan_cli.generation.foods import FoodTable
-    from mealplan_cli.generation.planner_openai import safe_foods
+    from mealplan_cli.generation.planner_schema import safe_foods
 
     table = default_table()
     animal = [f for f in table.foods if f.flags & {"meat", "poultry", "fish", "dairy"}][:40]
