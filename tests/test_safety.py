@@ -7,18 +7,14 @@ from typing import Any
 
 import pytest
 
+from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
 from mealplan_cli.generation.foods import default_table
 from mealplan_cli.generation.meal_facts import Violation
-from mealplan_cli.generation.models import (
-    Allergen,
-    DraftIngredient,
-    DraftMeal,
-    Slot,
-    parse_request,
-)
 from mealplan_cli.generation.proteins import protein_key
+from mealplan_cli.generation.request import parse_request
 from mealplan_cli.generation.text import normalise, unreadable
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.generation.vocabulary import Allergen, Slot
 
 A = Allergen
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from mealplan_cli.generation.foods import words
 from mealplan_cli.generation.lexicon import PROTEIN_FAMILIES
-from mealplan_cli.generation.models import Allergen, allergen_families
+from mealplan_cli.generation.vocabulary import Allergen, allergen_families
 
 
 def read_exclusions(

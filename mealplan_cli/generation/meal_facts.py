@@ -15,8 +15,9 @@ from enum import StrEnum
 from functools import lru_cache
 
 from mealplan_cli.generation.diets import FlaggedIngredient
+from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
 from mealplan_cli.generation.foods import Food, FoodTable, words
-from mealplan_cli.generation.models import DraftIngredient, DraftMeal, Nutrition
+from mealplan_cli.generation.models import Nutrition
 from mealplan_cli.generation.text import unreadable
 
 MAX_INGREDIENT_GRAMS = 5000.0

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from mealplan_cli.errors import PlanRejectedError
 from mealplan_cli.generation.foods import lookup_key
-from mealplan_cli.generation.models import RejectedMeal, Slot
+from mealplan_cli.generation.models import RejectedMeal
 from mealplan_cli.generation.planner_schema import LlmMeal
 from mealplan_cli.generation.proteins import protein_key
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.generation.vocabulary import Slot
 
 REGENERATIONS = 2
 """A day the validator refuses is asked for again at most this many times."""

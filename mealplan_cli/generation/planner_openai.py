@@ -21,7 +21,7 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from mealplan_cli.errors import PlanRejectedError
-from mealplan_cli.generation.models import MealPlanRequest, RejectedMeal, ScaledMeal, Slot
+from mealplan_cli.generation.models import RejectedMeal, ScaledMeal
 from mealplan_cli.generation.openai_calls import StructuredCalls, Tally, Truncated, Unparseable
 from mealplan_cli.generation.planner import (
     DayCallback,
@@ -50,7 +50,9 @@ from mealplan_cli.generation.planner_schema import (
     safe_foods,
 )
 from mealplan_cli.generation.pricing import Price, price_for
+from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.generation.vocabulary import Slot
 
 DAY_MAX_COMPLETION_TOKENS = 8000
 MEAL_MAX_COMPLETION_TOKENS = 4000

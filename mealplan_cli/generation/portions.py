@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mealplan_cli.generation.models import DraftIngredient, DraftMeal, Meal
+from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
+from mealplan_cli.generation.models import Meal
 
 DAY_TOLERANCE = 0.05
 """Each day's energy must be within this share of the target."""

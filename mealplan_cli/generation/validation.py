@@ -19,20 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mealplan_cli.generation.diets import FlaggedIngredient, diet_violations
+from mealplan_cli.generation.drafts import DraftMeal
 from mealplan_cli.generation.exclusions import contains, read_exclusions
 from mealplan_cli.generation.foods import Food, FoodTable, default_table, lookup_key, words
 from mealplan_cli.generation.meal_facts import MealFacts, Violation, ViolationKind, meal_facts
-from mealplan_cli.generation.models import (
-    Allergen,
-    Day,
-    Diet,
-    DraftMeal,
-    Ingredient,
-    Meal,
-    MealPlanRequest,
-    Nutrition,
-    ScaledMeal,
-)
+from mealplan_cli.generation.models import Day, Ingredient, Meal, Nutrition, ScaledMeal
 from mealplan_cli.generation.portions import (
     DAY_TOLERANCE,
     SCALE_RANGE,
@@ -40,6 +31,8 @@ from mealplan_cli.generation.portions import (
     scale_draft,
 )
 from mealplan_cli.generation.proteins import protein_key, protein_name, protein_runs
+from mealplan_cli.generation.request import MealPlanRequest
+from mealplan_cli.generation.vocabulary import Allergen, Diet
 
 _CLAIM_WORDS = frozenset(d.value.replace("_", " ") for d in Diet) | {"free", "safe", "allergen"}
 
