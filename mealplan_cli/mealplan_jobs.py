@@ -13,8 +13,8 @@ from typing import Any
 
 from mealplan_cli.errors import DatabaseError, InvalidRequestError
 from mealplan_cli.generation import generate_meal_plan
-from mealplan_cli.generation.models import parse_request
 from mealplan_cli.generation.planner import Progress
+from mealplan_cli.generation.request import parse_request
 from mealplan_cli.generation.services import GenerationServices
 from mealplan_cli.job_handlers import JobContext
 from mealplan_cli.mealplan_days import DayWriter

@@ -16,7 +16,8 @@ from mealplan_cli.queue import ClaimedJob, parse_uuid
 
 if TYPE_CHECKING:
     from mealplan_cli.generation.images import CachedPhoto
-    from mealplan_cli.generation.models import MealPlanRequest, Photo
+    from mealplan_cli.generation.models import Photo
+    from mealplan_cli.generation.request import MealPlanRequest
 
 MEAL_PLAN_JOB = "generate_meal_plan"
 

@@ -8,8 +8,11 @@ import pytest
 
 from mealplan_cli.generation.catalog import CUISINES, default_catalog
 from mealplan_cli.generation.foods import default_table, lookup_key
-from mealplan_cli.generation.models import Allergen, Nutrition, Slot, parse_request
-from mealplan_cli.generation.validation import PlanValidator, meal_facts
+from mealplan_cli.generation.meal_facts import meal_facts
+from mealplan_cli.generation.models import Nutrition
+from mealplan_cli.generation.request import parse_request
+from mealplan_cli.generation.validation import PlanValidator
+from mealplan_cli.generation.vocabulary import Allergen, Slot
 
 KCAL_PER_SERVING = {
     Slot.breakfast: (350, 550),

@@ -17,7 +17,8 @@ from psycopg.rows import dict_row
 
 from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.generation import generate_meal_plan
-from mealplan_cli.generation.models import Day, parse_request
+from mealplan_cli.generation.models import Day
+from mealplan_cli.generation.request import parse_request
 from mealplan_cli.generation.services import generation_services
 from mealplan_cli.mealplans import MealPlans
 from mealplan_cli.queue import Queue

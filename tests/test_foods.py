@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mealplan_cli.generation.foods import AISLES, DIET_FLAGS, default_table, lookup_key
-from mealplan_cli.generation.models import Allergen
 from mealplan_cli.generation.nutrition import passes_atwater
+from mealplan_cli.generation.vocabulary import Allergen
 
 A = Allergen
 

@@ -14,7 +14,7 @@ import pytest
 from mealplan_cli.config import Settings
 from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
 from mealplan_cli.generation.images import MemoryImageCache, photo_query
-from mealplan_cli.generation.models import parse_request
+from mealplan_cli.generation.request import parse_request
 from tests.conftest import UNSPLASH_TEST_KEY, unsplash_settings
 from tests.fakes.unsplash_server import FakeUnsplash, UnsplashFault
 

@@ -14,10 +14,11 @@ from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation import MealPlan, generate_meal_plan
 from mealplan_cli.generation.catalog import default_catalog
 from mealplan_cli.generation.foods import default_table, words
-from mealplan_cli.generation.models import Allergen, Diet, MealPlanRequest, Slot, parse_request
 from mealplan_cli.generation.planner import Progress
 from mealplan_cli.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.generation.request import MealPlanRequest, parse_request
 from mealplan_cli.generation.validation import PlanValidator
+from mealplan_cli.generation.vocabulary import Allergen, Diet, Slot
 
 
 def plan(request: MealPlanRequest, seed: int | None = 1, **kwargs: Any) -> MealPlan:

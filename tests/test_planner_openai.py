@@ -20,7 +20,7 @@ from mealplan_cli.errors import (
     ProviderUnavailableError,
 )
 from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
-from mealplan_cli.generation.models import MealPlanRequest, parse_request
+from mealplan_cli.generation.request import MealPlanRequest, parse_request
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI, Fault
 

@@ -25,7 +25,8 @@ from mealplan_cli.db.base import (
 from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.db.rest import RestDatabase
 from mealplan_cli.generation.images import CachedPhoto
-from mealplan_cli.generation.models import Photo, parse_request
+from mealplan_cli.generation.models import Photo
+from mealplan_cli.generation.request import parse_request
 from mealplan_cli.mealplans import DatabaseImageCache, MealPlans
 from mealplan_cli.queue import Completion, Queue
 from tests.fakes.postgrest_server import FakePostgrest

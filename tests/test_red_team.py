@@ -18,8 +18,9 @@ import pytest
 from mealplan_cli.errors import GenerationError
 from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
 from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.models import Allergen, Diet, parse_request
+from mealplan_cli.generation.request import parse_request
 from mealplan_cli.generation.text import normalise
+from mealplan_cli.generation.vocabulary import Allergen, Diet
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.red_team import SCENARIOS, RedTeamResponder, Scenario

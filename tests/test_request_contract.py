@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.models import ALLERGEN_ALIASES, Allergen, Diet, Slot, parse_request
+from mealplan_cli.generation.request import parse_request
+from mealplan_cli.generation.vocabulary import ALLERGEN_ALIASES, Allergen, Diet, Slot
 from tests import pg
 
 WHITESPACE = [" ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\x85", "\xa0", "\u2009", "\u3000"]

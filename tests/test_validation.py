@@ -6,22 +6,14 @@ from typing import Any
 
 import pytest
 
+from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
 from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.models import (
-    Day,
-    DraftIngredient,
-    DraftMeal,
-    MealPlanRequest,
-    Slot,
-    parse_request,
-)
-from mealplan_cli.generation.validation import (
-    CheckedMeal,
-    PlanValidator,
-    Violation,
-    ViolationKind,
-    scale_draft,
-)
+from mealplan_cli.generation.meal_facts import Violation, ViolationKind
+from mealplan_cli.generation.models import Day
+from mealplan_cli.generation.portions import scale_draft
+from mealplan_cli.generation.request import MealPlanRequest, parse_request
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.generation.vocabulary import Slot
 
 
 def ingredient(name: str, grams: float, **figures: float) -> DraftIngredient:

@@ -106,7 +106,7 @@ async def _migrate(
     settings: Settings, *, apply: bool, adopt: bool
 ) -> tuple[list[MigrationStatus], list[Migration], list[str], str | None]:
     """(statuses, files applied, what adoption did, why the database needs --adopt)"""
-    from mealplan_cli.db import adoption
+    from mealplan_cli.db import legacy_schema
     from mealplan_cli.db.connect import direct_connection, postgres_url
     from mealplan_cli.db.migrations import apply_migrations, migration_status
 
@@ -115,7 +115,7 @@ async def _migrate(
     async with direct_connection(url) as conn:
         applied = await apply_migrations(conn, adopt=adopt, report=notes) if apply else []
         statuses = await migration_status(conn)
-        legacy = None if apply or statuses[0].applied else await adoption.inspect(conn)
+        legacy = None if apply or statuses[0].applied else await legacy_schema.inspect(conn)
         return statuses, applied, notes, legacy.refusal() if legacy else None
 
 

@@ -85,7 +85,8 @@ def demo(
 async def _demo(settings: Settings, concurrency: int) -> MealPlan | None:
     from rich.live import Live
 
-    from mealplan_cli.generation.models import MealPlan, parse_request
+    from mealplan_cli.generation.models import MealPlan
+    from mealplan_cli.generation.request import parse_request
     from mealplan_cli.mealplans import MealPlans
     from mealplan_cli.runtime import open_runtime
     from mealplan_cli.worker import default_worker_id

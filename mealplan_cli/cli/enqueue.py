@@ -14,7 +14,7 @@ from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, std
 
 if TYPE_CHECKING:
     from mealplan_cli.config import Settings
-    from mealplan_cli.generation.models import MealPlanRequest
+    from mealplan_cli.generation.request import MealPlanRequest
 
 MEAL_PLAN_JOB = "generate_meal_plan"
 _JOB_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")

@@ -14,7 +14,7 @@ from mealplan_cli.errors import ProviderUnavailableError
 if TYPE_CHECKING:
     from mealplan_cli.config import Settings
     from mealplan_cli.generation import MealPlan
-    from mealplan_cli.generation.models import MealPlanRequest
+    from mealplan_cli.generation.request import MealPlanRequest
 
 
 @app.command()

@@ -13,7 +13,7 @@ from mealplan_cli.errors import InvalidRequestError
 from mealplan_cli.generation.vocabulary import alias_help
 
 if TYPE_CHECKING:
-    from mealplan_cli.generation.models import MealPlanRequest
+    from mealplan_cli.generation.request import MealPlanRequest
 
 RequestFile = Annotated[
     Path | None,
@@ -80,7 +80,7 @@ class RequestOptions:
 
     def build(self) -> MealPlanRequest:
         """The request from the file (if any) with the given options on top."""
-        from mealplan_cli.generation.models import MacroSplit, parse_request
+        from mealplan_cli.generation.request import MacroSplit, parse_request
 
         data: dict[str, Any] = {}
         if self.file is not None:

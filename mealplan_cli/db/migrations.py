@@ -269,7 +269,7 @@ async def apply_migrations(
     ``adopt``; then the take-over and every migration run in one transaction, so that it
     either happens whole or not at all; what it did is appended to ``report``.
     """
-    from mealplan_cli.db import adoption
+    from mealplan_cli.db import adoption, legacy_schema
 
     migrations = migrations if migrations is not None else bundled_migrations()
     applied: list[Migration] = []
@@ -279,7 +279,7 @@ async def apply_migrations(
             migrations[0].version in await _recorded(conn)
             or _ours_in_supabase_ledger(migrations[0], await _supabase_recorded(conn))
         )
-        legacy = None if first_done else await adoption.inspect(conn)
+        legacy = None if first_done else await legacy_schema.inspect(conn)
         if legacy is not None and legacy.problems:
             if not adopt:
                 raise LegacySchemaError(legacy.refusal())

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mealplan_cli.generation.models import MealPlan as MealPlan
-    from mealplan_cli.generation.models import MealPlanRequest as MealPlanRequest
     from mealplan_cli.generation.pipeline import generate_meal_plan as generate_meal_plan
     from mealplan_cli.generation.planner import Progress as Progress
     from mealplan_cli.generation.planner import ProgressCallback as ProgressCallback
+    from mealplan_cli.generation.request import MealPlanRequest as MealPlanRequest
     from mealplan_cli.generation.services import GenerationServices as GenerationServices
     from mealplan_cli.generation.services import generation_services as generation_services
 
 _HOMES = {
     "GenerationServices": "services",
     "MealPlan": "models",
-    "MealPlanRequest": "models",
+    "MealPlanRequest": "request",
     "Progress": "planner",
     "ProgressCallback": "planner",
     "generate_meal_plan": "pipeline",

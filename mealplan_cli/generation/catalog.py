@@ -7,8 +7,9 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
 from mealplan_cli.generation.foods import data_files
-from mealplan_cli.generation.models import DraftIngredient, DraftMeal, Slot
+from mealplan_cli.generation.vocabulary import Slot
 
 CUISINES = (
     "american",

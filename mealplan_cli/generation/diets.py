@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mealplan_cli.generation.foods import Food
-from mealplan_cli.generation.models import Allergen, Diet, Nutrition
+from mealplan_cli.generation.models import Nutrition
+from mealplan_cli.generation.vocabulary import Allergen, Diet
 
 
 @dataclass(frozen=True)

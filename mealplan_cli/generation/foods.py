@@ -25,8 +25,9 @@ from itertools import pairwise
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mealplan_cli.generation.lexicon import FREE_FROM, LEXICON
-from mealplan_cli.generation.models import Allergen, Nutrition
+from mealplan_cli.generation.models import Nutrition
 from mealplan_cli.generation.text import normalise
+from mealplan_cli.generation.vocabulary import Allergen
 
 DIET_FLAGS = frozenset(
     {

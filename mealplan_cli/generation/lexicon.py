@@ -14,7 +14,7 @@ their own, so their parts are read, and each part counts.
 
 from __future__ import annotations
 
-from mealplan_cli.generation.models import Allergen
+from mealplan_cli.generation.vocabulary import Allergen
 
 A = Allergen
 Entry = tuple[frozenset[Allergen], frozenset[str]]

@@ -16,13 +16,13 @@ from mealplan_cli.generation.images import PhotosUnavailable, UnsplashPhotos
 from mealplan_cli.generation.models import (
     Day,
     MealPlan,
-    MealPlanRequest,
     Nutrition,
     Photo,
     PlanMetadata,
     ValidationReport,
 )
 from mealplan_cli.generation.planner import Planner, Progress, ProgressCallback, no_progress
+from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.shopping import shopping_list
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mealplan_cli.generation.models import MealPlanRequest, RejectedMeal, ScaledMeal, Usage
+from mealplan_cli.generation.models import RejectedMeal, ScaledMeal, Usage
+from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
+from mealplan_cli.generation.drafts import DraftMeal
 from mealplan_cli.generation.foods import FoodTable
-from mealplan_cli.generation.models import DraftMeal, MealPlanRequest, ScaledMeal, Slot
+from mealplan_cli.generation.meal_facts import MealFacts, ViolationKind, meal_facts
+from mealplan_cli.generation.models import ScaledMeal
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -25,15 +27,10 @@ from mealplan_cli.generation.planner import (
     ProgressCallback,
     no_day,
 )
-from mealplan_cli.generation.validation import (
-    MAX_DAYS_IN_A_ROW,
-    CheckedMeal,
-    MealFacts,
-    PlanValidator,
-    ViolationKind,
-    meal_facts,
-    protein_key,
-)
+from mealplan_cli.generation.proteins import MAX_DAYS_IN_A_ROW, protein_key
+from mealplan_cli.generation.request import MealPlanRequest
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.generation.vocabulary import Slot
 
 SLOT_SHARE = {Slot.breakfast: 0.25, Slot.lunch: 0.35, Slot.dinner: 0.40, Slot.snack: 0.12}
 """How a day's energy is spread over the slots it has (renormalised)."""

@@ -15,25 +15,14 @@ per day, with the reasons in the prompt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
-import openai
-import pydantic
 from openai import AsyncOpenAI
-from pydantic import BaseModel
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from mealplan_cli.errors import PlanRejectedError, ProviderRejectedError, ProviderUnavailableError
-from mealplan_cli.generation.foods import lookup_key
-from mealplan_cli.generation.models import MealPlanRequest, RejectedMeal, ScaledMeal, Slot, Usage
-from mealplan_cli.generation.openai_errors import (
-    first_error,
-    provider_error,
-    retry_wait,
-    transient,
-)
+from mealplan_cli.errors import PlanRejectedError
+from mealplan_cli.generation.models import RejectedMeal, ScaledMeal
+from mealplan_cli.generation.openai_calls import StructuredCalls, Tally, Truncated, Unparseable
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -41,33 +30,32 @@ from mealplan_cli.generation.planner import (
     ProgressCallback,
     no_day,
 )
+from mealplan_cli.generation.planner_checks import (
+    REGENERATIONS,
+    check_meal,
+    day_failed,
+    drop_repeats,
+    variety_clashes,
+)
 from mealplan_cli.generation.planner_prompts import (
-    INSTRUCTIONS,
     day_prompt,
     meal_prompt,
     outline_prompt,
 )
-from mealplan_cli.generation.planner_schema import DayPlan, LlmMeal, OutlineDay, PlanOutline
-from mealplan_cli.generation.planner_schema import day_schema as day_schema
-from mealplan_cli.generation.planner_schema import safe_foods as safe_foods
-from mealplan_cli.generation.pricing import Price, cost_usd, price_for
-from mealplan_cli.generation.validation import CheckedMeal, PlanValidator, protein_key
-
-REGENERATIONS = 2
-"""A day the validator refuses is asked for again at most this many times."""
+from mealplan_cli.generation.planner_schema import (
+    DayPlan,
+    OutlineDay,
+    PlanOutline,
+    day_schema,
+    safe_foods,
+)
+from mealplan_cli.generation.pricing import Price, price_for
+from mealplan_cli.generation.request import MealPlanRequest
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.generation.vocabulary import Slot
 
 DAY_MAX_COMPLETION_TOKENS = 8000
 MEAL_MAX_COMPLETION_TOKENS = 4000
-
-T = TypeVar("T", bound=BaseModel)
-
-
-@dataclass
-class _Tally:
-    """Usage across concurrent calls, and whether one of them has already failed the plan."""
-
-    usage: Usage = field(default_factory=Usage)
-    failed: bool = False
 
 
 @dataclass
@@ -77,51 +65,6 @@ class _Written:
     meals: list[CheckedMeal]
     scaled: list[ScaledMeal]
     rejected: list[RejectedMeal]
-
-
-def _check(
-    validator: PlanValidator, day: int, meal: LlmMeal, rejected: list[RejectedMeal]
-) -> CheckedMeal | list[str]:
-    """The validator's verdict on one meal; a refusal is recorded and returned as reasons."""
-    outcome = validator.check(meal.draft())
-    if not isinstance(outcome, list):
-        return outcome
-    reasons = [str(v) for v in outcome]
-    rejected.append(RejectedMeal(day=day, slot=meal.slot, title=meal.title, reasons=reasons))
-    return [f"{meal.slot.value} {meal.title!r}: {r}" for r in reasons]
-
-
-def _failed(day: int, problems: list[str]) -> PlanRejectedError:
-    return PlanRejectedError(
-        f"day {day} failed validation {REGENERATIONS + 1} times: " + "; ".join(problems[:3]),
-        problems,
-    )
-
-
-def _drop_repeats(
-    slots: list[Slot], meals: dict[Slot, CheckedMeal], problems: dict[Slot, list[str]]
-) -> None:
-    """Meals written apart may share a title: the later slot's is dropped, to be asked again."""
-    seen: dict[str, Slot] = {}
-    for slot in slots:
-        if slot not in meals:
-            continue
-        key = lookup_key(meals[slot].meal.title)
-        if key in seen:
-            title = meals.pop(slot).meal.title
-            problems[slot] = [
-                f"{title!r} is already the {seen[key].value} of this day: write a different meal"
-            ]
-        else:
-            seen[key] = slot
-
-
-class _Truncated(Exception):
-    pass
-
-
-class _Unparseable(Exception):
-    pass
 
 
 class OpenAIPlanner:
@@ -146,6 +89,7 @@ class OpenAIPlanner:
         self.max_attempts = max_attempts
         self.price = price_for(model, price)
         self.day_one_by_meals = day_one_by_meals
+        self.calls = StructuredCalls(client, model, max_attempts, self.price)
 
     async def plan(
         self,
@@ -161,7 +105,7 @@ class OpenAIPlanner:
         time. The other days start once both are done, so each is told day 1's titles and
         proteins; the variety checks then run over the whole week as before.
         """
-        tally = _Tally()
+        tally = Tally()
         result = PlannerResult(days=[], model=self.model)
         if self.price is None:
             result.notes.append(
@@ -222,12 +166,12 @@ class OpenAIPlanner:
         await _gather([day_one(), outline()] if self.day_one_by_meals else [outline()])
         await _gather(one_day(day, []) for day in range(first, request.days + 1))
         for _ in range(REGENERATIONS):
-            clashes = _variety_clashes(days)
+            clashes = variety_clashes(days)
             if not clashes:
                 break
             for day, reasons in clashes.items():
                 await one_day(day, reasons)
-        clashes = _variety_clashes(days)
+        clashes = variety_clashes(days)
         if clashes:
             reasons = [r for rs in clashes.values() for r in rs]
             raise PlanRejectedError("the model kept repeating meals: " + reasons[0], reasons)
@@ -235,12 +179,12 @@ class OpenAIPlanner:
         result.usage = tally.usage
         return result
 
-    async def _outline(self, request: MealPlanRequest, first: int, tally: _Tally) -> PlanOutline:
+    async def _outline(self, request: MealPlanRequest, first: int, tally: Tally) -> PlanOutline:
         prompt = outline_prompt(request, first_day=first)
         for _ in range(REGENERATIONS + 1):
             try:
-                return await self._parse(PlanOutline, prompt, tally, max_tokens=4000)
-            except (_Truncated, _Unparseable):
+                return await self.calls.parse(PlanOutline, prompt, tally, max_tokens=4000)
+            except (Truncated, Unparseable):
                 continue
         raise PlanRejectedError("the model could not produce a usable outline of the plan")
 
@@ -254,7 +198,7 @@ class OpenAIPlanner:
         avoid: list[str],
         problems: list[str],
         known: dict[int, list[str]],
-        tally: _Tally,
+        tally: Tally,
     ) -> _Written:
         rejected: list[RejectedMeal] = []
         problems = list(problems)
@@ -262,11 +206,11 @@ class OpenAIPlanner:
         for _ in range(REGENERATIONS + 1):
             prompt = day_prompt(request, day, outline, avoid, problems, compact, known)
             try:
-                answer = await self._parse(schema, prompt, tally, DAY_MAX_COMPLETION_TOKENS)
-            except _Truncated:
+                answer = await self.calls.parse(schema, prompt, tally, DAY_MAX_COMPLETION_TOKENS)
+            except Truncated:
                 compact, problems = True, ["the answer was cut off for length"]
                 continue
-            except _Unparseable as error:
+            except Unparseable as error:
                 problems = [f"the answer did not match the schema: {error}"]
                 continue
             problems = []
@@ -277,7 +221,7 @@ class OpenAIPlanner:
                 got = ", ".join(s.value for s in slots)
                 problems.append(f"the day must have exactly the meals {wanted}; it had {got}")
             for meal in answer.meals:
-                outcome = _check(validator, day, meal, rejected)
+                outcome = check_meal(validator, day, meal, rejected)
                 if isinstance(outcome, list):
                     problems += outcome
                 else:
@@ -289,7 +233,7 @@ class OpenAIPlanner:
                 problems = [str(v) for v in fit]
                 continue
             return _Written(fit.meals, fit.scaled, rejected)
-        raise _failed(day, problems)
+        raise day_failed(day, problems)
 
     async def _day_by_meals(
         self,
@@ -298,7 +242,7 @@ class OpenAIPlanner:
         schema: type[DayPlan],
         day: int,
         gate: asyncio.Semaphore,
-        tally: _Tally,
+        tally: Tally,
     ) -> _Written:
         """A day written one meal per call, the calls in parallel: about a third of a day call's
         time for three meals. Each meal goes through the same schema (a day holding just that
@@ -316,12 +260,14 @@ class OpenAIPlanner:
             prompt = meal_prompt(request, day, slot, avoid, problems[slot], slot in compact)
             async with gate:
                 try:
-                    answer = await self._parse(schema, prompt, tally, MEAL_MAX_COMPLETION_TOKENS)
-                except _Truncated:
+                    answer = await self.calls.parse(
+                        schema, prompt, tally, MEAL_MAX_COMPLETION_TOKENS
+                    )
+                except Truncated:
                     compact.add(slot)
                     problems[slot] = ["the answer was cut off for length"]
                     return
-                except _Unparseable as error:
+                except Unparseable as error:
                     problems[slot] = [f"the answer did not match the schema: {error}"]
                     return
             got = [meal.slot for meal in answer.meals]
@@ -331,7 +277,7 @@ class OpenAIPlanner:
                     + (", ".join(s.value for s in got) or "none")
                 ]
                 return
-            outcome = _check(validator, day, answer.meals[0], rejected)
+            outcome = check_meal(validator, day, answer.meals[0], rejected)
             if isinstance(outcome, list):
                 problems[slot] = outcome
             else:
@@ -340,7 +286,7 @@ class OpenAIPlanner:
         last: list[str] = []
         for _ in range(REGENERATIONS + 1):
             await _gather(one(slot) for slot in request.meals if slot not in meals)
-            _drop_repeats(request.meals, meals, problems)
+            drop_repeats(request.meals, meals, problems)
             if len(meals) < len(request.meals):
                 last = [p for slot in request.meals if slot not in meals for p in problems[slot]]
                 continue
@@ -350,109 +296,7 @@ class OpenAIPlanner:
             last = [str(v) for v in fit]
             meals.clear()
             problems = {slot: last for slot in request.meals}
-        raise _failed(day, last)
-
-    async def _parse(self, schema: type[T], prompt: str, tally: _Tally, max_tokens: int) -> T:
-        """One structured-output call, transport failures retried, errors made plain.
-
-        Once a call has failed the plan, a call that was waiting for its turn is not sent: it
-        ends as cancelled (the failure is being raised already) rather than spend tokens."""
-        if tally.failed:
-            raise asyncio.CancelledError()
-        try:
-            return await self._parse_once(schema, prompt, tally, max_tokens)
-        except (ProviderRejectedError, ProviderUnavailableError):
-            tally.failed = True
-            raise
-
-    async def _parse_once(self, schema: type[T], prompt: str, tally: _Tally, max_tokens: int) -> T:
-
-        async def call() -> Any:
-            return await self.client.chat.completions.parse(
-                model=self.model,
-                messages=[
-                    {"role": "system", "content": INSTRUCTIONS},
-                    {"role": "user", "content": prompt},
-                ],
-                response_format=schema,
-                max_completion_tokens=max_tokens,
-            )
-
-        try:
-            completion = await self._with_retries(call)
-        except openai.LengthFinishReasonError as error:
-            self._count(tally, error.completion.usage)
-            raise _Truncated() from None
-        except openai.ContentFilterFinishReasonError:
-            raise ProviderRejectedError(
-                "OpenAI's content filter stopped the answer: check the request's notes"
-            ) from None
-        except pydantic.ValidationError as error:
-            raise _Unparseable(first_error(error)) from None
-        self._count(tally, completion.usage)
-        message = completion.choices[0].message
-        if message.refusal:
-            raise ProviderRejectedError(
-                f"the model refused to write this plan ({message.refusal[:200]}): "
-                "check the request's notes"
-            )
-        if message.parsed is None:
-            raise _Unparseable("the answer was empty")
-        parsed: T = message.parsed
-        return parsed
-
-    async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(transient),
-                wait=retry_wait,
-                stop=stop_after_attempt(self.max_attempts),
-                reraise=True,
-            ):
-                with attempt:
-                    return await call()
-        except openai.APIError as error:
-            raise provider_error(error, self.model, self.max_attempts) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")
-
-    def _count(self, tally: _Tally, usage: Any) -> None:
-        if usage is None:
-            return
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = int(getattr(details, "cached_tokens", 0) or 0)
-        prompt, completion = int(usage.prompt_tokens), int(usage.completion_tokens)
-        tally.usage = tally.usage + Usage(
-            calls=1,
-            input_tokens=prompt,
-            output_tokens=completion,
-            cached_tokens=cached,
-            cost_usd=cost_usd(self.price, prompt, cached, completion),
-        )
-
-
-def _variety_clashes(days: dict[int, list[CheckedMeal]]) -> dict[int, list[str]]:
-    """Per day to rewrite, why: a title used earlier, or a protein on a third day running."""
-    clashes: dict[int, list[str]] = {}
-    seen: dict[str, int] = {}
-    ordered = sorted(days)
-    proteins: dict[int, set[str]] = {}
-    for day in ordered:
-        proteins[day] = {p for c in days[day] if (p := protein_key(c.meal.main_protein))}
-        for checked in days[day]:
-            key = lookup_key(checked.meal.title)
-            if key in seen:
-                clashes.setdefault(day, []).append(
-                    f"{checked.meal.title!r} is already served on day {seen[key]}"
-                )
-            seen.setdefault(key, day)
-    for day in ordered:
-        if day - 1 in proteins and day - 2 in proteins:
-            for protein in sorted(proteins[day] & proteins[day - 1] & proteins[day - 2]):
-                clashes.setdefault(day, []).append(
-                    f"{protein} is the main protein on days {day - 2}, {day - 1} and {day}: "
-                    "choose another"
-                )
-    return clashes
+        raise day_failed(day, last)
 
 
 async def _gather(tasks: Any) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 
-from mealplan_cli.generation.models import MealPlanRequest, Slot
 from mealplan_cli.generation.planner_catalog import SLOT_SHARE
+from mealplan_cli.generation.request import MealPlanRequest
+from mealplan_cli.generation.vocabulary import Slot
 
 INSTRUCTIONS = """\
 You are a registered dietitian and recipe developer writing meal plans for an app.

@@ -10,8 +10,9 @@ from typing import Any
 from pydantic import BaseModel, Field, create_model
 
 from mealplan_cli.errors import InfeasibleRequestError
-from mealplan_cli.generation.models import DraftIngredient, DraftMeal, Slot
+from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
 from mealplan_cli.generation.validation import PlanValidator
+from mealplan_cli.generation.vocabulary import Slot
 
 
 class OutlineMeal(BaseModel):

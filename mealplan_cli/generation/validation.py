@@ -15,65 +15,26 @@ except a listed free-from form (``lexicon.FREE_FROM``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import lru_cache
 
 from mealplan_cli.generation.diets import FlaggedIngredient, diet_violations
+from mealplan_cli.generation.drafts import DraftMeal
+from mealplan_cli.generation.exclusions import contains, read_exclusions
 from mealplan_cli.generation.foods import Food, FoodTable, default_table, lookup_key, words
-from mealplan_cli.generation.lexicon import PROTEIN_FAMILIES
-from mealplan_cli.generation.models import (
-    Allergen,
-    Day,
-    Diet,
-    DraftIngredient,
-    DraftMeal,
-    Ingredient,
-    Meal,
-    MealPlanRequest,
-    Nutrition,
-    ScaledMeal,
-    allergen_families,
+from mealplan_cli.generation.meal_facts import MealFacts, Violation, ViolationKind, meal_facts
+from mealplan_cli.generation.models import Day, Ingredient, Meal, Nutrition, ScaledMeal
+from mealplan_cli.generation.portions import (
+    DAY_TOLERANCE,
+    SCALE_RANGE,
+    per_serving_draft,
+    scale_draft,
 )
-from mealplan_cli.generation.text import unreadable
-
-DAY_TOLERANCE = 0.05
-"""Each day's energy must be within this share of the target."""
-
-SCALE_RANGE = (0.75, 1.33)
-"""A day whose energy is off the target by a ratio in this range is fixed by scaling portions."""
-
-MAX_DAYS_IN_A_ROW = 2
-"""No main protein family on more consecutive days than this."""
-
-MAX_INGREDIENT_GRAMS = 5000.0
-"""More than this of one ingredient in one serving is a mistake, not a recipe."""
-
-MAX_MEAL_MINUTES = 24 * 60
-
+from mealplan_cli.generation.proteins import protein_key, protein_name, protein_runs
+from mealplan_cli.generation.request import MealPlanRequest
+from mealplan_cli.generation.vocabulary import Allergen, Diet
 
 _CLAIM_WORDS = frozenset(d.value.replace("_", " ") for d in Diet) | {"free", "safe", "allergen"}
-
-
-class ViolationKind(StrEnum):
-    allergy = "allergy"
-    exclusion = "exclusion"
-    diet = "diet"
-    time = "time"
-    nutrition = "nutrition"
-    structure = "structure"
-    unresolved = "unresolved"
-
-
-@dataclass(frozen=True)
-class Violation:
-    kind: ViolationKind
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -85,195 +46,10 @@ class CheckedMeal:
     unknown_ingredients: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class MealFacts:
-    """What a draft is, whatever the request: nutrition per serving, what its ingredients and
-    text contain, and problems no request could excuse (a weightless or unknowable ingredient).
-
-    ``ingredients`` holds one entry per ingredient, then one per text mention (a title, a step)
-    that implies an allergen or a diet flag; ``texts`` every free text, for exclusions.
-    """
-
-    nutrition: Nutrition
-    ingredients: tuple[FlaggedIngredient, ...]
-    unknown_ingredients: tuple[str, ...]
-    problems: tuple[Violation, ...]
-    texts: tuple[tuple[str, str], ...] = ()
-    unreadable: tuple[str, ...] = ()
-    foods: tuple[Food | None, ...] = ()
-
-
-def resolve(ingredient: DraftIngredient, table: FoodTable) -> Food | str:
-    """The table entry an ingredient is, or why it is none (then the meal is refused)."""
-    if ingredient.food_id is not None:
-        food = table.by_id(ingredient.food_id)
-        if food is None:
-            return f"{ingredient.name!r} names the unknown food id {ingredient.food_id!r}"
-        return food
-    food = table.lookup(ingredient.name)
-    if food is None:
-        return (
-            f"{ingredient.name!r} is not in the nutrition table: choose a food the table has "
-            "(its nutrition and allergens cannot be vouched for)"
-        )
-    return food
-
-
-def _amount_problems(ingredient: DraftIngredient) -> list[Violation]:
-    problems: list[Violation] = []
-    name = ingredient.name
-    if not math.isfinite(ingredient.grams) or not math.isfinite(ingredient.quantity):
-        problems.append(Violation(ViolationKind.structure, f"{name!r} has no usable amount"))
-    elif ingredient.grams <= 0:
-        problems.append(Violation(ViolationKind.nutrition, f"{name!r} has no weight"))
-    elif ingredient.grams > MAX_INGREDIENT_GRAMS:
-        problems.append(
-            Violation(
-                ViolationKind.nutrition,
-                f"{name!r} weighs {ingredient.grams:.0f} g in one serving, more than "
-                f"{MAX_INGREDIENT_GRAMS:.0f} g",
-            )
-        )
-    if math.isfinite(ingredient.quantity) and ingredient.quantity < 0:
-        problems.append(Violation(ViolationKind.structure, f"{name!r} has a negative quantity"))
-    if not name.strip():
-        problems.append(Violation(ViolationKind.structure, "an ingredient has no name"))
-    return problems
-
-
-def _texts(draft: DraftMeal) -> list[tuple[str, str]]:
-    """Every free text of a draft, labelled for messages."""
-    texts = [("the title", draft.title), ("the description", draft.description)]
-    if draft.main_protein:
-        texts.append(("the main protein", draft.main_protein))
-    if draft.cuisine:
-        texts.append(("the cuisine", draft.cuisine))
-    texts += [(f"step {n}", step) for n, step in enumerate(draft.steps, start=1)]
-    return texts
-
-
-def _ingredient_words(name: str, food: Food | None) -> frozenset[str]:
-    """The words an ingredient goes by: its display name and, once resolved, its table labels.
-
-    A text mention made only of these words refers to that ingredient, whose allergens are
-    already counted (from its food and its display name, whichever says more)."""
-    own = _label_words(name)
-    return own if food is None else own | _food_words(food.name, food.aliases)
-
-
-@lru_cache(maxsize=16384)
-def _label_words(label: str) -> frozenset[str]:
-    return frozenset(words(label))
-
-
-@lru_cache(maxsize=4096)
-def _food_words(name: str, aliases: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(w for label in (name, *aliases) for w in words(label))
-
-
-def meal_facts(draft: DraftMeal, table: FoodTable) -> MealFacts:
-    problems: list[Violation] = []
-    if not draft.ingredients or not draft.steps:
-        problems.append(Violation(ViolationKind.structure, "a meal needs ingredients and steps"))
-    for label, minutes in (("prep", draft.prep_minutes), ("cook", draft.cook_minutes)):
-        if not 0 <= minutes <= MAX_MEAL_MINUTES:
-            problems.append(
-                Violation(ViolationKind.structure, f"{label} time of {minutes} minutes")
-            )
-    total = Nutrition()
-    flagged: list[FlaggedIngredient] = []
-    foods: list[Food | None] = []
-    texts: list[tuple[str, str]] = [(f"ingredient {i.name!r}", i.name) for i in draft.ingredients]
-    for ingredient in draft.ingredients:
-        found = table.classify(ingredient.name)
-        food = resolve(ingredient, table)
-        amount_problems = _amount_problems(ingredient)
-        problems += amount_problems
-        if isinstance(food, str):
-            problems.append(Violation(ViolationKind.unresolved, food))
-            flagged.append(FlaggedIngredient(ingredient.name, found.flags, found.allergens))
-            foods.append(None)
-            continue
-        foods.append(food)
-        flagged.append(
-            FlaggedIngredient(
-                ingredient.name,
-                found.flags | food.flags,
-                found.allergens | food.allergens,
-                food,
-            )
-        )
-        if not amount_problems:
-            total = total + food.nutrition_for(ingredient.grams)
-    own_words = [
-        _ingredient_words(i.name, f) for i, f in zip(draft.ingredients, foods, strict=True)
-    ]
-    for label, text in _texts(draft):
-        texts.append((label, text))
-        for hit in table.classify(text).hits:
-            if any(set(hit.phrase.split()) <= known for known in own_words):
-                continue  # "the noodles" in a step are the rice noodles listed: already counted
-            flagged.append(FlaggedIngredient(f"{label} ({hit.phrase!r})", hit.flags, hit.allergens))
-    strange = tuple(
-        f"{label} has letters the allergen check cannot read ({char!r})"
-        for label, text in texts
-        if (char := unreadable(text)) is not None
-    )
-    if total.kcal < 30 and not problems:
-        problems.append(Violation(ViolationKind.nutrition, "a meal of under 30 kcal"))
-    return MealFacts(
-        total, tuple(flagged), (), tuple(problems), tuple(texts), strange, tuple(foods)
-    )
-
-
 @dataclass
 class DayFit:
     meals: list[CheckedMeal]
     scaled: list[ScaledMeal] = field(default_factory=list)
-
-
-def scale_draft(draft: DraftMeal, factor: float) -> DraftMeal:
-    """The same meal with every amount (and any stated figure) multiplied by ``factor``."""
-
-    def scale(ingredient: DraftIngredient) -> DraftIngredient:
-        def times(value: float | None) -> float | None:
-            return None if value is None else value * factor
-
-        return ingredient.model_copy(
-            update={
-                "quantity": round(ingredient.quantity * factor, 2),
-                "grams": round(ingredient.grams * factor, 1),
-                "kcal": times(ingredient.kcal),
-                "protein": times(ingredient.protein),
-                "carbs": times(ingredient.carbs),
-                "fat": times(ingredient.fat),
-            }
-        )
-
-    return draft.model_copy(update={"ingredients": [scale(i) for i in draft.ingredients]})
-
-
-@lru_cache(maxsize=4096)
-def protein_name(protein: str | None) -> str | None:
-    """The main protein as saved on a meal: lowercase singular words, or ``None``."""
-    if not protein or protein.strip().lower() in {"none", "null", "n/a", ""}:
-        return None
-    return " ".join(words(protein)) or None
-
-
-@lru_cache(maxsize=4096)
-def protein_key(protein: str | None) -> str | None:
-    """The protein's family ("silken tofu" and "tofu" are one), for the variety rule."""
-    name = protein_name(protein)
-    if name is None:
-        return None
-    tokens = name.split()
-    for size in (3, 2, 1):
-        for start in range(len(tokens) - size + 1):
-            family = PROTEIN_FAMILIES.get(" ".join(tokens[start : start + size]))
-            if family is not None:
-                return family
-    return " ".join(tokens) or None
 
 
 def _unsafe_claim(tag: str) -> bool:
@@ -288,43 +64,14 @@ class PlanValidator:
     def __init__(self, request: MealPlanRequest, table: FoodTable | None = None) -> None:
         self.request = request
         self.table = table or default_table()
-        self._excluded_allergens, self._excluded_flags, self._excluded_phrases = (
-            self._read_exclusions(request.exclude)
+        self._excluded_allergens, self._excluded_flags, self._excluded_phrases = read_exclusions(
+            request.exclude
         )
         self.restricted = bool(
             request.allergies
             or request.exclude
             or any(d is not Diet.omnivore for d in request.diet)
         )
-
-    @staticmethod
-    def _read_exclusions(
-        terms: Sequence[str],
-    ) -> tuple[dict[Allergen, str], dict[str, str], list[tuple[str, tuple[str, ...]]]]:
-        """Split exclusions into allergen families, diet flags and plain phrases.
-
-        "nuts" or "dairy" excludes whole families (aliases widen as for allergies); "pork" or
-        "mushrooms" excludes by name.
-        """
-        allergens: dict[Allergen, str] = {}
-        flags: dict[str, str] = {}
-        phrases: list[tuple[str, tuple[str, ...]]] = []
-        flag_words = {"meat", "poultry", "fish", "shellfish", "dairy", "egg", "honey", "alcohol"}
-        for term in terms:
-            key = " ".join(words(term))
-            for allergen in allergen_families(key) or allergen_families(term) or ():
-                allergens[allergen] = term
-            if key in flag_words:
-                flags[key] = term
-            phrases.append((term, tuple(words(term))))
-            family = PROTEIN_FAMILIES.get(key)
-            if family is not None and family == key:  # "pork" excludes chorizo and bacon too
-                phrases += [
-                    (term, tuple(words(member)))
-                    for member, of in PROTEIN_FAMILIES.items()
-                    if of == family and member != key
-                ]
-        return allergens, flags, phrases
 
     def allows(self, food: Food) -> bool:
         """Whether ``food`` may appear in any meal of this request (diets, allergies,
@@ -379,7 +126,7 @@ class PlanValidator:
             text_words = tuple(words(text))
             for term, phrase in self._excluded_phrases:
                 message = f"{label} mentions {term}, which is excluded"
-                if _contains(text_words, phrase) and message not in already:
+                if contains(text_words, phrase) and message not in already:
                     hits.append(Violation(ViolationKind.exclusion, message))
         return hits
 
@@ -421,7 +168,7 @@ class PlanValidator:
             labels += [ingredient.food.name, *ingredient.food.aliases]
         label_words = [tuple(words(label)) for label in labels]
         for term, phrase in self._excluded_phrases:
-            if term not in hits and any(_contains(lw, phrase) for lw in label_words):
+            if term not in hits and any(contains(lw, phrase) for lw in label_words):
                 hits.append(term)
         return [
             Violation(ViolationKind.exclusion, f"{ingredient.name} is excluded ({term})")
@@ -524,7 +271,7 @@ class PlanValidator:
             proteins: set[str] = set()
             for meal in day.meals:
                 where = f"day {day.day} {meal.slot.value} {meal.title!r}"
-                draft = _as_draft(meal)
+                draft = per_serving_draft(meal)
                 judged = self.judge(meal_facts(draft, self.table), draft)
                 if isinstance(judged, list):
                     problems += [f"{where}: {violation}" for violation in judged]
@@ -544,52 +291,5 @@ class PlanValidator:
                 if protein:
                     proteins.add(protein)
             proteins_by_day.append(proteins)
-        problems += _protein_runs(proteins_by_day)
+        problems += protein_runs(proteins_by_day)
         return problems
-
-
-def _as_draft(meal: Meal) -> DraftMeal:
-    """A saved meal read back as one serving of a draft."""
-    servings = max(meal.servings, 1)
-    return DraftMeal(
-        slot=meal.slot,
-        title=meal.title,
-        description=meal.description,
-        cuisine=meal.cuisine,
-        main_protein=meal.main_protein,
-        ingredients=[
-            DraftIngredient(
-                name=i.name,
-                quantity=i.quantity / servings,
-                unit=i.unit,
-                grams=i.grams / servings,
-                food_id=i.food_id,
-            )
-            for i in meal.ingredients
-        ],
-        steps=meal.steps,
-        prep_minutes=meal.prep_minutes,
-        cook_minutes=meal.cook_minutes,
-        tags=meal.tags,
-        recipe_id=meal.recipe_id,
-    )
-
-
-def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
-    size = len(needle)
-    return size > 0 and any(
-        haystack[i : i + size] == needle for i in range(len(haystack) - size + 1)
-    )
-
-
-def _protein_runs(proteins_by_day: list[set[str]]) -> list[str]:
-    problems = []
-    limit = MAX_DAYS_IN_A_ROW + 1
-    for start in range(len(proteins_by_day) - limit + 1):
-        window = proteins_by_day[start : start + limit]
-        for protein in sorted(set.intersection(*window)):
-            problems.append(
-                f"{protein} is the main protein on days {start + 1}-{start + limit}, "
-                f"more than {MAX_DAYS_IN_A_ROW} days in a row"
-            )
-    return problems

@@ -16,9 +16,10 @@ import threading
 from typing import Any
 
 from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.models import Meal, MealPlanRequest
+from mealplan_cli.generation.models import Meal
 from mealplan_cli.generation.planner import no_progress
 from mealplan_cli.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 from tests.fakes.openai_server import ChatRequest
 

@@ -1,0 +1,138 @@
+"""One structured-output call to OpenAI: transport retries, usage counted, errors made plain.
+
+Tenacity retries *transport* failures (429 but not ``insufficient_quota``, 5xx, connection
+errors, timeouts; the SDK's own retries are off), honouring Retry-After. An answer cut short or
+not matching the schema is raised as ``Truncated`` or ``Unparseable`` for the planner to ask
+again; a refusal or the content filter is the provider's rejection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import openai
+import pydantic
+from openai import AsyncOpenAI
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from mealplan_cli.errors import ProviderRejectedError, ProviderUnavailableError
+from mealplan_cli.generation.models import Usage
+from mealplan_cli.generation.openai_errors import (
+    first_error,
+    provider_error,
+    retry_wait,
+    transient,
+)
+from mealplan_cli.generation.planner_prompts import INSTRUCTIONS
+from mealplan_cli.generation.pricing import Price, cost_usd
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass
+class Tally:
+    """Usage across concurrent calls, and whether one of them has already failed the plan."""
+
+    usage: Usage = field(default_factory=Usage)
+    failed: bool = False
+
+
+class Truncated(Exception):
+    """The answer ran past its token limit."""
+
+
+class Unparseable(Exception):
+    """The answer did not match the schema asked for."""
+
+
+class StructuredCalls:
+    """Calls to one model with one client, each parsed into a pydantic schema."""
+
+    def __init__(
+        self, client: AsyncOpenAI, model: str, max_attempts: int, price: Price | None
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.max_attempts = max_attempts
+        self.price = price
+
+    async def parse(self, schema: type[T], prompt: str, tally: Tally, max_tokens: int) -> T:
+        """One structured-output call, transport failures retried, errors made plain.
+
+        Once a call has failed the plan, a call that was waiting for its turn is not sent: it
+        ends as cancelled (the failure is being raised already) rather than spend tokens."""
+        if tally.failed:
+            raise asyncio.CancelledError()
+        try:
+            return await self._parse_once(schema, prompt, tally, max_tokens)
+        except (ProviderRejectedError, ProviderUnavailableError):
+            tally.failed = True
+            raise
+
+    async def _parse_once(self, schema: type[T], prompt: str, tally: Tally, max_tokens: int) -> T:
+
+        async def call() -> Any:
+            return await self.client.chat.completions.parse(
+                model=self.model,
+                messages=[
+                    {"role": "system", "content": INSTRUCTIONS},
+                    {"role": "user", "content": prompt},
+                ],
+                response_format=schema,
+                max_completion_tokens=max_tokens,
+            )
+
+        try:
+            completion = await self._with_retries(call)
+        except openai.LengthFinishReasonError as error:
+            self._count(tally, error.completion.usage)
+            raise Truncated() from None
+        except openai.ContentFilterFinishReasonError:
+            raise ProviderRejectedError(
+                "OpenAI's content filter stopped the answer: check the request's notes"
+            ) from None
+        except pydantic.ValidationError as error:
+            raise Unparseable(first_error(error)) from None
+        self._count(tally, completion.usage)
+        message = completion.choices[0].message
+        if message.refusal:
+            raise ProviderRejectedError(
+                f"the model refused to write this plan ({message.refusal[:200]}): "
+                "check the request's notes"
+            )
+        if message.parsed is None:
+            raise Unparseable("the answer was empty")
+        parsed: T = message.parsed
+        return parsed
+
+    async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(transient),
+                wait=retry_wait,
+                stop=stop_after_attempt(self.max_attempts),
+                reraise=True,
+            ):
+                with attempt:
+                    return await call()
+        except openai.APIError as error:
+            raise provider_error(error, self.model, self.max_attempts) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _count(self, tally: Tally, usage: Any) -> None:
+        if usage is None:
+            return
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        prompt, completion = int(usage.prompt_tokens), int(usage.completion_tokens)
+        tally.usage = tally.usage + Usage(
+            calls=1,
+            input_tokens=prompt,
+            output_tokens=completion,
+            cached_tokens=cached,
+            cost_usd=cost_usd(self.price, prompt, cached, completion),
+        )

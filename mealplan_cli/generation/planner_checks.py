@@ -1,0 +1,82 @@
+"""What the OpenAI planner checks between its calls, before the plan-wide validator.
+
+Each meal's verdict (a refusal recorded with its reasons, to be sent back in the next prompt),
+titles repeated within a day by meals written apart, and across days the repeats and protein
+runs that decide which days to write again.
+"""
+
+from __future__ import annotations
+
+from mealplan_cli.errors import PlanRejectedError
+from mealplan_cli.generation.foods import lookup_key
+from mealplan_cli.generation.models import RejectedMeal
+from mealplan_cli.generation.planner_schema import LlmMeal
+from mealplan_cli.generation.proteins import protein_key
+from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.generation.vocabulary import Slot
+
+REGENERATIONS = 2
+"""A day the validator refuses is asked for again at most this many times."""
+
+
+def check_meal(
+    validator: PlanValidator, day: int, meal: LlmMeal, rejected: list[RejectedMeal]
+) -> CheckedMeal | list[str]:
+    """The validator's verdict on one meal; a refusal is recorded and returned as reasons."""
+    outcome = validator.check(meal.draft())
+    if not isinstance(outcome, list):
+        return outcome
+    reasons = [str(v) for v in outcome]
+    rejected.append(RejectedMeal(day=day, slot=meal.slot, title=meal.title, reasons=reasons))
+    return [f"{meal.slot.value} {meal.title!r}: {r}" for r in reasons]
+
+
+def day_failed(day: int, problems: list[str]) -> PlanRejectedError:
+    """The error for a day still refused after every regeneration."""
+    return PlanRejectedError(
+        f"day {day} failed validation {REGENERATIONS + 1} times: " + "; ".join(problems[:3]),
+        problems,
+    )
+
+
+def drop_repeats(
+    slots: list[Slot], meals: dict[Slot, CheckedMeal], problems: dict[Slot, list[str]]
+) -> None:
+    """Meals written apart may share a title: the later slot's is dropped, to be asked again."""
+    seen: dict[str, Slot] = {}
+    for slot in slots:
+        if slot not in meals:
+            continue
+        key = lookup_key(meals[slot].meal.title)
+        if key in seen:
+            title = meals.pop(slot).meal.title
+            problems[slot] = [
+                f"{title!r} is already the {seen[key].value} of this day: write a different meal"
+            ]
+        else:
+            seen[key] = slot
+
+
+def variety_clashes(days: dict[int, list[CheckedMeal]]) -> dict[int, list[str]]:
+    """Per day to rewrite, why: a title used earlier, or a protein on a third day running."""
+    clashes: dict[int, list[str]] = {}
+    seen: dict[str, int] = {}
+    ordered = sorted(days)
+    proteins: dict[int, set[str]] = {}
+    for day in ordered:
+        proteins[day] = {p for c in days[day] if (p := protein_key(c.meal.main_protein))}
+        for checked in days[day]:
+            key = lookup_key(checked.meal.title)
+            if key in seen:
+                clashes.setdefault(day, []).append(
+                    f"{checked.meal.title!r} is already served on day {seen[key]}"
+                )
+            seen.setdefault(key, day)
+    for day in ordered:
+        if day - 1 in proteins and day - 2 in proteins:
+            for protein in sorted(proteins[day] & proteins[day - 1] & proteins[day - 2]):
+                clashes.setdefault(day, []).append(
+                    f"{protein} is the main protein on days {day - 2}, {day - 1} and {day}: "
+                    "choose another"
+                )
+    return clashes
