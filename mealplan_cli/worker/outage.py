@@ -7,7 +7,9 @@ it ends. ``/healthz`` turns 503 at the first failed call, not after a minute of 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -72,6 +74,17 @@ async def retrying(
 ) -> T:
     """``call()``, retried while the database is unavailable and ``give_up()`` is false; the
     last ``DatabaseUnavailableError`` is raised when it gives up."""
+
+    try:  # the usual case first, without tenacity's per-call bookkeeping (a hot path)
+        result = await call()
+    except DatabaseUnavailableError as error:
+        outage.failed(error)
+        if give_up():
+            raise
+        await asyncio.sleep(random.uniform(0, 0.2))
+    else:
+        outage.recovered()
+        return result
 
     def stop(state: Any) -> bool:
         return give_up()
