@@ -14,8 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
-
 from mealplan_cli.errors import DatabaseUnavailableError
 from mealplan_cli.metrics import Health, WorkerMetrics
 
@@ -85,6 +83,9 @@ async def retrying(
     else:
         outage.recovered()
         return result
+
+    # tenacity loads on the first failure only: a healthy worker never needs it.
+    from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
     def stop(state: Any) -> bool:
         return give_up()
