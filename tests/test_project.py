@@ -96,6 +96,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "mealplan_cli/metrics.py": ("mealplan_cli.cli", "typer", "rich"),
     "mealplan_cli/monitoring.py": ("mealplan_cli.cli", "typer", "rich"),
     "mealplan_cli/config.py": ("mealplan_cli.cli", "typer", "rich"),
+    "mealplan_cli/redact.py": (
+        "mealplan_cli.cli",
+        "mealplan_cli.worker",
+        "mealplan_cli.generation",
+        "typer",
+        "rich",
+    ),
     "mealplan_cli/logs.py": ("mealplan_cli.cli", "typer"),
     "mealplan_cli/doctor.py": ("mealplan_cli.cli", "typer"),
 }
