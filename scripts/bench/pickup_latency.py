@@ -48,7 +48,7 @@ def produce(url: str, jobs: int, gap: float, enqueued: dict[int, float]) -> None
 
 class Trace:
     """Timestamps of the LISTEN path, taken by wrapping ``Queue.wait_for_jobs`` and
-    ``Queue.claim`` for the run (restored after)."""
+    ``Queue.claim_next`` (the worker's claim) for the run (restored after)."""
 
     def __init__(self) -> None:
         self.notified = 0.0
@@ -58,7 +58,7 @@ class Trace:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        wait_for_jobs, claim = Queue.wait_for_jobs, Queue.claim
+        wait_for_jobs, claim = Queue.wait_for_jobs, Queue.claim_next
         trace = self
 
         async def traced_wait(queue: Queue, wake: Callable[[], None]) -> None:
@@ -68,21 +68,23 @@ class Trace:
 
             await wait_for_jobs(queue, woken)
 
-        async def traced_claim(queue: Queue, *args: Any, **kwargs: Any) -> list[ClaimedJob]:
+        async def traced_claim(
+            queue: Queue, *args: Any, **kwargs: Any
+        ) -> tuple[set[int], list[ClaimedJob]]:
             notified, sent = trace.notified, time.perf_counter()
-            jobs = await claim(queue, *args, **kwargs)
+            written, jobs = await claim(queue, *args, **kwargs)
             answered = time.perf_counter()
             for job in jobs:
                 trace.steps[job.id] = (notified, sent, answered)
-            return jobs
+            return written, jobs
 
         Queue.wait_for_jobs = traced_wait  # type: ignore[method-assign, assignment]
-        Queue.claim = traced_claim  # type: ignore[method-assign, assignment]
+        Queue.claim_next = traced_claim  # type: ignore[method-assign, assignment]
         try:
             yield
         finally:
             Queue.wait_for_jobs = wait_for_jobs  # type: ignore[method-assign]
-            Queue.claim = claim  # type: ignore[method-assign]
+            Queue.claim_next = claim  # type: ignore[method-assign]
 
     def breakdown(self, enqueued: dict[int, float], handled: dict[int, float]) -> dict[str, Any]:
         parts: dict[str, list[float]] = {
