@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from mealplan_cli.errors import ConfigurationError
 
@@ -27,20 +29,20 @@ class Histogram:
     observations: int = 0
 
     def __post_init__(self) -> None:
-        self.counts = [0] * len(self.buckets)
+        self.counts = [0] * (len(self.buckets) + 1)
+        """Observations per bucket (not cumulative: one increment per observation, summed up
+        when rendered); the last one is above every bound."""
 
     def observe(self, value: float) -> None:
         self.total += value
         self.observations += 1
-        for index, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[index] += 1
+        self.counts[bisect_left(self.buckets, value)] += 1
 
     def render(self, name: str, labels: str = "") -> list[str]:
         prefix = f"{labels}," if labels else ""
         lines = [
             f'{name}_bucket{{{prefix}le="{bound:g}"}} {count}'
-            for bound, count in zip(self.buckets, self.counts, strict=True)
+            for bound, count in zip(self.buckets, accumulate(self.counts[:-1]), strict=True)
         ]
         lines.append(f'{name}_bucket{{{prefix}le="+Inf"}} {self.observations}')
         braces = f"{{{labels}}}" if labels else ""
@@ -69,7 +71,10 @@ class WorkerMetrics:
     ) -> None:
         """A handler returned: its time and the tokens it spent count, whether or not its
         result is then written (``done`` counts only results the database accepted)."""
-        self.processing.setdefault(job_type, Histogram(PROCESSING_BUCKETS)).observe(seconds)
+        histogram = self.processing.get(job_type)
+        if histogram is None:
+            histogram = self.processing[job_type] = Histogram(PROCESSING_BUCKETS)
+        histogram.observe(seconds)
         if usage:
             for direction in ("input", "output", "cached"):
                 value = usage.get(f"{direction}_tokens")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from mealplan_cli.db.base import Database, Row
+from mealplan_cli.db.base import Database, Row, SchemaMissingError
 
 PING_JOB = "ping"
 """The built-in no-op job type: health checks and queue benchmarks."""
@@ -148,6 +148,8 @@ class Queue:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._separate_claims = False
+        """The database has no ``mealworker_claim_next`` (an older schema)."""
 
     async def wait_for_jobs(self, wake: Callable[[], None]) -> None:
         """Call ``wake()`` whenever new jobs may be runnable, until cancelled: LISTEN where the
@@ -213,6 +215,38 @@ class Queue:
             p_lease_seconds=lease_seconds,
         )
         return [ClaimedJob.from_row(row) for row in rows]
+
+    async def claim_next(
+        self,
+        worker_id: str,
+        job_types: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        completions: Sequence[Completion] = (),
+    ) -> tuple[set[int], list[ClaimedJob]]:
+        """Complete ``completions`` and claim up to ``limit`` jobs, in one round trip: the ids
+        whose lease was still held, and the claimed jobs. On a schema without the combined
+        function (not migrated yet) it makes the two calls."""
+        if self._separate_claims:
+            return await self.complete(completions), await self.claim(
+                worker_id, job_types, limit, lease_seconds
+            )
+        try:
+            rows = await self.db.call(
+                "mealworker_claim_next",
+                p_worker_id=worker_id,
+                p_job_types=list(job_types),
+                p_limit=limit,
+                p_lease_seconds=lease_seconds,
+                p_job_ids=[c.job.id for c in completions],
+                p_lease_tokens=[c.job.lease_token for c in completions],
+                p_results=[c.result for c in completions],
+            )
+        except SchemaMissingError:
+            self._separate_claims = True
+            return await self.claim_next(worker_id, job_types, limit, lease_seconds, completions)
+        completed = {int(row["completed"]) for row in rows if row["id"] is None}
+        return completed, [ClaimedJob.from_row(row) for row in rows if row["id"] is not None]
 
     async def claim_job(
         self, job_id: int, worker_id: str, lease_seconds: float, *, force: bool = False

@@ -209,6 +209,30 @@ class MemoryDatabase:
                 done.append({"id": job_id})
         return done
 
+    def _claim_next(
+        self,
+        p_worker_id: str,
+        p_job_types: list[str],
+        p_limit: int,
+        p_lease_seconds: float,
+        p_job_ids: list[int],
+        p_lease_tokens: list[uuid.UUID],
+        p_results: list[dict[str, Any] | None],
+    ) -> list[Row]:
+        """``mealworker_complete_jobs`` then ``mealworker_claim_jobs`` in one call; a fault
+        injected into either makes the whole call fail, as one transaction would."""
+        for part in ("mealworker_complete_jobs", "mealworker_claim_jobs"):
+            if part == "mealworker_complete_jobs" and not p_job_ids:
+                continue
+            if self.faults[part] > 0:
+                self.faults[part] -= 1
+                raise DatabaseUnavailableError(f"{part}: connection refused (memory)")
+        done = self._complete_jobs(p_job_ids, p_lease_tokens, p_results) if p_job_ids else []
+        claimed = self._claim_jobs(p_worker_id, p_job_types, p_limit, p_lease_seconds)
+        return [{"id": None, "completed": row["id"]} for row in done] + [
+            {**row, "completed": None} for row in claimed
+        ]
+
     def _fail_job(
         self, p_job_id: int, p_lease_token: uuid.UUID, p_error: str, p_retryable: bool
     ) -> list[Row]:

@@ -6,6 +6,7 @@ import ast
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,13 @@ def test_the_published_schema_is_current() -> None:
     assert published == plan_json_schema(), (
         "schema/meal-plan.schema.json is stale: run python scripts/export_schema.py"
     )
+
+
+def test_every_package_is_in_the_distribution() -> None:
+    """A plain ``pip install`` ships only the packages pyproject lists: a new package folder
+    left out of it imports from a checkout and fails everywhere else."""
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {".".join(path.parent.relative_to(ROOT).parts) for path in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"

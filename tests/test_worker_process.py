@@ -285,7 +285,7 @@ def test_with_only_the_two_supabase_settings_the_worker_runs_over_rest(
     assert secret not in worker.output
     assert_plans_valid(database_url, 2)
     assert {r.function for r in postgrest.requests} >= {
-        "mealworker_claim_jobs",
+        "mealworker_claim_next",
         "mealworker_complete_jobs",
         "mealworker_register_worker",
         "mealworker_stop_worker",

@@ -14,8 +14,6 @@ import psycopg
 
 from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Database
-from mealplan_cli.db.embedded import default_data_dir, is_migrated, mark_migrated, start_embedded
-from mealplan_cli.db.migrations import apply_migrations, bundled_migrations
 from mealplan_cli.db.postgres import PostgresDatabase, connect
 from mealplan_cli.errors import ConfigurationError
 
@@ -38,6 +36,10 @@ def transport_of(settings: Settings) -> str:
 
 
 def data_dir_of(settings: Settings) -> Path:
+    # The embedded server's and the migrations' modules load only on the embedded transport:
+    # a worker on DATABASE_URL starts faster without them.
+    from mealplan_cli.db.embedded import default_data_dir
+
     return settings.mealworker_data_dir or default_data_dir()
 
 
@@ -93,6 +95,8 @@ async def postgres_url(settings: Settings, *, rest_advice: str = NEEDS_DIRECT_CO
         return settings.database_url.get_secret_value()
     if transport == "rest":
         raise ConfigurationError(rest_advice)
+    from mealplan_cli.db.embedded import start_embedded
+
     return await start_embedded(data_dir_of(settings))
 
 
@@ -121,6 +125,9 @@ def _rest_database(settings: Settings) -> RestDatabase:
 async def _migrate_embedded(url: str, data_dir: Path, connect_timeout: float) -> None:
     """Apply the migrations once per server start (and per set of bundled files): the commands
     after the first find them recorded and skip the check."""
+    from mealplan_cli.db.embedded import is_migrated, mark_migrated
+    from mealplan_cli.db.migrations import apply_migrations, bundled_migrations
+
     digest = hashlib.sha256()
     for migration in bundled_migrations():
         digest.update(f"{migration.version}\0{migration.name}\0{migration.sql}\0".encode())

@@ -177,6 +177,7 @@ class PostgresDatabase:
             reconnect_timeout=0,
         )
         self._signatures: dict[str, list[tuple[str, str]]] = {}
+        self._queries: dict[tuple[str, str, tuple[str, ...]], tuple[bytes, dict[str, str]]] = {}
         self._closed = asyncio.Event()
 
     async def open(self) -> PostgresDatabase:
@@ -213,21 +214,11 @@ class PostgresDatabase:
             raise ValueError(f"not a function name: {function!r}")
         try:
             async with self._pool.connection() as conn:
-                signature = await self._signature(conn, function)
-                types = dict(signature)
-                unknown = set(params) - set(types)
-                if unknown:
-                    raise SchemaMissingError(
-                        f"{function} has no parameter {', '.join(sorted(unknown))}: the schema "
-                        "is outdated: run `mealworker migrate`"
-                    )
-                arguments = sql.SQL(", ").join(
-                    sql.SQL("{} => {}::{}").format(
-                        sql.Identifier(name), sql.Placeholder(name), sql.SQL(types[name])
-                    )
-                    for name in params
-                )
-                query = sql.SQL(template).format(sql.Identifier(function), arguments)
+                key = (function, template, tuple(params))
+                known = self._queries.get(key)
+                if known is None:
+                    known = self._queries[key] = await self._query(conn, function, params, template)
+                query, types = known
                 values = {name: _adapt(value, types[name]) for name, value in params.items()}
                 cursor = await conn.execute(query, values)
                 return await cursor.fetchall() if cursor.description else []
@@ -235,6 +226,31 @@ class PostgresDatabase:
             raise DatabaseUnavailableError("database unavailable: no connection in time") from None
         except psycopg.Error as error:
             raise _translate(error, function) from None
+
+    async def _query(
+        self,
+        conn: psycopg.AsyncConnection[Row],
+        function: str,
+        params: dict[str, Any],
+        template: str,
+    ) -> tuple[bytes, dict[str, str]]:
+        """The call's text and its parameters' types, composed once per function and set of
+        parameter names (the hot calls are made thousands of times a second)."""
+        types = dict(await self._signature(conn, function))
+        unknown = set(params) - set(types)
+        if unknown:
+            raise SchemaMissingError(
+                f"{function} has no parameter {', '.join(sorted(unknown))}: the schema "
+                "is outdated: run `mealworker migrate`"
+            )
+        arguments = sql.SQL(", ").join(
+            sql.SQL("{} => {}::{}").format(
+                sql.Identifier(name), sql.Placeholder(name), sql.SQL(types[name])
+            )
+            for name in params
+        )
+        query = sql.SQL(template).format(sql.Identifier(function), arguments)
+        return query.as_bytes(conn), types
 
     async def _signature(
         self, conn: psycopg.AsyncConnection[Row], function: str

@@ -5,15 +5,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from mealplan_cli.config import PlannerChoice, Settings
 from mealplan_cli.errors import ConfigurationError
-from mealplan_cli.generation.images import ImageCache, MemoryImageCache, UnsplashPhotos
-from mealplan_cli.generation.planner import Planner
-from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.pricing import Price
+
+# The planners, photos, httpx and the catalogue load when a plan is first made, not when the
+# services open: a worker that only runs ping or custom jobs never pays for them (start-up
+# time and idle memory).
+if TYPE_CHECKING:
+    from mealplan_cli.generation.images import ImageCache, UnsplashPhotos
+    from mealplan_cli.generation.request import MealPlanRequest
+    from mealplan_cli.generation.planner import (
+        DayCallback,
+        Planner,
+        PlannerResult,
+        ProgressCallback,
+    )
+    from mealplan_cli.generation.planner_catalog import CatalogPlanner
+    from mealplan_cli.generation.pricing import Price
+    from mealplan_cli.generation.validation import PlanValidator
 
 
 @dataclass
@@ -37,7 +48,34 @@ def choose_planner(settings: Settings) -> PlannerChoice:
     return settings.planner
 
 
+class LazyCatalogPlanner:
+    """The offline catalogue planner, built (catalogue loaded) on its first plan."""
+
+    name = "catalog"
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+        self._planner: CatalogPlanner | None = None
+
+    async def plan(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback | None = None,
+    ) -> PlannerResult:
+        if self._planner is None:
+            from mealplan_cli.generation.planner_catalog import CatalogPlanner
+
+            self._planner = CatalogPlanner(seed=self.seed)
+        if on_day is None:
+            return await self._planner.plan(request, validator, on_progress)
+        return await self._planner.plan(request, validator, on_progress, on_day)
+
+
 def _price_override(settings: Settings) -> Price | None:
+    from mealplan_cli.generation.pricing import Price
+
     given = (settings.openai_price_input_per_mtok, settings.openai_price_output_per_mtok)
     if given[0] is None or given[1] is None:
         return None
@@ -58,11 +96,15 @@ async def generation_services(
             where = settings.openai_base_url or "api.openai.com"
             planner_text = f"openai ({settings.openai_model} at {where})"
         else:
-            planner = CatalogPlanner(seed=seed)
+            planner = LazyCatalogPlanner(seed=seed)
             planner_text = "catalog (offline)"
         images = None
         photos_text = "photos off (no UNSPLASH_ACCESS_KEY)"
         if settings.unsplash_access_key is not None:
+            import httpx
+
+            from mealplan_cli.generation.images import MemoryImageCache, UnsplashPhotos
+
             http = await stack.enter_async_context(
                 httpx.AsyncClient(headers={"User-Agent": "mealworker"})
             )

@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from mealplan_cli.errors import DatabaseUnavailableError, JobFailed
@@ -99,14 +98,20 @@ class Lifecycle:
             claim.task.cancel()  # a completing claim needs nothing: its write will be refused
 
     async def _run(self, claim: Claim, on_progress: Callable[[Any], None] | None) -> None:
+        # The per-job path is hot (thousands a second for no-op jobs): nothing is formatted or
+        # built here that no one reads, log lines only when their level is on.
         job = claim.job
-        extra = job_fields(job)
-        log.debug(
-            "job %s (%s) started, attempt %d", job.id, job.job_type, job.attempts, extra=extra
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "job %s (%s) started, attempt %d",
+                job.id,
+                job.job_type,
+                job.attempts,
+                extra=job_fields(job),
+            )
         if job.attempts == 1 and job.created_at is not None:
-            waited = (datetime.now(UTC) - job.created_at).total_seconds()
-            self.metrics.pickup.observe(max(waited, 0.0))
+            waited = time.time() - job.created_at.timestamp()
+            self.metrics.pickup.observe(waited if waited > 0.0 else 0.0)
         context = JobContext(
             self.queue, job, self.resources, self.config.worker_id, on_progress=on_progress
         )
@@ -118,7 +123,7 @@ class Lifecycle:
                 await asyncio.shield(self._fail(claim, "cancelled by an operator", True))
                 return
             if claim.state is ClaimState.LOST:
-                log.warning("job %s: lease lost, result dropped", job.id, extra=extra)
+                log.warning("job %s: lease lost, result dropped", job.id, extra=job_fields(job))
                 self.report.lost += 1
                 self.claims.settle(claim, "lost", "the lease was lost: another worker has it")
                 return
@@ -130,7 +135,8 @@ class Lifecycle:
             seconds = time.monotonic() - claim.started
             usage = result.get("usage") if isinstance(result, dict) else None
             self.metrics.handler_finished(job.job_type, seconds, usage)
-            log.info("job %s done in %.2fs", job.id, seconds, extra=extra)
+            if log.isEnabledFor(logging.INFO):
+                log.info("job %s done in %.2fs", job.id, seconds, extra=job_fields(job))
             self.completer.add(claim, result)
 
     async def _fail(self, claim: Claim, error: str, retryable: bool) -> None:

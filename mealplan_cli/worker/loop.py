@@ -214,15 +214,7 @@ class Worker:
             free = config.concurrency - lifecycle.claims.running
             if free > 0:
                 try:
-                    jobs = await self._call(
-                        partial(
-                            self.queue.claim,
-                            config.worker_id,
-                            self.job_types,
-                            free,
-                            config.lease_seconds,
-                        )
-                    )
+                    jobs = await self._claim(free)
                 except DatabaseUnavailableError:
                     if self._stopping.is_set():
                         return
@@ -234,8 +226,21 @@ class Worker:
                     continue
                 if config.until_empty and not lifecycle.claims and not lifecycle.completer.busy:
                     return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_delay())
+            with contextlib.suppress(TimeoutError):  # not wait_for: no task per wait
+                async with asyncio.timeout(self._poll_delay()):
+                    await self._wake.wait()
+
+    async def _claim(self, free: int) -> list[ClaimedJob]:
+        """Claim up to ``free`` jobs. The results are written by the completer, on another
+        connection at the same time: measured on 2 cores, that beats writing them in the same
+        call as the claim (``claim_next`` can), which puts both in one serial transaction."""
+        config = self.config
+        _, jobs = await self._call(
+            partial(
+                self.queue.claim_next, config.worker_id, self.job_types, free, config.lease_seconds
+            )
+        )
+        return list(jobs)
 
     def _poll_delay(self) -> float:
         return self.config.poll_interval * random.uniform(0.8, 1.2)
