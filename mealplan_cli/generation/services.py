@@ -15,7 +15,6 @@ from mealplan_cli.errors import ConfigurationError
 # time and idle memory).
 if TYPE_CHECKING:
     from mealplan_cli.generation.images import ImageCache, UnsplashPhotos
-    from mealplan_cli.generation.request import MealPlanRequest
     from mealplan_cli.generation.planner import (
         DayCallback,
         Planner,
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     )
     from mealplan_cli.generation.planner_catalog import CatalogPlanner
     from mealplan_cli.generation.pricing import Price
+    from mealplan_cli.generation.request import MealPlanRequest
     from mealplan_cli.generation.validation import PlanValidator
 
 
