@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from tests.fakes.postgrest_server import FakePostgrest
+from tests.test_end_users import set_database
 
 ALICE = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
 BOB = uuid.UUID("00000000-0000-4000-8000-0000000000b0")
@@ -130,10 +131,8 @@ def test_anonymous_sign_ins_and_the_daily_cap_through_the_api(
     assert "anonymous users cannot request meal plans" in response.json()["message"]
     assert "mealworker.allow_anonymous" in response.json()["hint"]
 
-    name = database_url.rsplit("/", 1)[1]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'alter database "{name}" set mealworker.max_plans_per_day = 1')
-        conn.execute(f'alter database "{name}" set mealworker.allow_anonymous = on')
+    set_database(database_url, "mealworker.max_plans_per_day", "1")
+    set_database(database_url, "mealworker.allow_anonymous", "on")
     with FakePostgrest(database_url) as fresh:  # new connections see the settings
         token = fresh.user_jwt(uuid.uuid4(), claims={"is_anonymous": True})
         codes = [rpc(fresh, "request_meal_plan", {"request": {"days": 1}}, token) for _ in range(2)]

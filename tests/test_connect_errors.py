@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
+from tests import pg
 
 runner = CliRunner()
 PASSWORD = "Wr0ng-pass-77"
@@ -121,7 +122,7 @@ def test_a_refused_port_says_so_at_once() -> None:
 
 
 def test_an_unknown_database_says_so_at_once(database_url: str) -> None:
-    url = database_url.rsplit("/", 1)[0] + "/no_such_database"
+    url = pg.with_database(database_url, "no_such_database")
     error, elapsed = failing({"DATABASE_URL": url}, "stats", "--json")
     assert 'database "no_such_database" does not exist' in error
     assert "check the database name" in error

@@ -137,9 +137,8 @@ def test_meal_plans_join_the_realtime_publication_where_it_exists(database_url: 
 
 def set_database(url: str, setting: str, value: str) -> None:
     """``alter database ... set``, as an operator configures a Supabase project."""
-    name = url.rsplit("/", 1)[1]
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'alter database "{name}" set {setting} = {value}')
+        conn.execute(f'alter database "{conn.info.dbname}" set {setting} = {value}')
 
 
 def test_plans_requested_per_day_are_capped_even_when_cancelled(database_url: str) -> None:
