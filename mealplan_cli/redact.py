@@ -26,7 +26,7 @@ MASK = "***"
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*):(?P<pw>[^\s@'\"]*)@")
 _BARE_PASSWORD = re.compile(
-    r"(?P<head>(?<![\w:/.@-])[A-Za-z_][\w.-]*):(?P<pw>[^\s@/:'\"]+)@(?=[\w.\[-])"
+    r"(?P<head>(?<![\w:/.@-])[A-Za-z_][\w.-]*):(?P<pw>[^\s@/:'\"]+)@(?=[\w.\[/%-])"
 )
 _PARAM_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s'\"]*)", re.IGNORECASE)
 _KEYWORD_PASSWORD = re.compile(

@@ -148,6 +148,11 @@ def test_no_command_prints_the_password_of_a_failing_url(
 def test_each_form_shows_its_target_with_the_password_masked() -> None:
     assert redact_dsn("postgresql://u:pa:ss@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact_dsn("postgres:Secret@host/db") == "postgres:***@host/db"
+    assert (
+        mask_positions('after "postgres:Secret1@/run/pg/db" in')
+        == 'after "postgres:***@/run/pg/db" in'
+    )
+    assert mask_positions("postgres:Secret1@%2Frun%2Fpg/db") == "postgres:***@%2Frun%2Fpg/db"
     assert redact_dsn("postgresql://h/db?user=u&password=x1&sslmode=require") == (
         "postgresql://h/db?user=u&password=***&sslmode=require"
     )
