@@ -8,6 +8,7 @@ signal. Once a worker runs, the first signal stops it gracefully and the second 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -65,7 +66,13 @@ class StopSignals:
             self.announce("second signal: exiting now; unfinished jobs return when leases expire")
             os._exit(1)
         if self._target is None:
-            raise SystemExit(0)
+            # Nothing is held yet (no worker runs, so no lease): leave at once. Raising
+            # SystemExit here instead would surface wherever the signal lands, and inside a C
+            # extension (pydantic building a schema) it turns into that library's error.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(0)
         loop, stop = self._target
         self.announce(f"{name}: finishing running jobs, then stopping")
         loop.call_soon_threadsafe(stop)
