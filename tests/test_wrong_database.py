@@ -90,8 +90,10 @@ def test_an_explicit_setting_allows_the_embedded_database() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_work_on_the_embedded_database_says_so_naming_the_folder(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_work_on_the_embedded_database_says_so_naming_the_folder(
+    tmp_path: Path, embedded_data_dir: Path
+) -> None:
+    data = embedded_data_dir
     env = {"MEALWORKER_DATA_DIR": str(data), "LOG_DIR": str(tmp_path / "logs")}
     result = runner.invoke(app, ["work", "--until-empty"], env=env)
     assert result.exit_code == 0, result.output
