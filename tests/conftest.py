@@ -18,6 +18,7 @@ from mealplan_cli.db.embedded import stop_server
 from tests import pg
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.postgrest_server import FakePostgrest
 from tests.fakes.unsplash_server import FakeUnsplash
 
 OPENAI_TEST_KEY = "sk-test-4f9c2b7e1d"
@@ -123,3 +124,17 @@ def embedded_data_dir() -> Iterator[Path]:
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(folder, ignore_errors=True)
         assert not leaked, f"PostgreSQL servers left running under {folder}: {leaked}"
+
+
+@pytest.fixture(params=["postgres", "rest"])
+def env(request: pytest.FixtureRequest, database_url: str) -> Iterator[dict[str, str]]:
+    """A CLI run's environment over each transport: DATABASE_URL, or the two Supabase
+    settings of a PostgREST-compatible server on the same database."""
+    if request.param == "postgres":
+        yield {"DATABASE_URL": database_url}
+        return
+    with FakePostgrest(database_url) as server:
+        yield {
+            "SUPABASE_URL": server.base_url,
+            "SUPABASE_SERVICE_ROLE_KEY": server.service_role_key,
+        }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -11,21 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from tests.fakes.postgrest_server import FakePostgrest
 
 runner = CliRunner()
-
-
-@pytest.fixture(params=["postgres", "rest"])
-def env(request: pytest.FixtureRequest, database_url: str) -> Iterator[dict[str, str]]:
-    if request.param == "postgres":
-        yield {"DATABASE_URL": database_url}
-        return
-    with FakePostgrest(database_url) as server:
-        yield {
-            "SUPABASE_URL": server.base_url,
-            "SUPABASE_SERVICE_ROLE_KEY": server.service_role_key,
-        }
 
 
 def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:

@@ -6,42 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
-import psycopg
 import pytest
-from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
 from mealplan_cli.cli.tail import EVENTS
 from tests.conftest import OPENAI_TEST_KEY
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.fakes.postgrest_server import FakePostgrest
-
-runner = CliRunner()
-
-
-@pytest.fixture(params=["postgres", "rest"])
-def env(request: pytest.FixtureRequest, database_url: str) -> Iterator[dict[str, str]]:
-    if request.param == "postgres":
-        yield {"DATABASE_URL": database_url}
-        return
-    with FakePostgrest(database_url) as server:
-        yield {
-            "SUPABASE_URL": server.base_url,
-            "SUPABASE_SERVICE_ROLE_KEY": server.service_role_key,
-        }
-
-
-def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args), env=env)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def sql(url: str, statement: str, *params: object) -> list[tuple[object, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
+from tests.test_cli_operator import cli, runner, sql
 
 
 def enqueue(env: dict[str, str], *args: str) -> dict[str, object]:
