@@ -64,6 +64,7 @@ def test_generate_writes_out_a_file_and_reads_a_request_file(tmp_path: Path) -> 
     [
         (["--days", "30"], "days: Input should be less than or equal to 14"),
         (["--diet", "carnivore"], "diet.0: Input should be"),
+        (["--allergies", "shellfsh"], "unknown allergen 'shellfsh'"),
         (["--macros", "50/50/50"], "invalid --macros '50/50/50': "),
         (["--request", "missing.json"], "request file missing.json does not exist"),
         (["--planner", "openai"], "needs OPENAI_API_KEY"),

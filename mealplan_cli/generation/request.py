@@ -20,7 +20,14 @@ from pydantic import (
 )
 
 from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.vocabulary import SLOT_ORDER, Allergen, Diet, Slot, allergen_families
+from mealplan_cli.generation.vocabulary import (
+    SLOT_ORDER,
+    Allergen,
+    Diet,
+    Slot,
+    alias_help,
+    allergen_families,
+)
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 
@@ -127,6 +134,11 @@ class MealPlanRequest(BaseModel):
             widened: list[Any] = []
             for v in spelled:
                 families = allergen_families(v) if isinstance(v, str) else None
+                if families is None and isinstance(v, str):
+                    raise ValueError(
+                        f"unknown allergen {v!r}: use the EU families "
+                        f"({', '.join(a.value for a in Allergen)}) or an alias ({alias_help()})"
+                    )
                 widened += list(families) if families else [v]
             return list(dict.fromkeys(widened))
         return spelled
