@@ -18,9 +18,6 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.logging import RichHandler
-
 from mealplan_cli.redact import Redactor
 
 if TYPE_CHECKING:
@@ -116,6 +113,9 @@ def console_handler(settings: Settings, worker_id: str | None) -> logging.Handle
     stream = sys.stderr
     handler: logging.Handler
     if settings.log_format == "rich" and stream.isatty():
+        from rich.console import Console  # rich only for a person at a terminal
+        from rich.logging import RichHandler
+
         handler = RichHandler(
             console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False
         )

@@ -5,8 +5,10 @@ Counted in modules, not seconds (timings are for ``scripts/bench/startup.py``).
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,44 @@ def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
 
 def test_the_planner_option_offers_the_settings_choices() -> None:
     assert [p.value for p in Planner] == [p.value for p in PlannerChoice]
+
+
+def test_a_ping_worker_process_under_a_supervisor_loads_no_rich(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``mealworker work`` as PM2 or systemd runs it (output to a file, not a terminal) logs
+    plain lines: the rich library (about 4 MB of memory, 40 ms of start-up) is never loaded,
+    before or after it is ready to claim."""
+    from tests.test_worker_process import clean_environment, wait_until
+
+    env = {**clean_environment(), "DATABASE_URL": database_url, "LOG_LEVEL": "INFO"}
+    env["LOG_DIR"] = str(tmp_path / "logs")
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-m",
+                "mealplan_cli",
+                "work",
+                "--job-type",
+                "ping",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "ready to claim" in log.read_text(), 60, "the worker to be ready")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()[-2000:]
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in log.read_text().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "mealplan_cli.worker.loop" in modules  # it did run the worker
+    assert sorted(m for m in modules if m.split(".")[0] == "rich") == []

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import traceback
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from mealplan_cli import __version__, redact
 from mealplan_cli.errors import MealworkerError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mealplan_cli.config import Settings
 
 T = TypeVar("T")
@@ -40,8 +39,34 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-stdout = Console()
-stderr = Console(stderr=True)
+
+class _LazyConsole:
+    """A rich ``Console``, made when first used: a worker under PM2 or systemd (logging one
+    plain line a record) never loads rich at all."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def _made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __enter__(self) -> Console:  # rich's Live and Progress hold the console this way
+        return self._made().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._made().__exit__(*exc_info)
+
+
+stdout = cast("Console", _LazyConsole())
+stderr = cast("Console", _LazyConsole(stderr=True))
 
 
 @dataclass
@@ -85,6 +110,8 @@ def main(
 
 def fail(message: str) -> NoReturn:
     """One line on stderr (secrets masked) and exit code 1."""
+    from rich.text import Text
+
     line = Text.assemble(("error:", "bold red"), " ", redact.mask(message))
     stderr.print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -150,6 +177,8 @@ def run_async(
     Ctrl-C ends a command that runs ``until_interrupted`` (``tail``, ``stats --watch``) with
     exit code 0; any other command it interrupts exits 130, as shells expect.
     """
+    import asyncio
+
     try:
         result: T = run_checked(ctx, lambda: asyncio.run(coroutine))
     except KeyboardInterrupt:
@@ -163,5 +192,7 @@ def run_async(
 def ready(message: str) -> bool:
     """A command that runs until interrupted says once that it is ready: a person knows it
     works, and a script (or a test) can wait for this line rather than for time."""
+    from rich.text import Text
+
     stderr.print(Text(message, style="dim"), highlight=False)
     return True

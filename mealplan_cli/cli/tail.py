@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from mealplan_cli.cli.app import app, load_settings, ready, run_async, stdout
 from mealplan_cli.cli.durations import ago
@@ -31,6 +30,8 @@ EVENTS = (
 """Every event the queue writes (the triggers and functions in ``supabase/migrations``)."""
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from mealplan_cli.config import Settings
 
 EVENT_STYLES = {
@@ -55,6 +56,8 @@ def _detail(row: Row) -> str:
 
 
 def _line(row: Row) -> Text:
+    from rich.text import Text
+
     created = row.get("created_at")
     when = (
         created.astimezone().strftime("%H:%M:%S")

@@ -74,10 +74,10 @@ def work(
     if notice := run_checked(ctx, lambda: worker_database_notice(settings)):
         log.warning(notice)
     report = run_async(ctx, _work(settings, config.until_empty, job_type))
-    stderr.print(
+    typer.echo(  # plain, not rich: a worker under a supervisor never loads rich
         f"worker stopped: {report.completed} completed, {report.failed} failed, "
         f"{report.retried} retried, {report.released} released, {report.lost} lost",
-        highlight=False,
+        err=True,
     )
 
 
