@@ -13,6 +13,10 @@
     └── GenerationError              a plan could not be produced
         ├── InfeasibleRequestError   no recipe or plan can satisfy the request (never retried)
         ├── PlanRejectedError        the planner's output kept failing validation
+        ├── AnswerUnusableError      one LLM answer could not be used (the planner asks again)
+        │   ├── AnswerTruncatedError     it ran past its token limit
+        │   └── AnswerUnparseableError   it did not match the schema asked for
+        ├── PhotosUnavailableError   Unsplash cannot be asked now (the plan goes on without)
         └── ProviderError            the LLM provider failed
             ├── ProviderUnavailableError   transient: rate limit, 5xx, timeout (retry later)
             └── ProviderRejectedError      permanent: bad key, quota, refusal (fix, then retry)
@@ -93,6 +97,27 @@ class PlanRejectedError(GenerationError):
     def __init__(self, message: str, reasons: list[str] | None = None) -> None:
         super().__init__(message)
         self.reasons = reasons or []
+
+
+class AnswerUnusableError(GenerationError):
+    """One answer of the LLM could not be used; the planner asks again, within its budget."""
+
+    retryable = True
+
+
+class AnswerTruncatedError(AnswerUnusableError):
+    """The answer ran past its token limit."""
+
+
+class AnswerUnparseableError(AnswerUnusableError):
+    """The answer did not match the schema asked for."""
+
+
+class PhotosUnavailableError(GenerationError):
+    """Unsplash cannot be asked now (rate limit, key refused, down); the reason is safe to show.
+    The plan is finished without photos rather than failed."""
+
+    retryable = True
 
 
 class ProviderError(GenerationError):

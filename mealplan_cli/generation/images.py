@@ -16,12 +16,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
+from mealplan_cli.errors import PhotosUnavailableError
 from mealplan_cli.generation.foods import lookup_key
 from mealplan_cli.generation.models import Photo
-
-
-class PhotosUnavailable(Exception):
-    """Unsplash cannot be asked now (rate limit, key refused, down); the reason is safe to show."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +113,8 @@ class UnsplashPhotos:
         }
 
     async def photo_for(self, title: str) -> Photo | None:
-        """The photo for a dish, from the cache when seen before; raises ``PhotosUnavailable``."""
+        """The photo for a dish, from the cache when seen before; raises
+        ``PhotosUnavailableError``."""
         query = photo_query(title)
         cached = await self.cache.get(query)
         if cached is not None:
@@ -127,7 +125,7 @@ class UnsplashPhotos:
         async with self._lock:
             remaining = self.stats.remaining
             if remaining is not None and remaining <= self.min_remaining:
-                raise PhotosUnavailable(
+                raise PhotosUnavailableError(
                     f"Unsplash hourly quota nearly used ({remaining} requests left); "
                     "photos resume when it resets"
                 )
@@ -144,7 +142,9 @@ class UnsplashPhotos:
         try:
             results = response.json().get("results") or []
         except ValueError:
-            raise PhotosUnavailable("Unsplash answered a search with something not JSON") from None
+            raise PhotosUnavailableError(
+                "Unsplash answered a search with something not JSON"
+            ) from None
         photo = next((p for p in (photo_from_result(r, self.app_name) for r in results) if p), None)
         await self.cache.put(query, photo)
         return photo
@@ -164,9 +164,9 @@ class UnsplashPhotos:
                 url, params=params, headers=self._headers, timeout=self.timeout
             )
         except httpx.TimeoutException:
-            raise PhotosUnavailable("Unsplash did not answer in time") from None
+            raise PhotosUnavailableError("Unsplash did not answer in time") from None
         except httpx.HTTPError as error:
-            raise PhotosUnavailable(f"Unsplash unreachable ({type(error).__name__})") from None
+            raise PhotosUnavailableError(f"Unsplash unreachable ({type(error).__name__})") from None
         remaining = response.headers.get("x-ratelimit-remaining")
         if remaining is not None and remaining.strip().lstrip("-").isdigit():
             self.stats.remaining = int(remaining)
@@ -174,12 +174,14 @@ class UnsplashPhotos:
             response.status_code == 403 and "rate limit" in response.text.lower()
         ):
             self.stats.remaining = 0
-            raise PhotosUnavailable("Unsplash rate limit reached; photos resume when it resets")
+            raise PhotosUnavailableError(
+                "Unsplash rate limit reached; photos resume when it resets"
+            )
         if response.status_code in (401, 403):
-            raise PhotosUnavailable(
+            raise PhotosUnavailableError(
                 f"Unsplash refused the access key (HTTP {response.status_code}): "
                 "check UNSPLASH_ACCESS_KEY"
             )
         if response.status_code >= 400:
-            raise PhotosUnavailable(f"Unsplash answered HTTP {response.status_code}")
+            raise PhotosUnavailableError(f"Unsplash answered HTTP {response.status_code}")
         return response

@@ -2,8 +2,8 @@
 
 Tenacity retries *transport* failures (429 but not ``insufficient_quota``, 5xx, connection
 errors, timeouts; the SDK's own retries are off), honouring Retry-After. An answer cut short or
-not matching the schema is raised as ``Truncated`` or ``Unparseable`` for the planner to ask
-again; a refusal or the content filter is the provider's rejection.
+not matching the schema is raised as ``AnswerTruncatedError`` or ``AnswerUnparseableError``
+for the planner to ask again; a refusal or the content filter is the provider's rejection.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from mealplan_cli.errors import ProviderRejectedError, ProviderUnavailableError
+from mealplan_cli.errors import (
+    AnswerTruncatedError,
+    AnswerUnparseableError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+)
 from mealplan_cli.generation.models import Usage
 from mealplan_cli.generation.openai_errors import (
     first_error,
@@ -39,14 +44,6 @@ class Tally:
 
     usage: Usage = field(default_factory=Usage)
     failed: bool = False
-
-
-class Truncated(Exception):
-    """The answer ran past its token limit."""
-
-
-class Unparseable(Exception):
-    """The answer did not match the schema asked for."""
 
 
 class StructuredCalls:
@@ -90,13 +87,13 @@ class StructuredCalls:
             completion = await self._with_retries(call)
         except openai.LengthFinishReasonError as error:
             self._count(tally, error.completion.usage)
-            raise Truncated() from None
+            raise AnswerTruncatedError() from None
         except openai.ContentFilterFinishReasonError:
             raise ProviderRejectedError(
                 "OpenAI's content filter stopped the answer: check the request's notes"
             ) from None
         except pydantic.ValidationError as error:
-            raise Unparseable(first_error(error)) from None
+            raise AnswerUnparseableError(first_error(error)) from None
         self._count(tally, completion.usage)
         message = completion.choices[0].message
         if message.refusal:
@@ -105,7 +102,7 @@ class StructuredCalls:
                 "check the request's notes"
             )
         if message.parsed is None:
-            raise Unparseable("the answer was empty")
+            raise AnswerUnparseableError("the answer was empty")
         parsed: T = message.parsed
         return parsed
 

@@ -10,9 +10,9 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 
-from mealplan_cli.errors import PlanRejectedError
+from mealplan_cli.errors import PhotosUnavailableError, PlanRejectedError
 from mealplan_cli.generation.foods import FoodTable, default_table
-from mealplan_cli.generation.images import PhotosUnavailable, UnsplashPhotos
+from mealplan_cli.generation.images import UnsplashPhotos
 from mealplan_cli.generation.models import (
     Day,
     MealPlan,
@@ -131,7 +131,7 @@ async def attach_photos(
                 return
             try:
                 found[title] = await images.photo_for(title)
-            except PhotosUnavailable as error:
+            except PhotosUnavailableError as error:
                 stopped.append(str(error))
                 return
         done += 1
@@ -149,7 +149,7 @@ async def attach_photos(
     for photo in used.values():
         try:
             await images.mark_used(photo)
-        except PhotosUnavailable as error:
+        except PhotosUnavailableError as error:
             stopped.append(f"download tracking: {error}")
             break
     with_photo = sum(1 for day in days for meal in day.meals if meal.photo)

@@ -20,9 +20,9 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from mealplan_cli.errors import PlanRejectedError
+from mealplan_cli.errors import AnswerTruncatedError, AnswerUnparseableError, PlanRejectedError
 from mealplan_cli.generation.models import RejectedMeal, ScaledMeal
-from mealplan_cli.generation.openai_calls import StructuredCalls, Tally, Truncated, Unparseable
+from mealplan_cli.generation.openai_calls import StructuredCalls, Tally
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -184,7 +184,7 @@ class OpenAIPlanner:
         for _ in range(REGENERATIONS + 1):
             try:
                 return await self.calls.parse(PlanOutline, prompt, tally, max_tokens=4000)
-            except (Truncated, Unparseable):
+            except (AnswerTruncatedError, AnswerUnparseableError):
                 continue
         raise PlanRejectedError("the model could not produce a usable outline of the plan")
 
@@ -207,10 +207,10 @@ class OpenAIPlanner:
             prompt = day_prompt(request, day, outline, avoid, problems, compact, known)
             try:
                 answer = await self.calls.parse(schema, prompt, tally, DAY_MAX_COMPLETION_TOKENS)
-            except Truncated:
+            except AnswerTruncatedError:
                 compact, problems = True, ["the answer was cut off for length"]
                 continue
-            except Unparseable as error:
+            except AnswerUnparseableError as error:
                 problems = [f"the answer did not match the schema: {error}"]
                 continue
             problems = []
@@ -263,11 +263,11 @@ class OpenAIPlanner:
                     answer = await self.calls.parse(
                         schema, prompt, tally, MEAL_MAX_COMPLETION_TOKENS
                     )
-                except Truncated:
+                except AnswerTruncatedError:
                     compact.add(slot)
                     problems[slot] = ["the answer was cut off for length"]
                     return
-                except Unparseable as error:
+                except AnswerUnparseableError as error:
                     problems[slot] = [f"the answer did not match the schema: {error}"]
                     return
             got = [meal.slot for meal in answer.meals]
