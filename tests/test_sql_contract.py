@@ -1293,3 +1293,19 @@ def test_claim_stays_on_the_index_with_200k_pending_jobs(conn: Conn) -> None:
     assert "background_jobs_claim_idx" in claim_plans[0]
     assert "Seq Scan on background_jobs" not in claim_plans[0]
     print(claim_plans[0])
+
+
+def test_the_sql_notifies_on_the_channel_the_worker_listens_to() -> None:
+    """The channel is named in the triggers' SQL and in ``queue.NOTIFY_CHANNEL``; a rename on
+    one side only would leave every worker polling, silently."""
+    import re
+
+    from mealplan_cli.queue import NOTIFY_CHANNEL
+
+    folder = Path(__file__).resolve().parents[1] / "supabase" / "migrations"
+    channels = {
+        match
+        for path in folder.glob("*.sql")
+        for match in re.findall(r"pg_notify\(\s*'([^']+)'", path.read_text())
+    }
+    assert channels == {NOTIFY_CHANNEL}
