@@ -57,6 +57,7 @@ def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
     modules = imported_by("-c", code)
     assert "mealplan_cli.runtime" in modules
     heavy = (
+        "pydantic",
         "openai",
         "supabase",
         "postgrest",
@@ -65,6 +66,22 @@ def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
         "mealplan_cli.mealplan",
     )
     assert sorted(m for m in modules if m.startswith(heavy) and m not in LIGHT) == []
+
+
+def test_settings_and_the_worker_library_load_no_pydantic() -> None:
+    """Reading the settings is every command's first step; pydantic is for meal plans only."""
+    code = (
+        "import sys\n"
+        "import mealplan_cli.config, mealplan_cli.runtime, mealplan_cli.worker\n"
+        "import mealplan_cli.db.connect\n"
+        "settings = mealplan_cli.config.Settings.load(env_file=None, environ={})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pydantic')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_the_planner_option_offers_the_settings_choices() -> None:
