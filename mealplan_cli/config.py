@@ -7,26 +7,20 @@ name in upper case; ``env.example`` documents each one.
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import FrozenInstanceError
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from dotenv import dotenv_values
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
 
 from mealplan_cli.errors import ConfigurationError
-from mealplan_cli.redact import Redactor
+from mealplan_cli.redact import Redactor, SecretStr, SecretValue
 
 
 class PlannerChoice(StrEnum):
@@ -77,83 +71,324 @@ def is_placeholder(value: str) -> bool:
     return bool(_PLACEHOLDER.search(value.strip()))
 
 
-class Settings(BaseModel):
-    """Every setting mealworker reads. Secrets are ``SecretStr``: their repr shows stars."""
+def _choices(values: Iterable[str]) -> str:
+    """``'a', 'b' or 'c'``, as pydantic words a choice."""
+    quoted = [repr(value) for value in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Input should be a valid string")
+    return value
+
+
+_INTEGER = re.compile(r"[+-]?[0-9][0-9_]*(\.0*)?")
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("Input should be a valid integer, got a number with a fractional part")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not _INTEGER.fullmatch(text):
+            raise ValueError(
+                "Input should be a valid integer, unable to parse string as an integer"
+            )
+        return int(text.split(".")[0])
+    raise ValueError("Input should be a valid integer")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(
+                "Input should be a valid number, unable to parse string as a number"
+            ) from None
+    else:
+        raise ValueError("Input should be a valid number")
+    if not math.isfinite(number):
+        raise ValueError("Input should be a finite number")
+    return number
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    raise ValueError("Input should be a valid boolean, unable to interpret input")
+
+
+def _path(value: Any) -> Path:
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise ValueError("Input is not a valid path")
+
+
+def _secret(value: Any) -> SecretStr:
+    """Ours, a plain string, or anything with ``get_secret_value()`` (``pydantic.SecretStr``)."""
+    if isinstance(value, SecretStr):
+        return value
+    raw = value.get_secret_value() if isinstance(value, SecretValue) else value
+    if not isinstance(raw, str):
+        raise ValueError("Input should be a valid string")
+    return SecretStr(raw)
+
+
+def _enum(kind: type[StrEnum]) -> Callable[[Any], Any]:
+    wording = f"Input should be {_choices(choice.value for choice in kind)}"
+
+    def parse(value: Any) -> StrEnum:
+        if isinstance(value, kind):
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise ValueError(wording) from None
+
+    return parse
+
+
+def _literal(choices: tuple[str, ...]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"Input should be {_choices(choices)}")
+        return str(value)
+
+    return parse
+
+
+_PARSERS: dict[Any, Callable[[Any], Any]] = {
+    str: _string,
+    int: _integer,
+    float: _number,
+    bool: _boolean,
+    Path: _path,
+    SecretStr: _secret,
+}
+
+
+def _parser(annotation: Any) -> Callable[[Any], Any]:
+    """How to read a value of ``annotation`` (``X | None`` reads as ``X``)."""
+    kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
+    kind = kinds[0] if kinds and get_origin(annotation) is not Literal else annotation
+    if get_origin(kind) is Literal:
+        return _literal(get_args(kind))
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return _enum(kind)
+    return _PARSERS[kind]
+
+
+def _not_a_placeholder(name: str, value: Any) -> Any:
+    raw = value.get_secret_value() if isinstance(value, SecretValue) else value
+    if isinstance(raw, str) and is_placeholder(raw):
+        shown = raw if name != "database_url" else "the example"
+        raise ValueError(
+            f"still the placeholder from env.example ({shown}): set "
+            f"{PLACEHOLDER_HINTS[name]}, or delete the line"
+        )
+    return value
+
+
+def _lower(name: str, value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _level_upper(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    level = value.strip().upper()
+    return LEVEL_ALIASES.get(level, level)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+_BEFORE: dict[str, Callable[[str, Any], Any]] = {
+    **dict.fromkeys(PLACEHOLDER_HINTS, _not_a_placeholder),
+    "planner": _lower,
+    "log_format": _lower,
+    "log_level": _level_upper,
+}
+"""What runs on a setting's raw value before it is parsed."""
+
+_HTTP_URLS = frozenset({"openai_base_url", "unsplash_api_url", "supabase_url"})
+
+
+class SettingsError(ConfigurationError, ValueError):
+    """Settings built with bad values: every bad one named, none of the values shown."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(_explain(problems, {}))
+
+
+class SettingField:
+    """One setting's default and bounds, as ``Settings.model_fields[name]`` gives them.
+
+    Its type is the class annotation's; a setting whose default is None may also be None.
+    """
+
+    __slots__ = ("annotation", "default", "ge", "gt", "le", "name", "parse")
+
+    def __init__(
+        self,
+        default: Any,
+        *,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+    ) -> None:
+        self.name = ""
+        self.annotation: Any = None
+        self.default = default
+        self.ge, self.gt, self.le = ge, gt, le
+        self.parse: Callable[[Any], Any] = _string
+
+    def __repr__(self) -> str:
+        bounds = "".join(
+            f", {key}={value}"
+            for key, value in (("ge", self.ge), ("gt", self.gt), ("le", self.le))
+            if value is not None
+        )
+        return f"SettingField({self.default!r}{bounds})"
+
+    def validate(self, value: Any) -> Any:
+        """``value`` as this setting's type, in bounds; else ``ValueError`` saying why."""
+        if value is None and self.default is None:
+            return None
+        before = _BEFORE.get(self.name)
+        if before is not None:
+            value = before(self.name, value)
+        value = self.parse(value)
+        for bound, fails, words in (
+            (self.ge, operator.lt, "greater than or equal to"),
+            (self.gt, operator.le, "greater than"),
+            (self.le, operator.gt, "less than or equal to"),
+        ):
+            if bound is not None and fails(value, bound):
+                raise ValueError(f"Input should be {words} {bound}")
+        if self.name in _HTTP_URLS:
+            value = _http_url(value)
+        return value
+
+
+def setting(
+    default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None
+) -> Any:
+    """A bounded setting's default, as ``Settings``' class body declares it."""
+    return SettingField(default, ge=ge, gt=gt, le=le)
+
+
+class Settings:
+    """Every setting mealworker reads, validated and frozen. Secrets are ``SecretStr``.
+
+    Plain Python rather than a pydantic model: every command reads the settings, and a
+    ping-only worker should not pay for pydantic. The interface kept from the pydantic model:
+    keyword construction (strings are parsed, unknown names refused), ``model_fields``,
+    ``model_copy(update=...)``, iteration as ``(name, value)`` pairs, equality, hashing.
+    """
+
+    model_fields: ClassVar[dict[str, SettingField]]
 
     planner: PlannerChoice = PlannerChoice.auto
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4.1-mini"
-    openai_timeout_seconds: float = Field(120.0, gt=0, le=3600)
-    openai_max_attempts: int = Field(4, ge=1, le=10)
-    openai_concurrency: int = Field(4, ge=1, le=32)
-    openai_price_input_per_mtok: float | None = Field(None, ge=0)
-    openai_price_cached_per_mtok: float | None = Field(None, ge=0)
-    openai_price_output_per_mtok: float | None = Field(None, ge=0)
+    openai_timeout_seconds: float = setting(120.0, gt=0, le=3600)
+    openai_max_attempts: int = setting(4, ge=1, le=10)
+    openai_concurrency: int = setting(4, ge=1, le=32)
+    openai_price_input_per_mtok: float | None = setting(None, ge=0)
+    openai_price_cached_per_mtok: float | None = setting(None, ge=0)
+    openai_price_output_per_mtok: float | None = setting(None, ge=0)
 
     unsplash_access_key: SecretStr | None = None
     unsplash_api_url: str = "https://api.unsplash.com"
     unsplash_app_name: str = "mealworker"
-    unsplash_min_remaining: int = Field(5, ge=0)
-    unsplash_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    unsplash_min_remaining: int = setting(5, ge=0)
+    unsplash_timeout_seconds: float = setting(5.0, gt=0, le=60)
 
     supabase_url: str | None = None
     supabase_service_role_key: SecretStr | None = None
     database_url: SecretStr | None = None
     mealworker_data_dir: Path | None = None
     mealworker_embedded: bool = False
-    database_connect_timeout_seconds: int = Field(5, ge=2, le=300)
+    database_connect_timeout_seconds: int = setting(5, ge=2, le=300)
 
     worker_id: str | None = None
-    poll_interval_ms: int = Field(1000, ge=10, le=600_000)
-    max_concurrent_jobs: int = Field(4, ge=1, le=1000)
-    lease_seconds: float = Field(60.0, ge=1, le=3600)
-    job_timeout_seconds: float = Field(900.0, gt=0, le=86_400)
-    shutdown_grace_seconds: float = Field(30.0, ge=0, le=3600)
-    stale_sweep_seconds: float = Field(30.0, ge=1, le=3600)
+    poll_interval_ms: int = setting(1000, ge=10, le=600_000)
+    max_concurrent_jobs: int = setting(4, ge=1, le=1000)
+    lease_seconds: float = setting(60.0, ge=1, le=3600)
+    job_timeout_seconds: float = setting(900.0, gt=0, le=86_400)
+    shutdown_grace_seconds: float = setting(30.0, ge=0, le=3600)
+    stale_sweep_seconds: float = setting(30.0, ge=1, le=3600)
     log_level: LogLevel = LogLevel.INFO
     log_format: Literal["rich", "text", "json"] = "rich"
     log_dir: Path = Path("logs")
-    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_port: int | None = setting(None, ge=1, le=65535)
 
-    @field_validator("openai_base_url", "unsplash_api_url", "supabase_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
+    def __init__(self, **values: Any) -> None:
+        """Each value parsed as its setting's type (pydantic's lax mode); raises
+        ``SettingsError`` naming every bad or unknown setting."""
+        problems: list[tuple[str, str]] = []
+        for name, field in self.model_fields.items():
+            if name not in values:
+                object.__setattr__(self, name, field.default)
+                continue
+            try:
+                object.__setattr__(self, name, field.validate(values[name]))
+            except ValueError as error:
+                problems.append((name, str(error)))
+        for name in values:
+            if name not in self.model_fields:
+                problems.append((name, "Extra inputs are not permitted"))
+        if problems:
+            raise SettingsError(problems)
 
-    @field_validator(*PLACEHOLDER_HINTS, mode="before")
-    @classmethod
-    def _not_a_placeholder(cls, value: Any, info: ValidationInfo) -> Any:
-        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(raw, str) and is_placeholder(raw):
-            shown = raw if info.field_name != "database_url" else "the example"
-            raise ValueError(
-                f"still the placeholder from env.example ({shown}): set "
-                f"{PLACEHOLDER_HINTS[str(info.field_name)]}, or delete the line"
-            )
-        return value
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"settings are frozen: use model_copy(update={{{name!r}: ...}})")
 
-    @field_validator("planner", mode="before")
-    @classmethod
-    def _planner_lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError("settings are frozen")
 
-    @field_validator("log_format", mode="before")
-    @classmethod
-    def _format_lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(self.__dict__.items())
 
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _level_upper(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        name = value.strip().upper()
-        return LEVEL_ALIASES.get(name, name)
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.__dict__.values()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self)
+        return f"{type(self).__name__}({shown})"
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Settings:
+        """New settings: these with ``update`` on top, validated like any others."""
+        return type(self)(**{**self.__dict__, **(update or {})})
 
     @classmethod
     def load(
@@ -184,9 +419,9 @@ class Settings(BaseModel):
                 values[name] = value
                 sources[name] = f"{name.upper()} (from the command line)"
         try:
-            return cls.model_validate(values)
-        except ValidationError as error:
-            raise ConfigurationError(_explain(error, sources)) from None
+            return cls(**values)
+        except SettingsError as error:
+            raise ConfigurationError(_explain(error.problems, sources)) from None
 
     def redactor(self) -> Redactor:
         """What masks these settings' secrets wherever text is printed."""
@@ -208,12 +443,29 @@ class Settings(BaseModel):
         return shown
 
 
-def _explain(error: ValidationError, sources: Mapping[str, str]) -> str:
+def _explain(problems: list[tuple[str, str]], sources: Mapping[str, str]) -> str:
     """One line per bad setting: where it came from and what is wrong; never the value."""
-    lines = []
-    for problem in error.errors(include_input=False, include_url=False):
-        field = str(problem["loc"][0]) if problem["loc"] else "settings"
-        where = sources.get(field, field.upper())
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        lines.append(f"invalid setting {where}: {message}")
-    return "; ".join(lines)
+    return "; ".join(
+        f"invalid setting {sources.get(name, name.upper())}: {message}"
+        for name, message in problems
+    )
+
+
+def _collect_fields(cls: type[Settings]) -> dict[str, SettingField]:
+    """The class body's settings, in order, each with its type's parser (class attributes
+    removed: an instance keeps its own values)."""
+    hints = get_type_hints(cls)
+    fields: dict[str, SettingField] = {}
+    for name in cls.__annotations__:
+        if get_origin(hints[name]) is ClassVar:
+            continue
+        declared = cls.__dict__[name]
+        field = declared if isinstance(declared, SettingField) else SettingField(declared)
+        field.name, field.annotation = name, hints[name]
+        field.parse = _parser(hints[name])
+        fields[name] = field
+        delattr(cls, name)
+    return fields
+
+
+Settings.model_fields = _collect_fields(Settings)

@@ -10,17 +10,17 @@ Two rules, applied together by ``Redactor.mask``:
   ``DATABASE_URL``, its password) are masked wherever they appear, but only when a value is
   distinctive enough to be a secret: a password that is literally ``postgres`` is masked in its
   positions, never as the word "postgres" in ordinary text.
+
+``SecretStr`` is the settings' secret type: our own rather than ``pydantic.SecretStr`` (whose
+interface it keeps) so that reading the settings does not load pydantic.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol, runtime_checkable
 from urllib.parse import unquote
-
-if TYPE_CHECKING:
-    from pydantic import SecretStr
 
 MASK = "***"
 
@@ -106,8 +106,8 @@ class Redactor:
     def of(
         cls,
         *,
-        database_url: SecretStr | None = None,
-        keys: Iterable[SecretStr | None] = (),
+        database_url: SecretValue | None = None,
+        keys: Iterable[SecretValue | None] = (),
     ) -> Redactor:
         dsns = [database_url.get_secret_value()] if database_url is not None else []
         return cls([key.get_secret_value() for key in keys if key is not None], dsns)
@@ -121,6 +121,53 @@ class Redactor:
         for value, replacement in self._replacements:
             text = text.replace(value, replacement)
         return mask_positions(text)
+
+
+STARS = "**********"
+"""How a secret shows itself: pydantic's ten stars, so output reads the same as before."""
+
+
+@runtime_checkable
+class SecretValue(Protocol):
+    """Anything holding a secret string: ours, ``pydantic.SecretStr``, or a look-alike."""
+
+    def get_secret_value(self) -> str: ...
+
+
+class SecretStr:
+    """A secret string: compared and hashed by value, shown only as stars."""
+
+    __slots__ = ("_value",)
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"a secret must be a str, not {type(value).__name__}")
+        object.__setattr__(self, "_value", value)
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a secret cannot be changed; make a new one")
+
+    def __repr__(self) -> str:
+        return f"SecretStr('{STARS}')"
+
+    def __str__(self) -> str:
+        return STARS if self._value else ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __reduce__(self) -> tuple[type[SecretStr], tuple[str]]:
+        return (SecretStr, (self._value,))
 
 
 _current = Redactor()

@@ -14,6 +14,7 @@ import pytest
 
 from mealplan_cli.cli.app import Planner
 from mealplan_cli.config import PlannerChoice
+from tests.test_worker_process import clean_environment
 
 HEAVY = (
     "pydantic",
@@ -59,6 +60,7 @@ def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
     modules = imported_by("-c", code)
     assert "mealplan_cli.runtime" in modules
     heavy = (
+        "pydantic",
         "openai",
         "supabase",
         "postgrest",
@@ -67,6 +69,56 @@ def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
         "mealplan_cli.mealplan",
     )
     assert sorted(m for m in modules if m.startswith(heavy) and m not in LIGHT) == []
+
+
+def test_settings_and_the_worker_library_load_no_pydantic() -> None:
+    """Reading the settings is every command's first step; pydantic is for meal plans only."""
+    code = (
+        "import sys\n"
+        "import mealplan_cli.config, mealplan_cli.runtime, mealplan_cli.worker\n"
+        "import mealplan_cli.db.connect\n"
+        "settings = mealplan_cli.config.Settings.load(env_file=None, environ={})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pydantic')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+READY_PROBE = """
+import logging, os, runpy, signal, sys
+
+class Ready(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("ready to claim"):
+            loaded = sorted(m for m in sys.modules if m.startswith(("pydantic", "openai")))
+            print("LOADED", loaded, file=sys.__stdout__, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+logging.getLogger("mealworker.worker").addHandler(Ready())
+sys.argv = ["mealworker", "work", "--job-type", "ping"]
+runpy.run_module("mealplan_cli", run_name="__main__")
+"""
+"""The real ``mealworker work`` in a process of its own: when it says it is ready to claim, it
+prints what it has loaded, then stops itself (SIGTERM, a clean exit)."""
+
+
+def test_a_real_ping_worker_process_loads_no_pydantic(database_url: str, tmp_path: Path) -> None:
+    """Everything a running worker imports (the CLI library's option parsing included)."""
+    env = {**clean_environment(), "DATABASE_URL": database_url, "LOG_FORMAT": "text"}
+    result = subprocess.run(
+        [sys.executable, "-c", READY_PROBE],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "LOADED []" in result.stdout.splitlines(), result.stdout + result.stderr
 
 
 def test_the_planner_option_offers_the_settings_choices() -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pydantic
 import pytest
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.config import LogLevel, PlannerChoice, Settings
 from mealplan_cli.errors import ConfigurationError
 from mealplan_cli.generation.services import choose_planner
+from mealplan_cli.redact import SecretStr
 
 SECRET = "sk-live-very-secret-123456"
 
@@ -111,3 +113,118 @@ def test_the_env_file_s_own_name_is_the_source(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert f"POLL_INTERVAL_MS (from {tmp_path / 'worker.env'})" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("max_concurrent_jobs", 0, "Input should be greater than or equal to 1"),
+        ("max_concurrent_jobs", "1001", "Input should be less than or equal to 1000"),
+        ("openai_timeout_seconds", "0", "Input should be greater than 0"),
+        (
+            "poll_interval_ms",
+            "soon",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "poll_interval_ms",
+            2.5,
+            "Input should be a valid integer, got a number with a fractional part",
+        ),
+        ("lease_seconds", "a minute", "Input should be a valid number"),
+        ("lease_seconds", "nan", "Input should be a finite number"),
+        ("mealworker_embedded", "maybe", "Input should be a valid boolean"),
+        ("planner", "gpt", "Input should be 'auto', 'openai' or 'catalog'"),
+        ("log_format", "xml", "Input should be 'rich', 'text' or 'json'"),
+        ("log_level", "loud", "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("supabase_url", "db.example.co", "must start with http:// or https://"),
+        ("openai_model", 4, "Input should be a valid string"),
+        ("not_a_setting", "x", "Extra inputs are not permitted"),
+    ],
+)
+def test_each_bad_value_is_refused_with_a_reason(name: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(**{name: value})
+    assert str(caught.value).startswith(f"invalid setting {name.upper()}: {message}")
+    assert isinstance(caught.value, ValueError)
+
+
+def test_every_bad_setting_is_named_once_in_field_order() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load(
+            {"surprise": 1}, env_file=None, environ={"LEASE_SECONDS": "0", "PLANNER": "x"}
+        )
+    assert str(caught.value) == (
+        "invalid setting PLANNER (from environment): "
+        "Input should be 'auto', 'openai' or 'catalog'; "
+        "invalid setting LEASE_SECONDS (from environment): "
+        "Input should be greater than or equal to 1; "
+        "invalid setting SURPRISE (from the command line): Extra inputs are not permitted"
+    )
+
+
+def test_strings_are_parsed_as_each_setting_s_type() -> None:
+    settings = Settings(
+        planner=" Catalog ",
+        log_level="warn",
+        log_format="JSON",
+        max_concurrent_jobs=" 500 ",
+        lease_seconds="2.5",
+        mealworker_embedded="Yes",
+        log_dir="var/log",
+        supabase_url="https://abcd.supabase.co/",
+        database_url="postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    assert settings.planner is PlannerChoice.catalog
+    assert settings.log_level is LogLevel.WARNING
+    assert settings.log_format == "json"
+    assert settings.max_concurrent_jobs == 500
+    assert settings.lease_seconds == 2.5
+    assert settings.mealworker_embedded is True
+    assert settings.log_dir == Path("var/log")
+    assert settings.supabase_url == "https://abcd.supabase.co"
+    assert isinstance(settings.database_url, SecretStr)
+    for word, meaning in [("0", False), ("off", False), ("NO", False), ("1", True), ("on", True)]:
+        assert Settings(mealworker_embedded=word).mealworker_embedded is meaning
+
+
+def test_settings_are_frozen_and_copied_with_validation() -> None:
+    settings = Settings(max_concurrent_jobs=8)
+    with pytest.raises(AttributeError):
+        setattr(settings, "max_concurrent_jobs", 9)  # noqa: B010
+    copy = settings.model_copy(update={"log_level": "debug"})
+    assert copy.log_level is LogLevel.DEBUG
+    assert copy.max_concurrent_jobs == 8
+    assert settings.log_level is LogLevel.INFO
+    assert copy != settings
+    assert copy.model_copy(update={"log_level": LogLevel.INFO}) == settings
+    with pytest.raises(ConfigurationError, match="MAX_CONCURRENT_JOBS"):
+        settings.model_copy(update={"max_concurrent_jobs": 0})
+    assert dict(settings)["max_concurrent_jobs"] == 8
+    assert Settings.model_fields["max_concurrent_jobs"].default == 4
+    assert list(Settings.model_fields) == [name for name, _ in settings]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [SECRET, SecretStr(SECRET), pydantic.SecretStr(SECRET)],
+    ids=["str", "ours", "pydantic"],
+)
+def test_a_secret_is_taken_in_any_form_and_never_shown(given: object) -> None:
+    settings = Settings(openai_api_key=given, database_url=f"postgresql://u:{SECRET}@db/x")
+    assert isinstance(settings.openai_api_key, SecretStr)
+    assert settings.openai_api_key.get_secret_value() == SECRET
+    assert settings.openai_api_key == SecretStr(SECRET)
+    shown = f"{settings!r} {settings} {settings.openai_api_key} {settings.public()}"
+    assert SECRET not in shown
+    assert "**********" in repr(settings.openai_api_key)
+
+
+def test_a_placeholder_is_refused_and_a_database_url_one_is_not_repeated() -> None:
+    with pytest.raises(ConfigurationError, match=r"OPENAI_API_KEY.*\(sk-\.\.\.\)"):
+        Settings(openai_api_key="sk-...")
+    example = "postgresql://postgres:...@db.<project>.supabase.co:5432/postgres"
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(database_url=pydantic.SecretStr(example))
+    assert "(the example)" in str(caught.value)
+    assert example not in str(caught.value)

@@ -23,8 +23,8 @@ T = TypeVar("T")
 
 
 class Planner(StrEnum):
-    """``--planner``'s choices: ``config.PlannerChoice``'s values, without importing pydantic
-    for ``--help`` (tests/test_cli_startup.py keeps the two equal)."""
+    """``--planner``'s choices: ``config.PlannerChoice``'s values, without importing the
+    settings for ``--help`` (tests/test_cli_startup.py keeps the two equal)."""
 
     auto = "auto"
     openai = "openai"
@@ -128,7 +128,7 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     An option that Typer filled from its ``envvar`` is left out of the overrides: the setting
     reads the same variable itself, so an error names the environment, not the command line.
     """
-    from mealplan_cli.config import Settings  # pydantic: loaded when a command runs, not --help
+    from mealplan_cli.config import Settings  # loaded when a command runs, not for --help
 
     from_environment = {
         str(param.envvar).lower()

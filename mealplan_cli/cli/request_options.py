@@ -72,11 +72,18 @@ class RequestOptions:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RequestOptions:
-        """The request options among a command's parameters (``ctx.params``)."""
+        """The request options among a command's parameters (``ctx.params``).
+
+        ``ctx.params`` holds what the option parser made of each value: before typer 0.29 a
+        path is still a string there (only the command's own arguments are converted).
+        """
         renamed = {"request_file": "file", "household": "household_size"}
         fields = set(cls.__dataclass_fields__)
         values = {renamed.get(name, name): value for name, value in params.items()}
-        return cls(**{name: value for name, value in values.items() if name in fields})
+        options = cls(**{name: value for name, value in values.items() if name in fields})
+        if options.file is not None:
+            options.file = Path(options.file)
+        return options
 
     def build(self) -> MealPlanRequest:
         """The request from the file (if any) with the given options on top."""

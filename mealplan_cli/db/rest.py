@@ -16,7 +16,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-from pydantic import SecretStr
 
 from mealplan_cli.db.base import (
     DatabaseError,
@@ -24,7 +23,7 @@ from mealplan_cli.db.base import (
     Row,
     SchemaMissingError,
 )
-from mealplan_cli.redact import mask_positions
+from mealplan_cli.redact import SecretValue, mask_positions
 
 REQUEST_TIMEOUT_SECONDS = 6.0
 """Well under the service role's 8 s statement timeout, so a slow call fails on our side."""
@@ -90,7 +89,7 @@ class RestDatabase:
     transport = "rest"
     supports_listen = False
 
-    def __init__(self, url: str, key: SecretStr, *, timeout: float = REQUEST_TIMEOUT_SECONDS):
+    def __init__(self, url: str, key: SecretValue, *, timeout: float = REQUEST_TIMEOUT_SECONDS):
         self.url = url
         self._key = key
         self._timeout = timeout

@@ -14,11 +14,11 @@ from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
-from pydantic import SecretStr
 
 from mealplan_cli.errors import PhotosUnavailableError
 from mealplan_cli.generation.foods import lookup_key
 from mealplan_cli.generation.models import Photo
+from mealplan_cli.redact import SecretValue
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class UnsplashPhotos:
     """Searches Unsplash for dish photos through a shared ``httpx.AsyncClient``."""
 
     http: httpx.AsyncClient
-    access_key: SecretStr
+    access_key: SecretValue
     api_url: str = "https://api.unsplash.com"
     app_name: str = "mealworker"
     min_remaining: int = 5
