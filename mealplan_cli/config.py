@@ -7,20 +7,19 @@ name in upper case; ``env.example`` documents each one.
 
 from __future__ import annotations
 
-import math
-import operator
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import FrozenInstanceError
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_origin, get_type_hints
 
 from dotenv import dotenv_values
 
-from mealplan_cli.errors import ConfigurationError
+from mealplan_cli.errors import ConfigurationError, SettingsError
 from mealplan_cli.redact import Redactor, SecretStr, SecretValue
+from mealplan_cli.setting_values import SettingField, parser_for, setting
 
 
 class PlannerChoice(StrEnum):
@@ -71,131 +70,6 @@ def is_placeholder(value: str) -> bool:
     return bool(_PLACEHOLDER.search(value.strip()))
 
 
-def _choices(values: Iterable[str]) -> str:
-    """``'a', 'b' or 'c'``, as pydantic words a choice."""
-    quoted = [repr(value) for value in values]
-    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("Input should be a valid string")
-    return value
-
-
-_INTEGER = re.compile(r"[+-]?[0-9][0-9_]*(\.0*)?")
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError("Input should be a valid integer, got a number with a fractional part")
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if not _INTEGER.fullmatch(text):
-            raise ValueError(
-                "Input should be a valid integer, unable to parse string as an integer"
-            )
-        return int(text.split(".")[0])
-    raise ValueError("Input should be a valid integer")
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise ValueError(
-                "Input should be a valid number, unable to parse string as a number"
-            ) from None
-    else:
-        raise ValueError("Input should be a valid number")
-    if not math.isfinite(number):
-        raise ValueError("Input should be a finite number")
-    return number
-
-
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE or word in _FALSE:
-            return word in _TRUE
-    raise ValueError("Input should be a valid boolean, unable to interpret input")
-
-
-def _path(value: Any) -> Path:
-    if isinstance(value, str | os.PathLike):
-        return Path(value)
-    raise ValueError("Input is not a valid path")
-
-
-def _secret(value: Any) -> SecretStr:
-    """Ours, a plain string, or anything with ``get_secret_value()`` (``pydantic.SecretStr``)."""
-    if isinstance(value, SecretStr):
-        return value
-    raw = value.get_secret_value() if isinstance(value, SecretValue) else value
-    if not isinstance(raw, str):
-        raise ValueError("Input should be a valid string")
-    return SecretStr(raw)
-
-
-def _enum(kind: type[StrEnum]) -> Callable[[Any], Any]:
-    wording = f"Input should be {_choices(choice.value for choice in kind)}"
-
-    def parse(value: Any) -> StrEnum:
-        if isinstance(value, kind):
-            return value
-        try:
-            return kind(value)
-        except ValueError:
-            raise ValueError(wording) from None
-
-    return parse
-
-
-def _literal(choices: tuple[str, ...]) -> Callable[[Any], Any]:
-    def parse(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"Input should be {_choices(choices)}")
-        return str(value)
-
-    return parse
-
-
-_PARSERS: dict[Any, Callable[[Any], Any]] = {
-    str: _string,
-    int: _integer,
-    float: _number,
-    bool: _boolean,
-    Path: _path,
-    SecretStr: _secret,
-}
-
-
-def _parser(annotation: Any) -> Callable[[Any], Any]:
-    """How to read a value of ``annotation`` (``X | None`` reads as ``X``)."""
-    kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
-    kind = kinds[0] if kinds and get_origin(annotation) is not Literal else annotation
-    if get_origin(kind) is Literal:
-        return _literal(get_args(kind))
-    if isinstance(kind, type) and issubclass(kind, StrEnum):
-        return _enum(kind)
-    return _PARSERS[kind]
-
-
 def _not_a_placeholder(name: str, value: Any) -> Any:
     raw = value.get_secret_value() if isinstance(value, SecretValue) else value
     if isinstance(raw, str) and is_placeholder(raw):
@@ -233,71 +107,6 @@ _BEFORE: dict[str, Callable[[str, Any], Any]] = {
 """What runs on a setting's raw value before it is parsed."""
 
 _HTTP_URLS = frozenset({"openai_base_url", "unsplash_api_url", "supabase_url"})
-
-
-class SettingsError(ConfigurationError, ValueError):
-    """Settings built with bad values: every bad one named, none of the values shown."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__(_explain(problems, {}))
-
-
-class SettingField:
-    """One setting's default and bounds, as ``Settings.model_fields[name]`` gives them.
-
-    Its type is the class annotation's; a setting whose default is None may also be None.
-    """
-
-    __slots__ = ("annotation", "default", "ge", "gt", "le", "name", "parse")
-
-    def __init__(
-        self,
-        default: Any,
-        *,
-        ge: float | None = None,
-        gt: float | None = None,
-        le: float | None = None,
-    ) -> None:
-        self.name = ""
-        self.annotation: Any = None
-        self.default = default
-        self.ge, self.gt, self.le = ge, gt, le
-        self.parse: Callable[[Any], Any] = _string
-
-    def __repr__(self) -> str:
-        bounds = "".join(
-            f", {key}={value}"
-            for key, value in (("ge", self.ge), ("gt", self.gt), ("le", self.le))
-            if value is not None
-        )
-        return f"SettingField({self.default!r}{bounds})"
-
-    def validate(self, value: Any) -> Any:
-        """``value`` as this setting's type, in bounds; else ``ValueError`` saying why."""
-        if value is None and self.default is None:
-            return None
-        before = _BEFORE.get(self.name)
-        if before is not None:
-            value = before(self.name, value)
-        value = self.parse(value)
-        for bound, fails, words in (
-            (self.ge, operator.lt, "greater than or equal to"),
-            (self.gt, operator.le, "greater than"),
-            (self.le, operator.gt, "less than or equal to"),
-        ):
-            if bound is not None and fails(value, bound):
-                raise ValueError(f"Input should be {words} {bound}")
-        if self.name in _HTTP_URLS:
-            value = _http_url(value)
-        return value
-
-
-def setting(
-    default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None
-) -> Any:
-    """A bounded setting's default, as ``Settings``' class body declares it."""
-    return SettingField(default, ge=ge, gt=gt, le=le)
 
 
 class Settings:
@@ -363,7 +172,7 @@ class Settings:
             if name not in self.model_fields:
                 problems.append((name, "Extra inputs are not permitted"))
         if problems:
-            raise SettingsError(problems)
+            raise SettingsError(_explain(problems, {}), problems)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenInstanceError(f"settings are frozen: use model_copy(update={{{name!r}: ...}})")
@@ -462,7 +271,9 @@ def _collect_fields(cls: type[Settings]) -> dict[str, SettingField]:
         declared = cls.__dict__[name]
         field = declared if isinstance(declared, SettingField) else SettingField(declared)
         field.name, field.annotation = name, hints[name]
-        field.parse = _parser(hints[name])
+        field.parse = parser_for(hints[name])
+        field.before = _BEFORE.get(name)
+        field.after = _http_url if name in _HTTP_URLS else None
         fields[name] = field
         delattr(cls, name)
     return fields

@@ -4,6 +4,7 @@
 
     MealworkerError                  anything the CLI turns into one line and exit code 1
     ├── ConfigurationError           a setting is missing or malformed
+    │   └── SettingsError            ``Settings(...)`` built with bad values (also a ValueError)
     ├── DatabaseError                the database refused a call
     │   ├── DatabaseUnavailableError unreachable or connection dropped (retry later)
     │   ├── SchemaMissingError       the migrations have not been applied
@@ -36,6 +37,15 @@ class MealworkerError(Exception):
 
 class ConfigurationError(MealworkerError):
     """A setting is missing or malformed; the message names it and says how to fix it."""
+
+
+class SettingsError(ConfigurationError, ValueError):
+    """Settings built with bad values: every bad one named, none of the values shown."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+        """(setting name, what is wrong) for each bad one, in field order."""
 
 
 class DatabaseError(MealworkerError):

@@ -98,7 +98,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "mealplan_cli/handlers.py": ("mealplan_cli.cli", "typer", "rich"),
     "mealplan_cli/metrics.py": ("mealplan_cli.cli", "typer", "rich"),
     "mealplan_cli/monitoring.py": ("mealplan_cli.cli", "typer", "rich"),
-    "mealplan_cli/config.py": ("mealplan_cli.cli", "typer", "rich"),
+    "mealplan_cli/config.py": ("mealplan_cli.cli", "typer", "rich", "pydantic"),
+    "mealplan_cli/setting_values.py": (
+        "mealplan_cli.cli",
+        "mealplan_cli.config",
+        "typer",
+        "rich",
+        "pydantic",
+    ),
     "mealplan_cli/logs.py": ("mealplan_cli.cli", "typer"),
     "mealplan_cli/doctor.py": ("mealplan_cli.cli", "typer"),
 }
