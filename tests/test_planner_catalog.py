@@ -126,6 +126,28 @@ def test_an_impossible_request_names_the_constraint() -> None:
     assert "not enough breakfast recipes" in str(caught.value)
 
 
+def test_too_many_calories_for_too_few_meals_is_refused_with_what_to_change() -> None:
+    """Found by the property test below: one snack a day at 4,796 kcal scaled a recipe to
+    5 kg of mango in a serving, refused as if the catalogue were broken."""
+    request = parse_request(
+        {
+            "days": 6,
+            "meals": ["snack"],
+            "calories": 4796,
+            "allergies": ["gluten"],
+            "exclude": ["olives"],
+            "household_size": 1,
+            "max_cook_minutes": 15,
+        }
+    )
+    with pytest.raises(InfeasibleRequestError) as refused:
+        plan(request, seed=0)
+    message = str(refused.value)
+    assert message.startswith("could not arrange 4796 kcal a day in 1 meal:")
+    assert "more than 5000 g in one serving" in message
+    assert "Add meals to the day or ask for fewer calories" in message
+
+
 def test_an_exclusion_that_empties_a_slot_is_named() -> None:
     with_banana = [
         r

@@ -18,7 +18,12 @@ from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
 from mealplan_cli.generation.drafts import DraftMeal
 from mealplan_cli.generation.foods import FoodTable
-from mealplan_cli.generation.meal_facts import MealFacts, ViolationKind, meal_facts
+from mealplan_cli.generation.meal_facts import (
+    MAX_INGREDIENT_GRAMS,
+    MealFacts,
+    ViolationKind,
+    meal_facts,
+)
 from mealplan_cli.generation.models import ScaledMeal
 from mealplan_cli.generation.planner import (
     DayCallback,
@@ -103,7 +108,9 @@ class CatalogPlanner:
             portions = _portions(request, picks)
             meals: list[CheckedMeal] = []
             for (slot, candidate), portion in zip(picks, portions, strict=True):
-                checked = validator.check(candidate.recipe.draft(slot, portion))
+                draft = candidate.recipe.draft(slot, portion)
+                _refuse_overweight(request, draft, portion)
+                checked = validator.check(draft)
                 if isinstance(checked, list):  # only a bug in the catalogue could get here
                     raise InfeasibleRequestError(
                         f"catalogue recipe {candidate.recipe.id} failed validation when scaled: "
@@ -278,6 +285,22 @@ def _portions(request: MealPlanRequest, picks: Sequence[tuple[Slot, _Candidate]]
     planned = sum(f * c.kcal for f, (_, c) in zip(factors, picks, strict=True))
     correction = target / planned
     return [round(f * correction, 3) for f in factors]
+
+
+def _refuse_overweight(request: MealPlanRequest, draft: DraftMeal, portion: float) -> None:
+    """A day of few meals and many calories can scale one recipe past what a serving can
+    weigh: say so, and what to change, rather than serve (or blame the catalogue)."""
+    heaviest = max(draft.ingredients, key=lambda ingredient: ingredient.grams)
+    if heaviest.grams <= MAX_INGREDIENT_GRAMS:
+        return
+    meals = len(request.meals)
+    raise InfeasibleRequestError(
+        f"could not arrange {request.calories} kcal a day in {meals} "
+        f"{'meal' if meals == 1 else 'meals'}: {draft.title} would need {portion:.1f} "
+        f"portions ({heaviest.name} {heaviest.grams:.0f} g, more than "
+        f"{MAX_INGREDIENT_GRAMS:.0f} g in one serving). Add meals to the day or ask for fewer "
+        "calories"
+    )
 
 
 def _shortage(
