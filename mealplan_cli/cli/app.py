@@ -37,6 +37,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help, not rich's panels: rich's help formatter loads a Markdown parser
+    # (~90 ms) and every `--help` and usage error would pay for it.
+    rich_markup_mode=None,
 )
 
 

@@ -58,7 +58,7 @@ def enqueue(
     as_json: Annotated[bool, typer.Option("--json", help="Print the ids as JSON.")] = False,
 ) -> None:
     """Queue a meal-plan request (the same options as generate), or jobs of another type
-    (``--type ping``, or your own with ``--payload``)."""
+    (--type ping, or your own with --payload)."""
     settings = load_settings(ctx)
     if not _JOB_TYPE.match(job_type):
         raise typer.BadParameter(
