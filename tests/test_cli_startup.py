@@ -23,6 +23,7 @@ HEAVY = (
     "supabase",
     "postgrest",
     "httpx",
+    "rich",
     "mealplan_cli.generation",
 )
 LIGHT = ("mealplan_cli.generation", "mealplan_cli.generation.vocabulary")
