@@ -154,3 +154,27 @@ def test_queue_falls_back_to_two_calls_on_an_older_schema(database_url: str, con
     written, claimed = asyncio.run(scenario())
     assert len(written) == 1
     assert claimed == 1
+
+
+def claim_buffers(conn: Conn, limit: int) -> int:
+    """Shared buffers one claim of ``limit`` jobs touches, nested statements included: a
+    measure of the plan's work that does not depend on the machine's speed."""
+    plan = conn.execute(
+        "explain (analyze, buffers, costs off, timing off) select * from "
+        "public.mealworker_claim_jobs('w1', array['ping'], %s, 60)",
+        (limit,),
+    ).fetchall()
+    first = next(str(next(iter(row.values()))) for row in plan if "shared hit=" in str(row))
+    return int(first.split("shared hit=")[1].split()[0])
+
+
+def test_a_claim_right_after_a_bulk_load_uses_the_primary_key(conn: Conn) -> None:
+    """20,000 jobs enqueued at once, claimed before autovacuum has gathered statistics: the
+    claim must not walk the claim index for its update (60,000 buffers instead of 11,000,
+    130 ms instead of 10 for 500 jobs here). Compared with the same claim after ANALYZE."""
+    for _ in range(4):
+        enqueue(conn, 5000)
+    cold = claim_buffers(conn, 500)
+    conn.execute("analyze public.background_jobs")
+    analyzed = claim_buffers(conn, 500)
+    assert cold < 2 * analyzed, (cold, analyzed)

@@ -7,10 +7,17 @@
 -- on the per-job path are redefined here in PL/pgSQL with the same names, parameters, results,
 -- statements and fencing as before; grants are kept by `create or replace`.
 --
--- The statement shapes matter under a cached generic plan, and are unchanged: the claim keeps
+-- The statement shapes matter under a cached generic plan: the claim keeps
 -- `id = any(array(... for update skip locked))` (an `update ... from (cte)` would become a
--- sequential scan), and the completion matches on (id, lease_token) only (see 5.x in the first
--- migration).
+-- sequential scan), and the completion matches on (id, lease_token) only (see section 5 of the
+-- first migration).
+--
+-- One change: the claim's outer `update` no longer repeats `status = 'pending'`. The rows it
+-- updates are the ones its subquery has just locked `for update` as pending (re-checked on the
+-- latest row version under the lock), so the test could never fail; but it let the planner
+-- pick the partial claim index, whose predicate it matches, instead of the primary key. On a
+-- table bulk-loaded moments before (no statistics yet) that plan scanned the whole claim index
+-- for every claim: 130 ms per 500 jobs instead of 10.
 
 create or replace function public.mealworker_enqueue_jobs(
   p_job_type text,
@@ -78,7 +85,6 @@ begin
                 order by c.priority desc, c.run_at, c.id
                 limit greatest(p_limit, 0)
                   for update skip locked))
-         and j.status = 'pending'
       returning j.id, j.job_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at,
                 j.lease_token, j.lease_expires_at, j.meal_plan_id, j.created_at
     ), plans as (
