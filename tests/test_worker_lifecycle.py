@@ -248,3 +248,40 @@ def test_an_outage_is_reported_while_it_lasts(caplog: pytest.LogCaptureFixture) 
     assert 10 <= len(still) <= 16
     assert lines[-1].startswith("database reachable again after 600")
     assert health.healthy() == (True, "ok")
+
+
+class RecordingDatabase(MemoryDatabase):
+    """Remembers the limit of every claim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits: list[int] = []
+
+    async def call(self, function: str, **params: Any) -> list[dict[str, Any]]:
+        if function == "mealworker_claim_next":
+            self.limits.append(int(params["p_limit"]))
+        return await super().call(function, **params)
+
+
+def test_a_claim_takes_at_most_half_the_slots_and_still_fills_them_all() -> None:
+    """With half the slots per claim, the next claim is already on its way while the jobs of
+    the last one run; the worker still runs as many jobs at once as it may."""
+    db = RecordingDatabase()
+    release = asyncio.Event()
+
+    async def handler(job: ClaimedJob, context: JobContext) -> None:
+        await release.wait()
+
+    async def main() -> None:
+        db._enqueue_jobs("task", [{} for _ in range(10)])
+        worker = worker_for(db, handler, concurrency=4)
+        running = asyncio.create_task(worker.run())
+        await until(lambda: sum(job.status == "processing" for job in db.jobs.values()) == 4)
+        release.set()
+        await until(lambda: all(job.status == "completed" for job in db.jobs.values()))
+        worker.stop()
+        report = await running
+        assert report.completed == 10
+        assert max(db.limits) == 2
+
+    asyncio.run(main())

