@@ -285,3 +285,28 @@ def test_a_claim_takes_at_most_half_the_slots_and_still_fills_them_all() -> None
         assert max(db.limits) == 2
 
     asyncio.run(main())
+
+
+def test_the_time_limit_stops_a_slow_handler_and_spares_a_failure_being_written() -> None:
+    """A handler past ``job_timeout`` is stopped and its job failed as retryable; a handler
+    that failed in time is not cut off by the limit while its failure waits out a blip."""
+    db = MemoryDatabase()
+
+    async def handler(job: ClaimedJob, context: JobContext) -> None:
+        if job.payload["slow"]:
+            await asyncio.sleep(30)
+        raise ProviderUnavailableError("rate limited")
+
+    async def main() -> None:
+        db._enqueue_jobs("task", [{"slow": True}, {"slow": False}], p_max_attempts=1)
+        db.fail("mealworker_fail_job", 3)  # the quick one's failure meets an outage
+        worker = worker_for(db, handler, concurrency=2, job_timeout=0.2)
+        running = asyncio.create_task(worker.run())
+        await until(lambda: all(job.status == "failed" for job in db.jobs.values()))
+        worker.stop()
+        report = await running
+        assert report.failed == 2
+        assert db.jobs[1].last_error == "timed out after 0.2s"
+        assert db.jobs[2].last_error == "rate limited"
+
+    asyncio.run(main())

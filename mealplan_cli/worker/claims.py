@@ -23,6 +23,8 @@ class ClaimState(Enum):
     """Another worker owns the job now (or its lease expired): the result must be dropped."""
     CANCEL_REQUESTED = "cancel requested"
     """An operator cancelled it: stop the handler and record the cancel."""
+    TIMED_OUT = "timed out"
+    """The handler ran past the job's time limit: stop it and record a retryable failure."""
     COMPLETING = "completing"
     """The handler returned; its result waits in the completion batch."""
 
@@ -36,6 +38,8 @@ class Claim:
     """When the lease runs out by this worker's clock, unless extended (monotonic)."""
     state: ClaimState = ClaimState.RUNNING
     task: asyncio.Task[None] | None = None
+    time_limit: asyncio.TimerHandle | None = None
+    """Stops the handler when the job's time is up (cancelled when the handler ends)."""
     outcome: str | None = None
     """What was written: completed, pending (retry), failed, cancelled, released, or lost."""
     error: str | None = None

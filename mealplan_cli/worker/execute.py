@@ -1,8 +1,8 @@
-"""Running one handler: a time limit, and every failure reduced to ``JobFailed``."""
+"""Running one handler: every failure reduced to ``JobFailed`` (the time limit is the
+lifecycle's: one timer per claim, not a timeout context per call)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -19,16 +19,13 @@ def job_fields(job: ClaimedJob) -> dict[str, Any]:
 
 
 async def execute(
-    handler: Handler | None, job: ClaimedJob, context: JobContext, time_limit: float
+    handler: Handler | None, job: ClaimedJob, context: JobContext
 ) -> dict[str, Any] | None:
     """Run one job's handler; any failure becomes ``JobFailed`` (cancellation passes through)."""
     try:
         if handler is None:
             raise MealworkerError(f"no handler for job type {job.job_type!r}")
-        async with asyncio.timeout(time_limit):
-            return await handler(job, context)
-    except TimeoutError:
-        raise JobFailed(f"timed out after {time_limit:g}s", True, "TimeoutError") from None
+        return await handler(job, context)
     except JobFailed:
         raise
     except MealworkerError as error:

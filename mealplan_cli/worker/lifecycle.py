@@ -72,6 +72,10 @@ class Lifecycle:
             self.lease_lost(earlier, "lost")  # a job has one lease: the new claim's
         claim = self.claims.add(job, self.config.lease_seconds)
         claim.task = asyncio.create_task(self._run(claim, on_progress))
+        loop = claim.task.get_loop()
+        claim.time_limit = loop.call_at(
+            loop.time() + self.config.job_timeout, self._time_is_up, claim
+        )
         self.claims.running += 1
         claim.task.add_done_callback(self._task_done)
         return claim
@@ -79,6 +83,11 @@ class Lifecycle:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.claims.running -= 1
         self.on_slot_free()
+
+    def _time_is_up(self, claim: Claim) -> None:
+        if claim.state is ClaimState.RUNNING and claim.task is not None and not claim.task.done():
+            claim.state = ClaimState.TIMED_OUT
+            claim.task.cancel()
 
     def lease_lost(self, claim: Claim, reason: str) -> None:
         """The heartbeat says this claim's lease is gone (``cancelled`` by an operator, or
@@ -117,8 +126,17 @@ class Lifecycle:
         )
         handler = self.handlers.get(job.job_type)
         try:
-            result = await execute(handler, job, context, self.config.job_timeout)
+            try:
+                result = await execute(handler, job, context)
+            finally:
+                if claim.time_limit is not None:
+                    claim.time_limit.cancel()
         except asyncio.CancelledError:
+            if claim.state is ClaimState.TIMED_OUT:
+                self.metrics.errors["TimeoutError"] += 1
+                limit = f"timed out after {self.config.job_timeout:g}s"
+                await asyncio.shield(self._fail(claim, limit, True))
+                return
             if claim.state is ClaimState.CANCEL_REQUESTED:
                 await asyncio.shield(self._fail(claim, "cancelled by an operator", True))
                 return
