@@ -263,9 +263,13 @@ class RecordingDatabase(MemoryDatabase):
         return await super().call(function, **params)
 
 
-def test_a_claim_takes_at_most_half_the_slots_and_still_fills_them_all() -> None:
-    """With half the slots per claim, the next claim is already on its way while the jobs of
-    the last one run; the worker still runs as many jobs at once as it may."""
+@pytest.mark.parametrize(("concurrency", "largest_claim"), [(4, 4), (200, 100)])
+def test_a_large_worker_claims_half_its_slots_at_a_time_and_still_fills_them_all(
+    concurrency: int, largest_claim: int
+) -> None:
+    """From SPLIT_CLAIMS_FROM slots on, a claim takes half of them, so the next claim is on its
+    way while the jobs of the last one run; a small worker claims all its free slots at once.
+    Either way it runs as many jobs at once as it may."""
     db = RecordingDatabase()
     release = asyncio.Event()
 
@@ -273,16 +277,18 @@ def test_a_claim_takes_at_most_half_the_slots_and_still_fills_them_all() -> None
         await release.wait()
 
     async def main() -> None:
-        db._enqueue_jobs("task", [{} for _ in range(10)])
-        worker = worker_for(db, handler, concurrency=4)
+        db._enqueue_jobs("task", [{} for _ in range(concurrency + 6)])
+        worker = worker_for(db, handler, concurrency=concurrency)
         running = asyncio.create_task(worker.run())
-        await until(lambda: sum(job.status == "processing" for job in db.jobs.values()) == 4)
+        await until(
+            lambda: sum(job.status == "processing" for job in db.jobs.values()) == concurrency
+        )
         release.set()
         await until(lambda: all(job.status == "completed" for job in db.jobs.values()))
         worker.stop()
         report = await running
-        assert report.completed == 10
-        assert max(db.limits) == 2
+        assert report.completed == concurrency + 6
+        assert max(db.limits) == largest_claim
 
     asyncio.run(main())
 
