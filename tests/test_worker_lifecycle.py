@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -316,3 +319,25 @@ def test_the_time_limit_stops_a_slow_handler_and_spares_a_failure_being_written(
         assert db.jobs[2].last_error == "rate limited"
 
     asyncio.run(main())
+
+
+def test_a_running_worker_has_frozen_its_start_up_heap() -> None:
+    """Full collections would otherwise walk every module and pool on each pass (a ~10 ms
+    stall); in a process where nothing was frozen yet, the worker freezes it when it starts."""
+    code = (
+        "import asyncio, gc\n"
+        "from tests.memory_db import MemoryDatabase\n"
+        "from tests.test_worker_lifecycle import worker_for\n"
+        "async def noop(job, context): return None\n"
+        "async def main():\n"
+        "    assert gc.get_freeze_count() == 0\n"
+        "    worker = worker_for(MemoryDatabase(), noop, until_empty=True)\n"
+        "    await worker.run()\n"
+        "    print(gc.get_freeze_count())\n"
+        "asyncio.run(main())\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    frozen = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    ).stdout
+    assert int(frozen) > 1000

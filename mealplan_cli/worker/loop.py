@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -149,6 +150,7 @@ class Worker:
 
     async def run(self) -> WorkerReport:
         config = self.config
+        _freeze_start_up_heap()
         try:
             await self._call(
                 lambda: self.queue.register_worker(
@@ -257,6 +259,20 @@ class Worker:
 
     def _poll_delay(self) -> float:
         return self.config.poll_interval * random.uniform(0.8, 1.2)
+
+
+def _freeze_start_up_heap() -> None:
+    """Move what the process has loaded so far out of the cyclic garbage collector's reach.
+
+    A worker runs for days, and its modules, settings and pools live as long as it does; yet
+    every full collection walked them all again, about 10 ms of stall each (a job picked up
+    late), several times per 20,000 jobs. Frozen, they are still freed by reference counting;
+    only their cycles are no longer looked for. Done once per process, and not at all where
+    the program froze its own heap already.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
