@@ -5,23 +5,33 @@ done, median of 3, at the default concurrency and at a tuned one, plus the worke
 memory before and after (it must not grow with the number of jobs). Prints JSON.
 
     python -m scripts.bench.queue_throughput [--jobs 20000] [--runs 3] [--tuned 500]
+        [--only-tuned] [--profile 25]
+
+``--profile N`` also profiles the worker (cProfile, every run of every setting) and prints the
+N functions with the most time of their own to stderr, the JSON staying alone on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import logging
+import pstats
 import statistics
+import sys
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from mealplan_cli.config import Settings
 from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.queue import PING_JOB, Queue
 from mealplan_cli.worker import rss_bytes
 from scripts.bench.common import fresh_database, run_worker, server_description
+
+T = TypeVar("T")
 
 
 async def enqueue(url: str, jobs: int) -> None:
@@ -44,13 +54,27 @@ async def one_run(url: str, jobs: int, concurrency: int) -> dict[str, Any]:
     return {"seconds": round(elapsed, 3), "jobs_per_s": round(jobs / elapsed)}
 
 
+def profiled(profiler: cProfile.Profile | None, run: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(run)``, under ``profiler`` when there is one (enqueueing included: it
+    is a small part, and the profile says which lines are the queue's)."""
+    if profiler is None:
+        return asyncio.run(run)
+    profiler.enable()
+    try:
+        return asyncio.run(run)
+    finally:
+        profiler.disable()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tuned", type=int, default=500, help="Concurrency for the tuned run.")
     parser.add_argument("--only-tuned", action="store_true", help="Skip the default setting.")
+    parser.add_argument("--profile", type=int, default=0, help="Print the top N to stderr.")
     args = parser.parse_args()
+    profiler = cProfile.Profile() if args.profile else None
     logging.getLogger("mealworker").setLevel(logging.WARNING)
     default = Settings().max_concurrent_jobs
     results: dict[str, Any] = {}
@@ -58,13 +82,17 @@ def main() -> None:
     with fresh_database() as url:
         settings = [("default", default), ("tuned", args.tuned)]
         for label, concurrency in settings[1:] if args.only_tuned else settings:
-            runs = [asyncio.run(one_run(url, args.jobs, concurrency)) for _ in range(args.runs)]
+            runs = [
+                profiled(profiler, one_run(url, args.jobs, concurrency)) for _ in range(args.runs)
+            ]
             results[label] = {
                 "concurrency": concurrency,
                 "runs": runs,
                 "median_jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
             }
     rss_after = rss_bytes()
+    if profiler is not None:
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
     print(
         json.dumps(
             {
