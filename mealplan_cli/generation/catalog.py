@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
 from mealplan_cli.generation.foods import data_files
+from mealplan_cli.generation.portions import scale_draft
 from mealplan_cli.generation.vocabulary import Slot
 
 CUISINES = (
@@ -65,19 +66,14 @@ class Recipe(BaseModel):
 
     def draft(self, slot: Slot, portion: float = 1.0) -> DraftMeal:
         """The recipe as a planner's proposal for ``slot``, ``portion`` times one serving."""
-        return DraftMeal(
+        serving = DraftMeal(
             slot=slot,
             title=self.title,
             description=self.description,
             cuisine=self.cuisine,
             main_protein=self.main_protein,
             ingredients=[
-                DraftIngredient(
-                    name=i.name,
-                    quantity=round(i.quantity * portion, 2),
-                    unit=i.unit,
-                    grams=round(i.grams * portion, 1),
-                )
+                DraftIngredient(name=i.name, quantity=i.quantity, unit=i.unit, grams=i.grams)
                 for i in self.ingredients
             ],
             steps=list(self.steps),
@@ -86,6 +82,7 @@ class Recipe(BaseModel):
             tags=list(self.tags),
             recipe_id=self.id,
         )
+        return scale_draft(serving, portion)
 
 
 @cache
