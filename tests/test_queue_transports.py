@@ -113,6 +113,36 @@ def test_a_lost_lease_writes_nothing(open_db: Opener) -> None:
     run(open_db, body)
 
 
+def test_job_ids_and_lease_tokens_pass_in_any_form(open_db: Opener) -> None:
+    """Ids and tokens travel as arrays (binary over psycopg): ints or strings, UUIDs or their
+    text, a NULL among them, or none at all."""
+
+    async def body(queue: Queue) -> None:
+        await queue.enqueue_jobs("ping", [{}, {}, {}])
+        first, second, third = await queue.claim("w1", ["ping"], 3, 30)
+        call = queue.db.call
+        empty = await call(
+            "mealworker_complete_jobs", p_job_ids=[], p_lease_tokens=[], p_results=[]
+        )
+        assert empty == []
+        rows = await call(
+            "mealworker_complete_jobs",
+            p_job_ids=[first.id, None, 2**40],
+            p_lease_tokens=[first.lease_token, third.lease_token, None],
+            p_results=[None, None, None],
+        )
+        assert [int(next(iter(row.values()))) for row in rows] == [first.id]
+        rows = await call(
+            "mealworker_complete_jobs",
+            p_job_ids=[str(second.id), str(third.id)],
+            p_lease_tokens=[str(second.lease_token), third.lease_token],
+            p_results=[{"ok": 2}, None],
+        )
+        assert sorted(int(next(iter(row.values()))) for row in rows) == [second.id, third.id]
+
+    run(open_db, body)
+
+
 def test_failures_retry_then_fail(open_db: Opener) -> None:
     async def body(queue: Queue) -> None:
         (job_id,) = await queue.enqueue_jobs("ping", [{}], max_attempts=2)
