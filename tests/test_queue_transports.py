@@ -143,6 +143,17 @@ def test_job_ids_and_lease_tokens_pass_in_any_form(open_db: Opener) -> None:
     run(open_db, body)
 
 
+def test_payloads_round_trip_any_text(open_db: Opener) -> None:
+    payload = {"dish": "crème brûlée 🍮", "note": 'a "quoted" \\ back-slashed\nline'}
+
+    async def body(queue: Queue) -> None:
+        await queue.enqueue_jobs("ping", [payload])
+        (job,) = await queue.claim("w1", ["ping"], 1, 30)
+        assert job.payload == payload
+
+    run(open_db, body)
+
+
 def test_failures_retry_then_fail(open_db: Opener) -> None:
     async def body(queue: Queue) -> None:
         (job_id,) = await queue.enqueue_jobs("ping", [{}], max_attempts=2)

@@ -9,6 +9,7 @@ Supabase's transaction pooler; LISTEN needs a direct or session-pooler connectio
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.adapt import PyFormat
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from mealplan_cli.db.base import (
@@ -133,6 +134,15 @@ def _adapt(value: Any, pg_type: str) -> Any:
     return value
 
 
+def _json_loads(data: str | bytes) -> Any:
+    # json.loads on bytes first works out their encoding; PostgreSQL's are always UTF-8.
+    return json.loads(data.decode() if isinstance(data, bytes) else data)
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_loads(_json_loads, conn)
+
+
 def _translate(error: psycopg.Error, function: str) -> DatabaseError:
     state = error.sqlstate or ""
     detail = error.diag.message_primary or str(error).strip().splitlines()[0]
@@ -180,6 +190,7 @@ class PostgresDatabase:
                 "row_factory": dict_row,
                 "connect_timeout": max(2, round(connect_timeout)),
             },
+            configure=_configure,
             open=False,
             timeout=10,
             reconnect_timeout=0,
