@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 from pydantic import SecretStr
 
 from mealplan_cli.config import Settings
@@ -89,6 +91,13 @@ def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
     name = pg.clone(pg_server_url, pg_template)
     yield pg.with_database(pg_server_url, name)
     pg.drop(pg_server_url, name)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """An autocommit connection to the test's database, rows as dicts."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as c:
+        yield c
 
 
 def postgres_processes_under(folder: Path) -> list[int]:

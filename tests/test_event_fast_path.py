@@ -4,23 +4,14 @@ path, and the full path wherever the announced transition could be wrong."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[dict[str, Any]]
 
 EVENT_FIELDS = "event, job_type, worker_id, attempt, detail"
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[Conn]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as c:
-        yield c
 
 
 def enqueue(conn: Conn, count: int, job_type: str = "ping") -> list[int]:

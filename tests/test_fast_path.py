@@ -6,25 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from mealplan_cli.db.postgres import PostgresDatabase
 from mealplan_cli.queue import ClaimedJob, Completion, Queue
 
 Conn = psycopg.Connection[dict[str, Any]]
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[Conn]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as c:
-        yield c
 
 
 def enqueue(conn: Conn, count: int, job_type: str = "ping") -> list[int]:

@@ -4,13 +4,10 @@ not in it, lookups by meal plan still use it, and an operator's own index is nev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -21,12 +18,6 @@ MIGRATION = (
     / "migrations"
     / "20240110000000_partial_meal_plan_index.sql"
 )
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[Conn]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as c:
-        yield c
 
 
 def indexes(conn: Conn) -> dict[str, str]:
