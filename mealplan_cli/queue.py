@@ -111,6 +111,14 @@ class LostLease:
 
 
 @dataclass(frozen=True)
+class Pruned:
+    """How many finished jobs and old events ``prune`` deleted (or would delete)."""
+
+    jobs: int
+    events: int
+
+
+@dataclass(frozen=True)
 class Cancellation:
     """What ``cancel`` did to one job."""
 
@@ -373,6 +381,32 @@ class Queue:
             p_limit=limit,
             p_dry_run=dry_run,
         )
+
+    async def prune(
+        self,
+        *,
+        finished_before: datetime,
+        statuses: Sequence[str] = ("completed", "cancelled"),
+        events_before: datetime | None = None,
+        batch: int = 5000,
+        dry_run: bool = False,
+    ) -> Pruned:
+        """Delete finished jobs and old events, ``batch`` rows of each per transaction until
+        none are left (``dry_run``: count them, delete nothing)."""
+        pruned = Pruned(0, 0)
+        while True:
+            (row,) = await self.db.call(
+                "mealworker_prune",
+                p_finished_before=finished_before,
+                p_statuses=list(statuses),
+                p_events_before=events_before,
+                p_limit=batch,
+                p_dry_run=dry_run,
+            )
+            jobs, events = int(row["jobs"]), int(row["events"])
+            pruned = Pruned(pruned.jobs + jobs, pruned.events + events)
+            if dry_run or (jobs < batch and events < batch):
+                return pruned
 
     async def cancel(self, job_ids: Sequence[int]) -> list[Cancellation]:
         """Cancel jobs, saying per job what happened; unknown ids are left out."""

@@ -57,6 +57,7 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_requeue_stale": {},
     "mealworker_requeue_jobs": {"p_dry_run": True},
     "mealworker_cancel_jobs": {"p_job_ids": []},
+    "mealworker_prune": {"p_finished_before": "2000-01-01T00:00:00Z", "p_dry_run": True},
     "mealworker_job_for_meal_plan": {"p_meal_plan_id": str(uuid.uuid4())},
     "mealworker_queue_stats": {},
     "mealworker_events_since": {},

@@ -17,6 +17,7 @@ import pytest
 from mealplan_cli.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+MEALWORKER = Path(sys.executable).with_name("mealworker")
 SETUP = ROOT / "scripts" / "setup-vps.sh"
 UNIT = ROOT / "scripts" / "mealworker.service"
 ECOSYSTEM = ROOT / "ecosystem.config.js"
@@ -307,11 +308,13 @@ def test_cron_example() -> None:
     text = CRON.read_text(encoding="utf-8")
     assert text.endswith("\n"), "cron ignores a last line without a newline"
     entries = cron_entries()
-    assert len(entries) == 2
+    assert len(entries) == 3
     requeue = next(entry for entry in entries if "mealworker requeue --stale" in entry[2])
     stats = next(entry for entry in entries if "mealworker stats --fail-if" in entry[2])
+    prune = next(entry for entry in entries if "mealworker prune" in entry[2])
     assert requeue[0] == "*/5 * * * *"
     assert stats[0] == "*/10 * * * *"
+    assert prune[0] == "17 3 * * *"
     for _, user, command in entries:
         assert user == "mealworker"
         assert command.startswith("cd /opt/meal-plan-worker && ")
@@ -320,3 +323,30 @@ def test_cron_example() -> None:
     # The thresholds must reach mealworker intact, not become redirections.
     assert "'lag>300'" in stats[2]
     assert "'failure_rate>0.1'" in stats[2]
+
+
+def test_the_cron_prune_line_logs_its_report_and_its_failure(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The line as cron's /bin/sh runs it, with the install paths pointed at this checkout and
+    logger at a file: a report on success, a warning with the exit code on failure."""
+    (command,) = [entry[2] for entry in cron_entries() if "mealworker prune" in entry[2]]
+    log = tmp_path / "syslog"
+    logger = tmp_path / "logger"
+    logger.write_text(f'#!/bin/sh\necho "$*: $(cat)" >> {log}\n')
+    logger.chmod(0o755)
+    runnable = (
+        command.replace("/opt/meal-plan-worker/.venv/bin/mealworker", str(MEALWORKER))
+        .replace("cd /opt/meal-plan-worker", f"cd {tmp_path}")
+        .replace("/usr/bin/logger", str(logger))
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    subprocess.run(
+        ["/bin/sh", "-c", runnable], env={**env, "DATABASE_URL": database_url}, check=True
+    )
+    assert "-t mealworker-prune: deleted 0 jobs (completed, cancelled)" in log.read_text()
+
+    subprocess.run(["/bin/sh", "-c", runnable], env={**env, "DATABASE_URL": "nope://"}, check=True)
+    failure = log.read_text().splitlines()[-1]
+    assert "-p user.warning -t mealworker-prune: mealworker prune failed (exit 1)" in failure
+    assert "DATABASE_URL is not a valid connection string" in failure
