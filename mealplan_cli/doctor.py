@@ -134,6 +134,24 @@ NOT_CONNECTED = Check(
 )
 
 
+KEPT_JOBS_WARNING = 100_000
+"""Finished jobs kept in ``background_jobs`` from which ``doctor`` suggests pruning."""
+
+
+def history_check(stats: dict[str, Any]) -> Check:
+    """Finished jobs stay until ``mealworker prune`` deletes them: say when they pile up."""
+    by_status = stats.get("by_status") or {}
+    kept = sum(int(by_status.get(status) or 0) for status in ("completed", "cancelled", "failed"))
+    if kept > KEPT_JOBS_WARNING:
+        return Check(
+            "history",
+            Verdict.warn,
+            f"{kept:,} finished jobs kept",
+            "run `mealworker prune` (nightly from scripts/mealworker.cron) to delete the old ones",
+        )
+    return Check("history", Verdict.ok, f"{kept:,} finished jobs kept")
+
+
 async def database_checks(settings: Settings, db: Database) -> list[Check]:
     started = time.monotonic()
     try:
@@ -143,7 +161,8 @@ async def database_checks(settings: Settings, db: Database) -> list[Check]:
     elapsed = (time.monotonic() - started) * 1000
     pending = (stats.get("by_status") or {}).get("pending", 0)
     checks = [
-        Check("database", Verdict.ok, f"answered in {elapsed:.0f} ms; {pending} jobs pending")
+        Check("database", Verdict.ok, f"answered in {elapsed:.0f} ms; {pending} jobs pending"),
+        history_check(stats),
     ]
     if transport_of(settings) == "rest":
         checks.append(

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import psycopg
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -128,3 +129,23 @@ def test_json_lists_every_check(database_url: str) -> None:
     names = [check["name"] for check in json.loads(result.stdout)]
     assert names[:3] == ["settings", "transport", "database"]
     assert names.index("wake-ups") > names.index("row level security")
+
+
+def test_a_pile_of_finished_jobs_warns_until_pruned(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("set local session_replication_role = replica")  # no events: just rows
+        conn.execute(
+            "insert into public.background_jobs (job_type, payload, status, finished_at)"
+            " select 'ping', '{}', 'completed', now() - interval '40 days'"
+            "   from generate_series(1, 100001)"
+        )
+    env = {"DATABASE_URL": database_url}
+
+    result = runner.invoke(app, ["doctor"], env=env)
+    assert result.exit_code == 0, result.output  # a warning, not a failure
+    assert "warn  history: 100,001 finished jobs kept" in result.stdout
+    assert "mealworker prune" in result.stdout
+
+    assert runner.invoke(app, ["prune"], env=env).exit_code == 0
+    result = runner.invoke(app, ["doctor", "--json"], env=env)
+    assert verdicts(result.stdout)["history"] == "ok"
