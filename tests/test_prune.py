@@ -196,6 +196,13 @@ def test_the_command_over_each_transport(
 def test_a_mistyped_duration_deletes_nothing(env: dict[str, str], queue_of: dict[str, int]) -> None:
     code, out, err = cli(env, "prune", "--older-than", "30 days")
     assert code != 0
-    assert "'30 days' is not a duration like 90s, 10m, 24h or 7d" in out + err
+    assert (
+        "Invalid value for '--older-than': '30 days' is not a duration like 90s, 10m, 24h or 7d"
+        in out + err
+    )
+    code, out, err = cli(env, "prune", "--events-older-than", "forever")
+    assert code != 0
+    assert "Invalid value for '--events-older-than': 'forever'" in out + err
+    assert "or never to keep every event" in out + err
     code, out, _ = cli(env, "prune", "--dry-run", "--json")
     assert json.loads(out)["jobs"] == 2

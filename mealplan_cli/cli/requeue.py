@@ -193,9 +193,13 @@ def prune(
     batches (for cron). Pending and processing jobs, their events, and meal plans are kept."""
     statuses = ("completed", "cancelled") + (("failed",) if include_failed else ())
     now = datetime.now(UTC)
-    finished_before = now - parse_duration(older_than)
+    finished_before = _cutoff(now, older_than, "--older-than")
     events = older_than if events_older_than is None else events_older_than
-    events_before = None if events.strip().lower() == "never" else now - parse_duration(events)
+    events_before = (
+        None
+        if events.strip().lower() == "never"
+        else _cutoff(now, events, "--events-older-than", "or never to keep every event")
+    )
     settings = load_settings(ctx)
     pruned = run_async(
         ctx, _prune(settings, finished_before, statuses, events_before, dry_run=dry_run)
@@ -215,17 +219,25 @@ def prune(
         )
         return
     verb = "would delete" if dry_run else "deleted"
-    kept_events = "" if events_before else "; events kept"
+    events_part = (
+        f" and {plural(pruned.events, 'event')} before {events_before:%Y-%m-%d %H:%M} UTC"
+        if events_before
+        else "; events kept"
+    )
     stdout.print(
         f"{verb} {plural(pruned.jobs, 'job')} ({', '.join(statuses)}) finished before "
-        f"{finished_before:%Y-%m-%d %H:%M} UTC"
-        + (
-            f" and {plural(pruned.events, 'event')} before {events_before:%Y-%m-%d %H:%M} UTC"
-            if events_before
-            else kept_events
-        ),
+        f"{finished_before:%Y-%m-%d %H:%M} UTC{events_part}",
         highlight=False,
     )
+
+
+def _cutoff(now: datetime, duration: str, option: str, alternative: str = "") -> datetime:
+    """``now`` less an operator's duration; a typo is refused naming its option."""
+    try:
+        return now - parse_duration(duration)
+    except typer.BadParameter as error:
+        message = f"{error.message}, {alternative}" if alternative else error.message
+        raise typer.BadParameter(message, param_hint=f"'{option}'") from None
 
 
 async def _prune(
