@@ -88,6 +88,13 @@ def test_requeue_needs_exactly_one_selection(env: dict[str, str]) -> None:
     assert "exactly one of --stale, --failed or job ids" in err
 
 
+@pytest.mark.parametrize("command", ["requeue --failed", "tail --no-follow"])
+def test_a_mistyped_since_names_its_option(env: dict[str, str], command: str) -> None:
+    code, _, err = cli(env, *command.split(), "--since", "1 hour")
+    assert code == 2
+    assert "Invalid value for '--since': '1 hour' is not a duration like 90s" in err
+
+
 def test_cancel_pending_processing_and_unknown(env: dict[str, str], database_url: str) -> None:
     running, waiting = enqueue_ping(database_url, 2)
     sql(database_url, "select * from public.mealworker_claim_jobs('w1', array['ping'], 1)")

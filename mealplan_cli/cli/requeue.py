@@ -46,6 +46,7 @@ def requeue(
     A meal plan job's meal plan goes back to pending with it."""
     if sum((stale, failed, bool(job_ids))) != 1:
         raise typer.BadParameter("give exactly one of --stale, --failed or job ids")
+    changed_since = ago(since, "--since")  # a typo is refused before any connection
     settings = load_settings(ctx)
     if stale:
         moved = run_async(ctx, _stale(settings))
@@ -60,7 +61,7 @@ def requeue(
         _requeue(
             settings,
             job_ids=job_ids,
-            since=since,
+            since=changed_since,
             job_type=job_type,
             error_contains=error_contains,
             limit=limit,
@@ -93,7 +94,7 @@ async def _requeue(
     settings: Settings,
     *,
     job_ids: list[int] | None,
-    since: str | None,
+    since: datetime | None,
     job_type: str | None,
     error_contains: str | None,
     limit: int,
@@ -107,7 +108,7 @@ async def _requeue(
             job_ids=job_ids,
             statuses=("failed", "cancelled") if job_ids else ("failed",),
             job_type=job_type,
-            since=ago(since),
+            since=since,
             error_contains=error_contains,
             reset_attempts=reset_attempts,
             limit=limit,
@@ -193,13 +194,12 @@ def prune(
     batches (for cron). Pending and processing jobs, their events, and meal plans are kept."""
     statuses = ("completed", "cancelled") + (("failed",) if include_failed else ())
     now = datetime.now(UTC)
-    finished_before = _cutoff(now, older_than, "--older-than")
+    finished_before = now - parse_duration(older_than, "--older-than")
     events = older_than if events_older_than is None else events_older_than
-    events_before = (
-        None
-        if events.strip().lower() == "never"
-        else _cutoff(now, events, "--events-older-than", "or never to keep every event")
-    )
+    events_before: datetime | None = None
+    if events.strip().lower() != "never":
+        keep = parse_duration(events, "--events-older-than", also="or never to keep every event")
+        events_before = now - keep
     settings = load_settings(ctx)
     pruned = run_async(
         ctx, _prune(settings, finished_before, statuses, events_before, dry_run=dry_run)
@@ -229,15 +229,6 @@ def prune(
         f"{finished_before:%Y-%m-%d %H:%M} UTC{events_part}",
         highlight=False,
     )
-
-
-def _cutoff(now: datetime, duration: str, option: str, alternative: str = "") -> datetime:
-    """``now`` less an operator's duration; a typo is refused naming its option."""
-    try:
-        return now - parse_duration(duration)
-    except typer.BadParameter as error:
-        message = f"{error.message}, {alternative}" if alternative else error.message
-        raise typer.BadParameter(message, param_hint=f"'{option}'") from None
 
 
 async def _prune(

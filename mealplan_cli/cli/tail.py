@@ -109,7 +109,7 @@ def tail(
         else:
             stdout.print(_line(row), soft_wrap=True)
 
-    start = ago(since) or datetime.now(UTC)
+    start = ago(since, "--since") or datetime.now(UTC)
     run_async(ctx, _follow(settings, start, follow, show), until_interrupted=True)
 
 
