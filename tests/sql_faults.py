@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 SCHEMA = "mealworker_test_faults"
 
@@ -22,20 +21,23 @@ SCHEMA = "mealworker_test_faults"
 class SqlFaults:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._installed: set[str] = set()
         self._execute(
             f"create schema if not exists {SCHEMA};"
             f" create table if not exists {SCHEMA}.budget"
             " (function text primary key, fail_through bigint not null default 0)"
         )
 
-    def _execute(self, statement: str | sql.Composable, *params: Any) -> list[tuple[Any, ...]]:
+    def _execute(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            cursor = conn.execute(statement, params or None)  # type: ignore[arg-type]
+            cursor = conn.execute(statement.encode(), params or None)
             return cursor.fetchall() if cursor.description else []
 
     def install(self, function: str) -> None:
-        if function in self._installed:
+        """Put the wrapper in place, once per database (a second call finds it there)."""
+        if self._execute(
+            "select 1 from pg_proc where pronamespace = 'public'::regnamespace and proname = %s",
+            f"{function}__real",
+        ):
             return
         ((arguments, call_arguments, result, returns_set),) = self._execute(
             "select pg_get_function_arguments(p.oid),"
@@ -67,7 +69,6 @@ class SqlFaults:
             f"   {body}"
             " end $wrapper$"
         )
-        self._installed.add(function)
 
     def fail(self, function: str, times: int) -> None:
         """The next ``times`` calls of ``function`` fail as an unavailable database would."""
