@@ -12,6 +12,7 @@ from mealplan_cli.cli import (  # noqa: E402, F401  (importing a module register
     doctor,
     enqueue,
     generate,
+    prune,
     requeue,
     stats,
     tail,
