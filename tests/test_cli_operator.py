@@ -95,6 +95,28 @@ def test_a_mistyped_since_names_its_option(env: dict[str, str], command: str) ->
     assert "Invalid value for '--since': '1 hour' is not a duration like 90s" in err
 
 
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        ("requeue --failed", "--since"),
+        ("tail --no-follow", "--since"),
+        ("prune --dry-run", "--older-than"),
+        ("prune --dry-run", "--events-older-than"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("duration", "why"),
+    [("99999999d", "reaches back before the year 1"), ("9999999999999d", "is too long a duration")],
+)
+def test_a_duration_past_the_calendar_names_its_option(
+    env: dict[str, str], command: str, option: str, duration: str, why: str
+) -> None:
+    code, _, err = cli(env, *command.split(), option, duration)
+    assert code == 2
+    assert f"Invalid value for '{option}': '{duration}' {why}" in err
+    assert "Traceback" not in err
+
+
 def test_cancel_pending_processing_and_unknown(env: dict[str, str], database_url: str) -> None:
     running, waiting = enqueue_ping(database_url, 2)
     sql(database_url, "select * from public.mealworker_claim_jobs('w1', array['ping'], 1)")

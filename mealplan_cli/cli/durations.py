@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 import typer
 
@@ -17,13 +18,39 @@ def parse_duration(text: str, option: str | None = None, *, also: str = "") -> t
     match = _DURATION.match(text.lower())
     if not match:
         message = f"{text!r} is not a duration like 90s, 10m, 24h or 7d"
-        raise typer.BadParameter(
-            f"{message}, {also}" if also else message,
-            param_hint=f"'{option}'" if option else None,
-        )
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+        raise _refused(f"{message}, {also}" if also else message, option)
+    try:
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    except OverflowError:
+        raise _refused(f"{text!r} is too long a duration", option) from None
 
 
-def ago(text: str | None, option: str | None = None) -> datetime | None:
-    """The moment ``text`` (a duration) before now, or None."""
-    return None if text is None else datetime.now(UTC) - parse_duration(text, option)
+@overload
+def ago(
+    text: str, option: str | None = None, *, now: datetime | None = None, also: str = ""
+) -> datetime: ...
+@overload
+def ago(
+    text: str | None, option: str | None = None, *, now: datetime | None = None, also: str = ""
+) -> datetime | None: ...
+
+
+def ago(
+    text: str | None,
+    option: str | None = None,
+    *,
+    now: datetime | None = None,
+    also: str = "",
+) -> datetime | None:
+    """The moment ``text`` (a duration) before ``now`` (default: now), or None."""
+    if text is None:
+        return None
+    duration = parse_duration(text, option, also=also)
+    try:
+        return (now or datetime.now(UTC)) - duration
+    except OverflowError:
+        raise _refused(f"{text!r} reaches back before the year 1", option) from None
+
+
+def _refused(message: str, option: str | None) -> typer.BadParameter:
+    return typer.BadParameter(message, param_hint=f"'{option}'" if option else None)

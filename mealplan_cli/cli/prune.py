@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
-from mealplan_cli.cli.durations import parse_duration
+from mealplan_cli.cli.durations import ago
 from mealplan_cli.cli.wording import plural
 from mealplan_cli.queue import Pruned, Queue
 
@@ -37,12 +37,13 @@ def prune(
     batches (for cron). Pending and processing jobs, their events, and meal plans are kept."""
     statuses = ("completed", "cancelled") + (("failed",) if include_failed else ())
     now = datetime.now(UTC)
-    finished_before = now - parse_duration(older_than, "--older-than")
+    finished_before = ago(older_than, "--older-than", now=now)
     events = older_than if events_older_than is None else events_older_than
-    events_before: datetime | None = None
+    events_before = None
     if events.strip().lower() != "never":
-        keep = parse_duration(events, "--events-older-than", also="or never to keep every event")
-        events_before = now - keep
+        events_before = ago(
+            events, "--events-older-than", now=now, also="or never to keep every event"
+        )
     settings = load_settings(ctx)
     pruned = run_async(
         ctx, _prune(settings, finished_before, statuses, events_before, dry_run=dry_run)
