@@ -369,6 +369,75 @@ def test_a_large_worker_claims_half_its_slots_at_a_time_and_still_fills_them_all
     assert max(claimed) == largest_claim
 
 
+def test_after_a_full_claim_the_next_claim_is_sent_before_its_jobs_start(jobs: Jobs) -> None:
+    """Starting a batch (a task and a time limit per job) waits until the next claim is on
+    its way, so the database works on that claim while the worker starts the jobs; a claim
+    that came back short starts its jobs at once."""
+    steps: list[str] = []
+
+    async def handler(job: ClaimedJob, context: JobContext) -> None:
+        return None
+
+    jobs.enqueue([{} for _ in range(250)])
+
+    async def main() -> None:
+        async with worker_for(jobs, handler, concurrency=200, until_empty=True) as worker:
+            claim_next, start = worker.queue.claim_next, worker.lifecycle.start
+
+            async def claim(*args: Any, **kwargs: Any) -> Any:
+                steps.append("claim")
+                completed, batch = await claim_next(*args, **kwargs)
+                steps.append(f"got {len(batch)}")
+                return completed, batch
+
+            def started(job: ClaimedJob, *args: Any) -> Any:
+                if steps[-1] != "start":
+                    steps.append("start")
+                return start(job, *args)
+
+            worker.queue.claim_next = claim  # type: ignore[method-assign]
+            worker.lifecycle.start = started  # type: ignore[method-assign]
+            report = await worker.run()
+            assert report.completed == 250
+
+    asyncio.run(main())
+    assert steps[:5] == ["claim", "got 100", "claim", "start", "got 100"]
+    short = steps.index("got 50")
+    assert steps[short + 1] == "start"
+
+
+def test_a_stop_while_a_full_claim_waits_to_start_releases_all_it_holds(jobs: Jobs) -> None:
+    """The stop comes after a full batch was claimed and before it started, while the next
+    claim is on its way: both batches are started and then given back, none left
+    processing."""
+    release = asyncio.Event()
+
+    async def handler(job: ClaimedJob, context: JobContext) -> None:
+        await release.wait()
+
+    jobs.enqueue([{} for _ in range(250)])
+
+    async def main() -> None:
+        async with worker_for(jobs, handler, concurrency=200) as worker:
+            claim_next = worker.queue.claim_next
+            calls = 0
+
+            async def claim(*args: Any, **kwargs: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                if calls == 2:
+                    assert worker.lifecycle.claims.running == 0  # the first batch waits
+                    worker.stop()
+                return await claim_next(*args, **kwargs)
+
+            worker.queue.claim_next = claim  # type: ignore[method-assign]
+            report = await worker.run()
+            assert (report.released, report.completed, calls) == (200, 0, 2)
+
+    asyncio.run(main())
+    assert sorted(jobs.statuses()) == ["pending"] * 250
+
+
 def test_the_time_limit_stops_a_slow_handler_and_spares_a_failure_being_written(
     jobs: Jobs,
 ) -> None:

@@ -106,6 +106,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._maybe_more = True
+        self._to_start = 0
+        """Jobs claimed and not started yet: their slots are taken all the same."""
         self._claim_batch = (
             config.concurrency
             if config.concurrency < SPLIT_CLAIMS_FROM
@@ -223,9 +225,10 @@ class Worker:
     async def _claim_loop(self) -> None:
         config = self.config
         lifecycle = self.lifecycle
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             self._wake.clear()  # before claiming: a wake-up during the claim is not lost
-            free = config.concurrency - lifecycle.claims.running
+            free = config.concurrency - lifecycle.claims.running - self._to_start
             if free > 0:
                 wanted = min(free, self._claim_batch)
                 try:
@@ -234,9 +237,15 @@ class Worker:
                     if self._stopping.is_set():
                         return
                     raise
-                for job in jobs:
-                    lifecycle.start(job)
                 self._maybe_more = len(jobs) == wanted
+                if self._maybe_more and not self._stopping.is_set():
+                    # More are waiting: send the next claim first and start this batch while
+                    # the database works on it. Starting a batch (a task and a time limit per
+                    # job) took the worker 1.5-2.3 ms per 250 jobs, with no claim on its way.
+                    self._to_start += len(jobs)
+                    loop.call_soon(self._start_claimed, jobs)
+                else:
+                    self._start(jobs)
                 if self._maybe_more:
                     continue
                 if config.until_empty and not lifecycle.claims and not lifecycle.completer.busy:
@@ -244,6 +253,15 @@ class Worker:
             with contextlib.suppress(TimeoutError):  # not wait_for: no task per wait
                 async with asyncio.timeout(self._poll_delay()):
                     await self._wake.wait()
+
+    def _start_claimed(self, jobs: list[ClaimedJob]) -> None:
+        """A batch the claim loop left to start (``_to_start`` keeps its slots taken)."""
+        self._to_start -= len(jobs)
+        self._start(jobs)
+
+    def _start(self, jobs: list[ClaimedJob]) -> None:
+        for job in jobs:
+            self.lifecycle.start(job)
 
     async def _claim(self, free: int) -> list[ClaimedJob]:
         """Claim up to ``free`` jobs. The results are written by the completer, on another
