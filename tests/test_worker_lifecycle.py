@@ -396,7 +396,7 @@ def test_after_a_full_claim_the_next_claim_is_sent_before_its_jobs_start(jobs: J
                 return start(job, *args)
 
             worker.queue.claim_next = claim  # type: ignore[method-assign]
-            worker.lifecycle.start = started  # type: ignore[method-assign]
+            worker.lifecycle.start = started  # type: ignore[method-assign,assignment]
             report = await worker.run()
             assert report.completed == 250
 
