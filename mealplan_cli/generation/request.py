@@ -125,11 +125,15 @@ class MealPlanRequest(BaseModel):
     @field_validator("meals", "diet", "allergies", mode="before")
     @classmethod
     def _choice_spelling(cls, value: Any, info: ValidationInfo) -> Any:
-        """ "Gluten-free" is ``gluten_free``, "soy" is ``soybeans``: forgive the usual spellings."""
+        """ "Gluten-free" and "gluten free" are ``gluten_free``, "soy" is ``soybeans``: forgive
+        the usual spellings (the database's ``mealworker_private.choice_word`` reads them so)."""
         value = _split_words(value)
         if not isinstance(value, list):
             return value
-        spelled = [v.strip().lower().replace("-", "_") if isinstance(v, str) else v for v in value]
+        spelled = [
+            v.strip().lower().replace("-", "_").replace(" ", "_") if isinstance(v, str) else v
+            for v in value
+        ]
         if info.field_name == "allergies":
             widened: list[Any] = []
             for v in spelled:
