@@ -141,15 +141,17 @@ KEPT_JOBS_WARNING = 100_000
 def history_check(stats: dict[str, Any]) -> Check:
     """Finished jobs stay until ``mealworker prune`` deletes them: say when they pile up."""
     by_status = stats.get("by_status") or {}
-    kept = sum(int(by_status.get(status) or 0) for status in ("completed", "cancelled", "failed"))
+    failed = int(by_status.get("failed") or 0)
+    kept = failed + sum(int(by_status.get(status) or 0) for status in ("completed", "cancelled"))
+    detail = f"{kept:,} finished jobs kept" + (f", {failed:,} of them failed" if failed else "")
     if kept > KEPT_JOBS_WARNING:
-        return Check(
-            "history",
-            Verdict.warn,
-            f"{kept:,} finished jobs kept",
-            "run `mealworker prune` (nightly from scripts/mealworker.cron) to delete the old ones",
+        advice = (
+            "run `mealworker prune` (nightly from scripts/mealworker.cron) to delete the old ones"
         )
-    return Check("history", Verdict.ok, f"{kept:,} finished jobs kept")
+        if failed:  # prune keeps failed jobs unless told: an operator may still requeue them
+            advice += "; `--include-failed` deletes old failed ones too"
+        return Check("history", Verdict.warn, detail, advice)
+    return Check("history", Verdict.ok, detail)
 
 
 async def database_checks(settings: Settings, db: Database) -> list[Check]:

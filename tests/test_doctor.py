@@ -131,21 +131,45 @@ def test_json_lists_every_check(database_url: str) -> None:
     assert names.index("wake-ups") > names.index("row level security")
 
 
-def test_a_pile_of_finished_jobs_warns_until_pruned(database_url: str) -> None:
+def finished_jobs(database_url: str, status: str, count: int) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
         conn.execute("set local session_replication_role = replica")  # no events: just rows
         conn.execute(
             "insert into public.background_jobs (job_type, payload, status, finished_at)"
-            " select 'ping', '{}', 'completed', now() - interval '40 days'"
-            "   from generate_series(1, 100001)"
+            " select 'ping', '{}', %s, now() - interval '40 days' from generate_series(1, %s)",
+            (status, count),
         )
+
+
+def test_a_pile_of_finished_jobs_warns_until_pruned(database_url: str) -> None:
+    finished_jobs(database_url, "completed", 100_001)
     env = {"DATABASE_URL": database_url}
 
     result = runner.invoke(app, ["doctor"], env=env)
     assert result.exit_code == 0, result.output  # a warning, not a failure
     assert "warn  history: 100,001 finished jobs kept" in result.stdout
     assert "mealworker prune" in result.stdout
+    assert "--include-failed" not in result.stdout
 
     assert runner.invoke(app, ["prune"], env=env).exit_code == 0
+    result = runner.invoke(app, ["doctor", "--json"], env=env)
+    assert verdicts(result.stdout)["history"] == "ok"
+
+
+def test_a_pile_of_failed_jobs_names_the_option_that_prunes_them(database_url: str) -> None:
+    """``prune`` keeps failed jobs by default: the advice must say how to delete them, or the
+    warning would outlive every nightly prune."""
+    finished_jobs(database_url, "failed", 100_001)
+    env = {"DATABASE_URL": database_url}
+
+    result = runner.invoke(app, ["doctor", "--json"], env=env)
+    (history,) = [c for c in json.loads(result.stdout) if c["name"] == "history"]
+    assert history["detail"] == "100,001 finished jobs kept, 100,001 of them failed"
+    assert "`--include-failed` deletes old failed ones too" in history["advice"]
+
+    assert runner.invoke(app, ["prune"], env=env).exit_code == 0
+    result = runner.invoke(app, ["doctor", "--json"], env=env)
+    assert verdicts(result.stdout)["history"] == "warn"
+    assert runner.invoke(app, ["prune", "--include-failed"], env=env).exit_code == 0
     result = runner.invoke(app, ["doctor", "--json"], env=env)
     assert verdicts(result.stdout)["history"] == "ok"
