@@ -382,7 +382,7 @@ def test_after_a_full_claim_the_next_claim_is_sent_before_its_jobs_start(jobs: J
 
     async def main() -> None:
         async with worker_for(jobs, handler, concurrency=200, until_empty=True) as worker:
-            claim_next, start = worker.queue.claim_next, worker.lifecycle.start
+            claim_next, start_all = worker.queue.claim_next, worker.lifecycle.start_all
 
             async def claim(*args: Any, **kwargs: Any) -> Any:
                 steps.append("claim")
@@ -390,13 +390,12 @@ def test_after_a_full_claim_the_next_claim_is_sent_before_its_jobs_start(jobs: J
                 steps.append(f"got {len(batch)}")
                 return completed, batch
 
-            def started(job: ClaimedJob, *args: Any) -> Any:
-                if steps[-1] != "start":
-                    steps.append("start")
-                return start(job, *args)
+            def started(batch: list[ClaimedJob], *args: Any) -> Any:
+                steps.append("start")
+                return start_all(batch, *args)
 
             worker.queue.claim_next = claim  # type: ignore[method-assign]
-            worker.lifecycle.start = started  # type: ignore[method-assign,assignment]
+            worker.lifecycle.start_all = started  # type: ignore[method-assign,assignment]
             report = await worker.run()
             assert report.completed == 250
 

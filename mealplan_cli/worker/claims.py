@@ -12,9 +12,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from mealplan_cli.queue import ClaimedJob
+
+if TYPE_CHECKING:
+    from mealplan_cli.worker.time_limits import BatchTimeLimit
 
 
 class ClaimState(Enum):
@@ -38,8 +42,8 @@ class Claim:
     """When the lease runs out by this worker's clock, unless extended (monotonic)."""
     state: ClaimState = ClaimState.RUNNING
     task: asyncio.Task[None] | None = None
-    time_limit: asyncio.TimerHandle | None = None
-    """Stops the handler when the job's time is up (cancelled when the handler ends)."""
+    time_limit: BatchTimeLimit | None = None
+    """Stops the handler when the job's time is up (let go of when the handler ends)."""
     outcome: str | None = None
     """What was written: completed, pending (retry), failed, cancelled, released, or lost."""
     error: str | None = None

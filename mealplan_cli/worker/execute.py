@@ -1,5 +1,5 @@
 """Running one handler: every failure reduced to ``JobFailed`` (the time limit is the
-lifecycle's: one timer per claim, not a timeout context per call)."""
+lifecycle's: one timer per batch of jobs started together, not a timeout context per call)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from mealplan_cli.worker.completions import Completer
 from mealplan_cli.worker.config import WorkerConfig
 from mealplan_cli.worker.execute import execute, job_fields
 from mealplan_cli.worker.outage import Outage, retrying
+from mealplan_cli.worker.time_limits import BatchTimeLimit
 
 log = logging.getLogger("mealworker.worker")
 
@@ -67,15 +68,23 @@ class Lifecycle:
         self.completer = Completer(queue, outage, self._written, on_slot_free)
 
     def start(self, job: ClaimedJob, on_progress: Callable[[Any], None] | None = None) -> Claim:
+        return self.start_all([job], on_progress)[0]
+
+    def start_all(
+        self, jobs: list[ClaimedJob], on_progress: Callable[[Any], None] | None = None
+    ) -> list[Claim]:
+        """Start the handlers of jobs claimed together, under one time limit."""
+        claims = [self._start(job, on_progress) for job in jobs]
+        if claims:
+            BatchTimeLimit(claims, self.config.job_timeout, self._time_is_up)
+        return claims
+
+    def _start(self, job: ClaimedJob, on_progress: Callable[[Any], None] | None) -> Claim:
         earlier = self.claims.of_job(job.id)
         if earlier is not None:
             self.lease_lost(earlier, "lost")  # a job has one lease: the new claim's
         claim = self.claims.add(job, self.config.lease_seconds)
         claim.task = asyncio.create_task(self._run(claim, on_progress))
-        loop = claim.task.get_loop()
-        claim.time_limit = loop.call_at(
-            loop.time() + self.config.job_timeout, self._time_is_up, claim
-        )
         self.claims.running += 1
         claim.task.add_done_callback(self._task_done)
         return claim
@@ -130,7 +139,7 @@ class Lifecycle:
                 result = await execute(handler, job, context)
             finally:
                 if claim.time_limit is not None:
-                    claim.time_limit.cancel()
+                    claim.time_limit.ended(claim)
         except asyncio.CancelledError:
             if claim.state is ClaimState.TIMED_OUT:
                 self.metrics.errors["TimeoutError"] += 1

@@ -261,8 +261,7 @@ class Worker:
         self._start(jobs)
 
     def _start(self, jobs: list[ClaimedJob]) -> None:
-        for job in jobs:
-            self.lifecycle.start(job)
+        self.lifecycle.start_all(jobs)
 
     async def _claim(self, free: int) -> list[ClaimedJob]:
         """Claim up to ``free`` jobs. The results are written by the completer, on another
