@@ -238,11 +238,13 @@ class Worker:
                         return
                     raise
                 self._maybe_more = len(jobs) == wanted
-                if self._maybe_more and wanted < free and not self._stopping.is_set():
-                    # More are waiting and slots are left for them: send the next claim first
-                    # and start this batch while the database works on it. Starting a batch (a
-                    # task and a time limit per job) took the worker 1.5-2.3 ms per 250 jobs,
-                    # with no claim on its way. With no slot left, nothing would be sent.
+                left = config.concurrency - lifecycle.claims.running - self._to_start - len(jobs)
+                if self._maybe_more and left > 0 and not self._stopping.is_set():
+                    # More are waiting and slots are left for them (counted now: the last
+                    # batch's handlers may have ended during the claim): send the next claim
+                    # first and start this batch while the database works on it. Starting a
+                    # batch (a task per job) took the worker 1.5-2.3 ms per 250 jobs, with no
+                    # claim on its way. With no slot left, nothing would be sent.
                     self._to_start += len(jobs)
                     loop.call_soon(self._start_claimed, jobs)
                 else:
