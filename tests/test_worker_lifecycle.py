@@ -476,22 +476,42 @@ def test_the_time_limit_stops_a_slow_handler_and_spares_a_failure_being_written(
     assert jobs.job(quick)["last_error"] == "rate limited"
 
 
-def test_a_running_worker_has_frozen_its_start_up_heap(jobs: Jobs) -> None:
-    """Full collections would otherwise walk every module and pool on each pass (a ~10 ms
-    stall); in a process where nothing was frozen yet, the worker freezes it when it starts."""
+def worker_gc_settings(url: str, threshold: tuple[int, int, int] | None = None) -> list[int]:
+    """The freeze count and the collector's thresholds after a worker ran in a new process
+    (with ``threshold`` set by the program first)."""
     code = (
         "import asyncio, gc, sys\n"
         "from tests.test_worker_lifecycle import Jobs, worker_for\n"
         "async def noop(job, context): return None\n"
         "async def main():\n"
         "    assert gc.get_freeze_count() == 0\n"
+        f"    {f'gc.set_threshold(*{threshold})' if threshold else 'pass'}\n"
         "    async with worker_for(Jobs(sys.argv[1]), noop, until_empty=True) as worker:\n"
         "        await worker.run()\n"
-        "    print(gc.get_freeze_count())\n"
+        "    print(gc.get_freeze_count(), *gc.get_threshold())\n"
         "asyncio.run(main())\n"
     )
     root = Path(__file__).resolve().parents[1]
-    frozen = subprocess.run(
-        [sys.executable, "-c", code, jobs.url], capture_output=True, text=True, check=True, cwd=root
+    printed = subprocess.run(
+        [sys.executable, "-c", code, url], capture_output=True, text=True, check=True, cwd=root
     ).stdout
-    assert int(frozen) > 1000
+    return [int(word) for word in printed.split()]
+
+
+def test_a_running_worker_has_frozen_its_start_up_heap(jobs: Jobs) -> None:
+    """Full collections would otherwise walk every module and pool on each pass (a ~10 ms
+    stall); in a process where nothing was frozen yet, the worker freezes it when it starts."""
+    frozen, *_ = worker_gc_settings(jobs.url)
+    assert frozen > 1000
+
+
+def test_a_worker_collects_young_objects_every_10000_unless_the_program_chose(
+    jobs: Jobs,
+) -> None:
+    """Python's 700 walks every running job's objects while they live; a threshold the
+    program set itself is its own business."""
+    _, *thresholds = worker_gc_settings(jobs.url)
+    if sys.version_info < (3, 14):  # where Python's default is 700
+        assert thresholds[0] == 10_000
+    _, *chosen = worker_gc_settings(jobs.url, (900, 5, 5))
+    assert chosen == [900, 5, 5]
