@@ -476,16 +476,17 @@ def test_the_time_limit_stops_a_slow_handler_and_spares_a_failure_being_written(
     assert jobs.job(quick)["last_error"] == "rate limited"
 
 
-def worker_gc_settings(url: str, threshold: tuple[int, int, int] | None = None) -> list[int]:
+def worker_gc_settings(url: str, threshold: str = "") -> list[int]:
     """The freeze count and the collector's thresholds after a worker ran in a new process
-    (with ``threshold`` set by the program first)."""
+    (``threshold``, "young,middle,old", set by the program first)."""
     code = (
         "import asyncio, gc, sys\n"
         "from tests.test_worker_lifecycle import Jobs, worker_for\n"
         "async def noop(job, context): return None\n"
         "async def main():\n"
         "    assert gc.get_freeze_count() == 0\n"
-        f"    {f'gc.set_threshold(*{threshold})' if threshold else 'pass'}\n"
+        "    if sys.argv[2]:\n"
+        "        gc.set_threshold(*map(int, sys.argv[2].split(',')))\n"
         "    async with worker_for(Jobs(sys.argv[1]), noop, until_empty=True) as worker:\n"
         "        await worker.run()\n"
         "    print(gc.get_freeze_count(), *gc.get_threshold())\n"
@@ -493,7 +494,11 @@ def worker_gc_settings(url: str, threshold: tuple[int, int, int] | None = None) 
     )
     root = Path(__file__).resolve().parents[1]
     printed = subprocess.run(
-        [sys.executable, "-c", code, url], capture_output=True, text=True, check=True, cwd=root
+        [sys.executable, "-c", code, url, threshold],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
     ).stdout
     return [int(word) for word in printed.split()]
 
@@ -513,5 +518,5 @@ def test_a_worker_collects_young_objects_every_10000_unless_the_program_chose(
     _, *thresholds = worker_gc_settings(jobs.url)
     if sys.version_info < (3, 14):  # where Python's default is 700
         assert thresholds[0] == 10_000
-    _, *chosen = worker_gc_settings(jobs.url, (900, 5, 5))
+    _, *chosen = worker_gc_settings(jobs.url, "900,5,5")
     assert chosen == [900, 5, 5]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import random
@@ -28,6 +27,7 @@ from mealplan_cli.metrics import Health, WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Queue
 from mealplan_cli.worker.claims import Claim
 from mealplan_cli.worker.config import WorkerConfig
+from mealplan_cli.worker.heap import settle_garbage_collector
 from mealplan_cli.worker.leases import LeaseKeeper
 from mealplan_cli.worker.lifecycle import Lifecycle, WorkerReport
 from mealplan_cli.worker.outage import Outage, retrying
@@ -152,8 +152,7 @@ class Worker:
 
     async def run(self) -> WorkerReport:
         config = self.config
-        _freeze_start_up_heap()
-        _collect_young_objects_less_often()
+        settle_garbage_collector()
         try:
             await self._call(
                 lambda: self.queue.register_worker(
@@ -229,7 +228,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             self._wake.clear()  # before claiming: a wake-up during the claim is not lost
-            free = config.concurrency - lifecycle.claims.running - self._to_start
+            free = self._free_slots()
             if free > 0:
                 wanted = min(free, self._claim_batch)
                 try:
@@ -239,17 +238,16 @@ class Worker:
                         return
                     raise
                 self._maybe_more = len(jobs) == wanted
-                left = config.concurrency - lifecycle.claims.running - self._to_start - len(jobs)
-                if self._maybe_more and left > 0 and not self._stopping.is_set():
+                if self._maybe_more and self._free_slots() > len(jobs) and not self.stopping:
                     # More are waiting and slots are left for them (counted now: the last
                     # batch's handlers may have ended during the claim): send the next claim
                     # first and start this batch while the database works on it. Starting a
-                    # batch (a task per job) took the worker 1.5-2.3 ms per 250 jobs, with no
-                    # claim on its way. With no slot left, nothing would be sent.
+                    # batch took the worker 1.5-2.3 ms per 250 jobs (with a timer per job then),
+                    # with no claim on its way. With no slot left, nothing would be sent.
                     self._to_start += len(jobs)
                     loop.call_soon(self._start_claimed, jobs)
                 else:
-                    self._start(jobs)
+                    lifecycle.start_all(jobs)
                 if self._maybe_more:
                     continue
                 if config.until_empty and not lifecycle.claims and not lifecycle.completer.busy:
@@ -258,12 +256,13 @@ class Worker:
                 async with asyncio.timeout(self._poll_delay()):
                     await self._wake.wait()
 
+    def _free_slots(self) -> int:
+        """Slots neither running a handler nor kept for a claimed batch not started yet."""
+        return self.config.concurrency - self.lifecycle.claims.running - self._to_start
+
     def _start_claimed(self, jobs: list[ClaimedJob]) -> None:
         """A batch the claim loop left to start (``_to_start`` keeps its slots taken)."""
         self._to_start -= len(jobs)
-        self._start(jobs)
-
-    def _start(self, jobs: list[ClaimedJob]) -> None:
         self.lifecycle.start_all(jobs)
 
     async def _claim(self, free: int) -> list[ClaimedJob]:
@@ -280,44 +279,6 @@ class Worker:
 
     def _poll_delay(self) -> float:
         return self.config.poll_interval * random.uniform(0.8, 1.2)
-
-
-def _freeze_start_up_heap() -> None:
-    """Move what the process has loaded so far out of the cyclic garbage collector's reach.
-
-    A worker runs for days, and its modules, settings and pools live as long as it does; yet
-    every full collection walked them all again, about 10 ms of stall each (a job picked up
-    late), several times per 20,000 jobs. Frozen, they are still freed by reference counting;
-    only their cycles are no longer looked for. Done once per process, and not at all where
-    the program froze its own heap already.
-    """
-    if gc.get_freeze_count() == 0:
-        gc.collect()
-        gc.freeze()
-
-
-YOUNG_OBJECTS_PER_COLLECTION = 10_000
-"""How many new objects the garbage collector lets pile up before it looks for cycles among
-them, in a worker (Python's default: 700)."""
-
-_PYTHON_DEFAULT_YOUNG_OBJECTS = 700
-
-
-def _collect_young_objects_less_often() -> None:
-    """Let the cyclic garbage collector look at new objects every 10,000 rather than every 700.
-
-    A busy worker's young objects are its running jobs' (tasks, claims, rows), nearly all freed
-    by reference counting a few milliseconds later. Collected every 700, each of them was
-    walked while still alive, and walked again in the older generation it was moved to: 36 ms
-    of a 690 ms run of 20,000 no-op jobs (250 young, 22 middle and 2-3 full collections). Every
-    10,000, most are gone before a collection comes: 1.045x jobs/s (8 alternated runs each;
-    1.024x at 5,000, 1.046x at 20,000), for at most a few MB more between collections. Left
-    alone where the program set its own threshold, and on Pythons whose default is not 700
-    (3.14's incremental collector).
-    """
-    young, middle, old = gc.get_threshold()
-    if young == _PYTHON_DEFAULT_YOUNG_OBJECTS:
-        gc.set_threshold(YOUNG_OBJECTS_PER_COLLECTION, middle, old)
 
 
 async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
