@@ -24,9 +24,14 @@ def freeze_start_up_heap() -> None:
     late), several times per 20,000 jobs. Frozen, they are still freed by reference counting;
     only their cycles are no longer looked for. Done once per process, and not at all where
     the program froze its own heap already.
+
+    Only the young generations are collected first: a full collection took 10-12 ms of every
+    start (about 35,000 objects walked, 80 freed), a young one 1 ms (40 freed). The other few
+    dozen unreachable objects of the start-up, a few kilobytes, stay frozen for the life of
+    the process.
     """
     if gc.get_freeze_count() == 0:
-        gc.collect()
+        gc.collect(1)
         gc.freeze()
 
 
