@@ -34,6 +34,7 @@ def test_the_limit_stops_only_the_handlers_still_under_it() -> None:
         limit.ended(claims[1])
         assert claims[1].time_limit is None
         await fired.wait()
+        assert not limit.armed  # fired: nothing waits in the event loop any more
 
     asyncio.run(main())
     assert stopped == [1, 3]
