@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
@@ -127,6 +128,14 @@ def test_an_unknown_database_says_so_at_once(database_url: str) -> None:
     assert 'database "no_such_database" does not exist' in error
     assert "check the database name" in error
     assert elapsed < FAST
+
+
+def test_an_unknown_database_in_key_value_form_names_the_dbname_key(database_url: str) -> None:
+    dsn = make_conninfo(database_url, dbname="no_such_database", password=PASSWORD)
+    error, _ = failing({"DATABASE_URL": dsn}, "stats", "--json")
+    assert 'database "no_such_database" does not exist' in error
+    assert "or dbname=;" in error  # the hint, not the echoed connection string
+    assert PASSWORD not in error
 
 
 def test_an_unknown_host_says_so_at_once() -> None:

@@ -51,7 +51,10 @@ _ADVICE = (
     ("no password supplied", "put the password in DATABASE_URL"),
     ("role", "check the user name in DATABASE_URL (Supabase's pooler: postgres.<project-ref>)"),
     ("tenant or user not found", "check the user (postgres.<project-ref>) and the pooler host"),
-    ("database", "check the database name at the end of DATABASE_URL (Supabase: postgres)"),
+    (
+        "database",
+        "check the database name in DATABASE_URL (a URL's path, or dbname=; Supabase: postgres)",
+    ),
     ("connection refused", "check the host and port in DATABASE_URL, and that PostgreSQL runs"),
     ("resolve host", "check the host name in DATABASE_URL"),
     ("translate host name", "check the host name in DATABASE_URL"),
