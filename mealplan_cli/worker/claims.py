@@ -42,7 +42,7 @@ class Claim:
     """When the lease runs out by this worker's clock, unless extended (monotonic)."""
     state: ClaimState = ClaimState.RUNNING
     task: asyncio.Task[None] | None = None
-    time_limit: BatchTimeLimit | None = None
+    time_limit: BatchTimeLimit[Claim] | None = None
     """Stops the handler when the job's time is up (let go of when the handler ends)."""
     outcome: str | None = None
     """What was written: completed, pending (retry), failed, cancelled, released, or lost."""

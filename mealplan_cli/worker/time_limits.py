@@ -13,16 +13,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
-from mealplan_cli.worker.claims import Claim
+
+class TimeLimited(Protocol):
+    """What a limit keeps on each job it covers (a worker's ``Claim``): the limit that still
+    applies to it, if any."""
+
+    time_limit: BatchTimeLimit[Any] | None
 
 
-class BatchTimeLimit:
+Limited = TypeVar("Limited", bound=TimeLimited)
+
+
+class BatchTimeLimit(Generic[Limited]):
     """The deadline of the handlers started together; ``ended`` as each of them ends."""
 
     __slots__ = ("_claims", "_left", "_timer")
 
-    def __init__(self, claims: list[Claim], seconds: float, time_is_up: Callable[[Claim], None]):
+    def __init__(
+        self, claims: list[Limited], seconds: float, time_is_up: Callable[[Limited], None]
+    ) -> None:
         self._claims = claims
         self._left = len(claims)
         loop = asyncio.get_running_loop()
@@ -32,7 +43,7 @@ class BatchTimeLimit:
         for claim in claims:
             claim.time_limit = self
 
-    def _fire(self, time_is_up: Callable[[Claim], None]) -> None:
+    def _fire(self, time_is_up: Callable[[Limited], None]) -> None:
         self._timer = None
         for claim in self._claims:
             if claim.time_limit is self:
@@ -43,7 +54,7 @@ class BatchTimeLimit:
         """The timer still waits: it has neither fired nor been cancelled."""
         return self._timer is not None
 
-    def ended(self, claim: Claim) -> None:
+    def ended(self, claim: Limited) -> None:
         """``claim``'s handler ended: the limit no longer applies to it."""
         claim.time_limit = None
         self._left -= 1
