@@ -492,13 +492,18 @@ def worker_gc_settings(url: str, threshold: str = "") -> list[int]:
         "    print(gc.get_freeze_count(), *gc.get_threshold())\n"
         "asyncio.run(main())\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    return numbers_printed_by(code, url, threshold)
+
+
+def numbers_printed_by(code: str, *args: str) -> list[int]:
+    """Run ``code`` in a new Python process at the project's root (the collector's state is
+    the process's: a test's own process has long been settled)."""
     printed = subprocess.run(
-        [sys.executable, "-c", code, url, threshold],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         check=True,
-        cwd=root,
+        cwd=Path(__file__).resolve().parents[1],
     ).stdout
     return [int(word) for word in printed.split()]
 
@@ -521,14 +526,7 @@ def test_freezing_the_start_up_heap_walks_no_old_objects() -> None:
         "settle_garbage_collector()\n"
         "print(gc.get_stats()[2]['collections'] - full, gc.get_freeze_count())\n"
     )
-    printed = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    ).stdout
-    full_collections, frozen = (int(word) for word in printed.split())
+    full_collections, frozen = numbers_printed_by(code)
     assert full_collections == 0
     assert frozen > 1000
 
