@@ -70,3 +70,11 @@ def drop(server_url: str, name: str) -> None:
         admin.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
+
+
+def create_empty(server_url: str) -> str:
+    """A new database with nothing of ours in it; returns its name."""
+    name = f"mw_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return name
