@@ -37,3 +37,18 @@ def test_metrics_render_counters_histograms_and_cost() -> None:
     assert 'le="30"} 0' in text
     assert 'mealworker_openai_tokens_total{kind="input"} 1000' in text
     assert "mealworker_openai_cost_usd_total 0.001200" in text
+
+
+def test_label_values_are_escaped_as_the_text_format_requires() -> None:
+    """A job type is an application's string: a quote, a backslash or a line feed in it must
+    not end the label early or split the sample over two lines."""
+    job_type = 'say "hi"\\now\nnext'
+    metrics = WorkerMetrics()
+    metrics.handler_finished(job_type, 0.2, None)
+    metrics.done[job_type] += 1
+    text = metrics.render()
+    escaped = 'job_type="say \\"hi\\"\\\\now\\nnext"'
+    assert f"mealworker_jobs_completed_total{{{escaped}}} 1" in text
+    assert f'mealworker_job_processing_seconds_bucket{{{escaped},le="0.5"}} 1' in text
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert all(line.rsplit(" ", 1)[1].replace(".", "").isdigit() for line in samples)
