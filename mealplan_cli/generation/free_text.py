@@ -90,6 +90,13 @@ class Unknown:
         )
 
 
+_READS: dict[tuple[object, ...], tuple[tuple[str, Food | None], ...]] = {}
+"""Texts already read, by table, meal foods and vouched words: a plan reads each meal's texts
+several times (when it is checked, scaled and saved)."""
+
+_MAX_READS = 32768
+
+
 class MealReader:
     """Reads the texts of one meal against its foods, the ordinary words and, for a catalogue
     recipe, the recipe's own reviewed words."""
@@ -99,6 +106,7 @@ class MealReader:
     ) -> None:
         self.table = table
         self.foods = {food.id: food for food in foods}
+        self._ids = frozenset(self.foods)
         self.vouched = vouched
         known: set[str] = set(ordinary_words()) | vouched
         for staple in STAPLES:
@@ -111,27 +119,39 @@ class MealReader:
 
     def unknown(self, label: str, text: str) -> list[Unknown]:
         """Every word of ``text`` the meal cannot vouch for, each once, in reading order."""
-        found: dict[str, Unknown] = {}
+        key = (self.table, self._ids, self.vouched, text)
+        read = _READS.get(key)
+        if read is None:
+            read = self._read(text)
+            if len(_READS) >= _MAX_READS:
+                _READS.clear()
+            _READS[key] = read
+        return [Unknown(label, word, food) for word, food in read]
+
+    def _read(self, text: str) -> tuple[tuple[str, Food | None], ...]:
+        found: dict[str, Food | None] = {}
         for word in tokens(text):
             if word in self.known or _MEASURE.fullmatch(word):
                 continue
-            found.setdefault(word, Unknown(label, word))
+            found.setdefault(word, None)
         for part in _CLAUSE_BREAK.split(text):
             for phrase, food in self._other_foods(tokens(part)):
-                found.setdefault(phrase, Unknown(label, phrase, food))
-        return list(found.values())
+                found.setdefault(phrase, food)
+        return tuple(found.items())
 
     def _other_foods(self, read: Sequence[str]) -> list[tuple[str, Food]]:
         """Runs of words that name a table food which is not the meal's. A run inside a longer
         run naming one of the meal's foods ("milk" in "almond milk") is that food."""
         covered = [False] * len(read)
         others: list[tuple[int, int, Food]] = []
+        vocabulary = _label_words_of(self.table)
+        in_labels = [word in vocabulary for word in read]
         for size in range(min(_LONGEST_LABEL, len(read)), 0, -1):
             for start in range(len(read) - size + 1):
-                run = read[start : start + size]
-                if len(lookup_key(" ".join(run)).split()) != size:
-                    continue  # "the onion" is read as "onion"
-                food = self.table.lookup(" ".join(run))
+                if not all(in_labels[start : start + size]):
+                    continue  # no food's name has that word
+                run = tuple(read[start : start + size])
+                food = _named_food(self.table, run)
                 if food is None or food.id in STAPLES:
                     continue
                 if food.id in self.foods:
@@ -157,6 +177,27 @@ class MealReader:
             and food.flags <= mine.flags
             for mine in self.foods.values()
         )
+
+
+@lru_cache(maxsize=8)
+def _label_words_of(table: FoodTable) -> frozenset[str]:
+    """Every word of every food's name and aliases (as ``lookup_key`` reads them)."""
+    return frozenset(
+        word
+        for food in table.foods
+        for label in (food.name, *food.aliases)
+        for word in lookup_key(label).split()
+    )
+
+
+@lru_cache(maxsize=65536)
+def _named_food(table: FoodTable, run: tuple[str, ...]) -> Food | None:
+    """The table food ``run`` names, if every one of its words is part of that name ("the
+    onion" is read as "onion", not as a name of its own)."""
+    text = " ".join(run)
+    if len(lookup_key(text).split()) != len(run):
+        return None
+    return table.lookup(text)
 
 
 def recipe_words(texts: Iterable[str]) -> frozenset[str]:

@@ -130,7 +130,12 @@ def _qualifier_problem(ingredient: DraftIngredient, name: str) -> Qualifier | Vi
 
 def _vouched(draft: DraftMeal) -> frozenset[str]:
     """The words of the catalogue recipe ``draft`` comes from (reviewed data), else none."""
-    recipe = recipe_by_id(draft.recipe_id) if draft.recipe_id else None
+    return _recipe_words(draft.recipe_id) if draft.recipe_id else frozenset()
+
+
+@lru_cache(maxsize=1024)
+def _recipe_words(recipe_id: str) -> frozenset[str]:
+    recipe = recipe_by_id(recipe_id)
     if recipe is None:
         return frozenset()
     return recipe_words(
