@@ -230,7 +230,9 @@ def test_a_food_or_dish_named_on_a_safe_id_is_refused_or_corrected(scenario: Sce
     assert outcome.error is None, f"a single mistake should have been corrected: {outcome.error}"
     assert outcome.plan is not None
     assert name_leaks(scenario, outcome.plan) == []
-    assert outcome_of(outcome) in {"refused", "corrected"}
+    kind = outcome_of(outcome)
+    print(f"outcome: {kind}")  # tally: pytest -k refused_or_corrected -rP | grep outcome:
+    assert kind in {"refused", "corrected"}
 
 
 def test_the_name_leak_check_itself_sees_a_leak() -> None:
