@@ -14,15 +14,18 @@ from the table.
 from __future__ import annotations
 
 import asyncio
+import string
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from mealplan_cli.errors import GenerationError
 from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
 from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.free_text import tokens
+from mealplan_cli.generation.free_text import ordinary_words, tokens
 from mealplan_cli.generation.ingredient_names import Qualifier, qualifier, render_name
 from mealplan_cli.generation.models import Meal
 from mealplan_cli.generation.request import parse_request
@@ -30,7 +33,15 @@ from mealplan_cli.generation.text import normalise
 from mealplan_cli.generation.vocabulary import Allergen, Diet
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.red_team import NAME_CASES, SCENARIOS, RedTeamResponder, Scenario
+from tests.fakes.red_team import (
+    NAME_CASES,
+    SCENARIOS,
+    RedTeamResponder,
+    Scenario,
+    description,
+    step,
+    title,
+)
 
 PERSISTENT = [s for s in SCENARIOS if s.family not in {"calories"}][::5]
 
@@ -257,3 +268,35 @@ def test_a_food_or_dish_named_every_time_never_prints(scenario: Scenario) -> Non
     assert "failed validation 3 times" in str(outcome.error) or "did not match" in str(
         outcome.error
     )
+
+
+_RANDOM_WORD = st.one_of(
+    st.text(string.ascii_lowercase, min_size=4, max_size=10),
+    st.text(
+        st.characters(min_codepoint=0x0600, max_codepoint=0x06FF).filter(str.isalpha),
+        min_size=2,
+        max_size=8,
+    ),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    word=_RANDOM_WORD,
+    where=st.sampled_from(["title", "description", "step"]),
+    allergy=st.sampled_from([[], ["peanuts"], ["milk", "eggs"]]),
+)
+def test_no_random_word_survives_into_a_saved_plan(
+    word: str, where: str, allergy: list[str]
+) -> None:
+    read = tokens(word)
+    assume(read and all(w not in ordinary_words() for w in read))
+    mutate = {"title": title, "description": description, "step": step}[where](word)
+    scenario = Scenario(f"random {word!r}", {"days": 1, "allergies": allergy}, mutate, word)
+    outcome = run(scenario, times=1)
+    assert outcome.plan is not None, outcome.error
+    for day in outcome.plan.days:
+        for meal in day.meals:
+            printed = {w for text in _printed(meal) for w in tokens(text)}
+            own = {w for i in meal.ingredients for w in tokens(i.name)}
+            assert not (set(read) - own) & printed, (word, meal.title)
