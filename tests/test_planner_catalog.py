@@ -256,6 +256,7 @@ def _copies(proteins: list[str]) -> list[Any]:
             "title": f"Breakfast {n}",
             "main_protein": protein,
             "ingredients": ingredients,
+            "steps": ["Fry the potato, pepper and onion in the oil.", "Add the tofu and spinach."],
         }
         copies.append(base.model_copy(update=update))
     return copies
