@@ -241,11 +241,25 @@ def test_most_random_requests_of_a_week_or_less_are_feasible() -> None:
 
 
 def _copies(proteins: list[str]) -> list[Any]:
+    """Copies of one breakfast, each with ``proteins[n]`` in it and named as its main protein.
+    They are not bundled recipes, so their text is read as any planner's: plain words only."""
     base = next(r for r in default_catalog() if r.id == "tofu-potato-breakfast-hash")
-    return [
-        base.model_copy(update={"id": f"copy-{n}", "title": f"Copy {n}", "main_protein": p})
-        for n, p in enumerate(proteins)
-    ]
+    table = default_table()
+    copies = []
+    for n, protein in enumerate(proteins):
+        food = table.lookup(protein)
+        ingredients = list(base.ingredients)
+        if food is not None and food.name != "firm tofu":
+            ingredients.append(ingredients[0].model_copy(update={"name": food.name}))
+        update = {
+            "id": f"copy-{n}",
+            "title": f"Breakfast {n}",
+            "main_protein": protein,
+            "ingredients": ingredients,
+            "steps": ["Fry the potato, pepper and onion in the oil.", "Add the tofu and spinach."],
+        }
+        copies.append(base.model_copy(update=update))
+    return copies
 
 
 def test_near_names_of_one_protein_count_as_one_for_variety() -> None:

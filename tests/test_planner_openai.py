@@ -170,17 +170,14 @@ def test_the_content_filter_fails_at_once(fake_openai: FakeOpenAI) -> None:
 
 
 def add_tahini(answer: dict[str, Any]) -> dict[str, Any]:
-    meal = answer["meals"][0]
-    meal["ingredients"].append(
-        {"food_id": "olive_oil", "name": "tahini", "quantity": 1, "unit": "tbsp", "grams": 15}
-    )
+    answer["meals"][0]["steps"].append("Drizzle with tahini.")
     return answer
 
 
 def add_unsafe_food_id(answer: dict[str, Any]) -> dict[str, Any]:
     meal = answer["meals"][0]
     meal["ingredients"].append(
-        {"food_id": "tahini", "name": "paste", "quantity": 1, "unit": "tbsp", "grams": 15}
+        {"food_id": "tahini", "qualifier": None, "quantity": 1, "unit": "tbsp", "grams": 15}
     )
     return answer
 
@@ -219,12 +216,12 @@ def test_an_allergen_in_the_answer_is_rejected_and_the_day_regenerated(
     rejected = plan.metadata.validation.rejected
     assert len(rejected) == 1
     assert rejected[0].day == 1
-    assert any("tahini contains sesame" in reason for reason in rejected[0].reasons)
+    assert any("('tahini') contains sesame" in reason for reason in rejected[0].reasons)
     assert fake_openai.calls_by_schema()["DayPlan"] == 3 + 1 + 1  # the breakfast alone again
     retry_prompt = fake_openai.requests_for("DayPlan")[3].messages[-1]["content"]
     assert "only its breakfast" in retry_prompt
     assert "was rejected because" in retry_prompt
-    assert "tahini contains sesame" in retry_prompt
+    assert "('tahini') contains sesame" in retry_prompt
     for day in plan.days:
         for meal in day.meals:
             assert "sesame" not in meal.allergens

@@ -226,8 +226,12 @@ def test_a_day_far_off_is_rejected(ratio: float) -> None:
 def _plan_days(request: MealPlanRequest, titles_and_proteins: list[tuple[str, str]]) -> list[Day]:
     v = PlanValidator(request)
     days = []
+    table = default_table()
     for number, (title, protein) in enumerate(titles_and_proteins, start=1):
         base = salmon_bowl(title=title, main_protein=protein)
+        food = table.lookup(protein) or table.lookup(f"firm {protein}")
+        assert food is not None, protein
+        base.ingredients[0] = ingredient(food.name, 150)  # the main protein is in the meal
         kcal = checked(v.check(base)).meal.nutrition.kcal
         meal = checked(v.check(scale_draft(base, request.calories / kcal))).meal
         days.append(

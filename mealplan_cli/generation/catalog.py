@@ -86,6 +86,16 @@ class Recipe(BaseModel):
 
 
 @cache
+def _by_id() -> dict[str, Recipe]:
+    return {recipe.id: recipe for recipe in default_catalog()}
+
+
+def recipe_by_id(recipe_id: str) -> Recipe | None:
+    """The bundled recipe ``recipe_id``, if there is one."""
+    return _by_id().get(recipe_id)
+
+
+@cache
 def default_catalog() -> tuple[Recipe, ...]:
     """Every bundled recipe, loaded once per process."""
     return tuple(

@@ -12,14 +12,20 @@ from mealplan_cli.generation.vocabulary import Slot
 
 
 class DraftIngredient(BaseModel):
-    """An ingredient as a planner proposes it; the figures are the planner's claim for ``grams``."""
+    """An ingredient as a planner proposes it; the figures are the planner's claim for ``grams``.
 
-    name: str
+    The meal prints the food's own name (``ingredient_names``): ``name`` only finds the food
+    when there is no ``food_id``, and ``qualifier`` may add a preparation from a closed list."""
+
+    name: str = ""
     quantity: float
     unit: str
     grams: float
     food_id: str | None = Field(
         None, description="The table entry chosen; without it the name must name one."
+    )
+    qualifier: str | None = Field(
+        None, description="How it is cut or prepared, one of ``ingredient_names.Qualifier``."
     )
     kcal: float | None = None
     protein: float | None = None

@@ -68,7 +68,9 @@ _PREPARATION_WORDS = frozenset(
     """a an and the of to or for with into about approximately optional taste fresh freshly
     chopped diced minced sliced cubed grated shredded peeled crushed finely roughly thinly coarsely
     large small medium big baby organic toasted halved quartered trimmed rinsed drained packed
-    whole pieces piece plain unsalted lightly torn cut juiced zested""".split()
+    whole pieces piece plain unsalted lightly torn cut juiced zested julienned mashed melted
+    softened beaten whisked deseeded thawed warmed chilled cored spiralized flaked pureed grilled
+    sauteed boiled poached shaved squeezed""".split()
 )
 
 _WORD = re.compile(r"[a-z0-9%]+")

@@ -64,6 +64,11 @@ class Ingredient(BaseModel):
     food_id: str | None = Field(
         None, description="The nutrition-table entry the figures come from."
     )
+    qualifier: str | None = Field(
+        None,
+        description="How it is cut or prepared, from a closed list; the name is the food's "
+        "own, followed by this.",
+    )
 
 
 class Photo(BaseModel):

@@ -3,12 +3,20 @@
 Each meal's verdict (a refusal recorded with its reasons, to be sent back in the next prompt),
 titles repeated within a day by meals written apart, and across days the repeats and protein
 runs that decide which days to write again.
+
+A meal refused only for words of its title or description that nothing vouches for (a dish
+name, an abbreviation) is not asked for again: the title and description are written from its
+ingredients instead (``ingredient_names.title_from``), and the refusal is recorded. Steps, the
+main protein and the cuisine cannot be written that way, so those are asked for again.
 """
 
 from __future__ import annotations
 
 from mealplan_cli.errors import PlanRejectedError
-from mealplan_cli.generation.foods import lookup_key
+from mealplan_cli.generation.drafts import DraftMeal
+from mealplan_cli.generation.foods import FoodTable, lookup_key
+from mealplan_cli.generation.ingredient_names import description_from, title_from
+from mealplan_cli.generation.meal_facts import Violation, ViolationKind, resolve
 from mealplan_cli.generation.models import RejectedMeal
 from mealplan_cli.generation.planner_schema import LlmMeal
 from mealplan_cli.generation.proteins import protein_key
@@ -23,12 +31,40 @@ def check_meal(
     validator: PlanValidator, day: int, meal: LlmMeal, rejected: list[RejectedMeal]
 ) -> CheckedMeal | list[str]:
     """The validator's verdict on one meal; a refusal is recorded and returned as reasons."""
-    outcome = validator.check(meal.draft())
+    draft = meal.draft()
+    outcome = validator.check(draft)
     if not isinstance(outcome, list):
         return outcome
     reasons = [str(v) for v in outcome]
+    if _only_titles(outcome):
+        retitled = validator.check(written_from_foods(draft, validator.table))
+        if not isinstance(retitled, list):
+            reasons.append(f"written from its ingredients instead: {retitled.meal.title!r}")
+            rejected.append(
+                RejectedMeal(day=day, slot=meal.slot, title=meal.title, reasons=reasons)
+            )
+            return retitled
     rejected.append(RejectedMeal(day=day, slot=meal.slot, title=meal.title, reasons=reasons))
     return [f"{meal.slot.value} {meal.title!r}: {r}" for r in reasons]
+
+
+_TITLE_TEXTS = frozenset({"the title", "the description"})
+
+
+def _only_titles(violations: list[Violation]) -> bool:
+    return all(v.kind is ViolationKind.wording and v.where in _TITLE_TEXTS for v in violations)
+
+
+def written_from_foods(draft: DraftMeal, table: FoodTable) -> DraftMeal:
+    """``draft`` with its title and description written from its own foods."""
+    foods = [
+        (food, ingredient.grams)
+        for ingredient in draft.ingredients
+        if not isinstance(food := resolve(ingredient, table), str)
+    ]
+    return draft.model_copy(
+        update={"title": title_from(foods), "description": description_from(foods)}
+    )
 
 
 def day_failed(day: int, problems: list[str]) -> PlanRejectedError:

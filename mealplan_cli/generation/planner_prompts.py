@@ -20,10 +20,14 @@ Rules for every meal:
 - Amounts are for ONE serving. Choose every ingredient by its food_id from the allowed list in
   the schema: it holds only the foods safe for this request. Give its weight in grams; the
   nutrition is looked up from the food, so do not estimate it.
-- "name" is how the recipe shows the ingredient and must name that same food plainly.
-- Never mention in any text (title, description, steps, names) a food that is not in the
-  allowed list, nor one derived from the request's allergies or exclusions (tahini is sesame,
-  satay is peanut, pesto has nuts and cheese): every word is checked.
+- The recipe prints each ingredient under its food's own name; "qualifier" may only say how it
+  is cut or prepared (one of the listed values, or null).
+- Write the title, description and steps in plain English: every word must be one of the
+  meal's own foods, called by its name, or an ordinary cooking word. No dish names (write
+  "Chickpeas with tomato and spinach", not a dish's name in any language), no abbreviations,
+  and no food that is not among the meal's ingredients (list extras such as lemon wedges as
+  ingredients). Salt, black pepper and water may be mentioned without listing them. Every
+  word is checked; one the checker cannot vouch for refuses the meal.
 - Tags describe the dish ("quick", "high-protein"); never claim a diet or "X-free" yourself,
   in tags or text: the app works out and labels what each meal is.
 - Keep every diet listed. vegan: no meat, fish, dairy, eggs or honey. keto: no grains, sugar or

@@ -7,10 +7,11 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
+from mealplan_cli.generation.ingredient_names import Qualifier
 from mealplan_cli.generation.validation import PlanValidator
 from mealplan_cli.generation.vocabulary import Slot
 
@@ -36,10 +37,16 @@ class PlanOutline(BaseModel):
 class LlmIngredient(BaseModel):
     """One ingredient as the model writes it. In the schema sent for a request, ``food_id`` is
     an enum of the foods safe for that request (``day_schema``), so an unsafe food cannot be
-    written at all; nutrition comes from the table entry, never from the model."""
+    written at all; nutrition comes from the table entry, never from the model. The model
+    writes no name: the recipe prints the food's own, with at most a preparation from a closed
+    list (an enum too), so nothing it writes can rename the food. Any other field is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
     food_id: str = Field(description="The food, chosen from the allowed list.")
-    name: str = Field(description="Display name for the recipe, naming that same food.")
+    qualifier: Qualifier | None = Field(
+        description="How it is cut or prepared, or null; the recipe prints the food's own name."
+    )
     quantity: float
     unit: str
     grams: float = Field(description="Weight for one serving.")
@@ -66,7 +73,7 @@ class LlmMeal(BaseModel):
             main_protein=self.main_protein,
             ingredients=[
                 DraftIngredient(
-                    name=i.name,
+                    qualifier=i.qualifier.value if i.qualifier is not None else None,
                     quantity=i.quantity,
                     unit=i.unit,
                     grams=i.grams,

@@ -49,6 +49,7 @@ def per_serving_draft(meal: Meal) -> DraftMeal:
                 unit=i.unit,
                 grams=i.grams / servings,
                 food_id=i.food_id,
+                qualifier=i.qualifier,
             )
             for i in meal.ingredients
         ],

@@ -7,10 +7,12 @@ calorie target by scaling portions when it is off by a factor the cook would acc
 ``plan_violations`` checks the finished plan as a whole: the last gate before anything is saved.
 
 It fails closed: an ingredient that does not resolve to a table entry is refused (never passed
-on the planner's own figures), text is read after Unicode normalisation against the allergen
-lexicon (a mention in a title or a step counts like an ingredient), text the lexicon cannot
-read is refused when the request forbids anything, and a qualifier never cancels an allergen
-except a listed free-from form (``lexicon.FREE_FROM``).
+on the planner's own figures) and is printed under its food's own name; text is read after
+Unicode normalisation against the allergen lexicon (a mention in a title or a step counts like
+an ingredient), and word by word against the meal's foods and the ordinary words, a word
+neither vouches for refusing the meal (``free_text``); text the lexicon cannot read is refused
+when the request forbids anything, and a qualifier never cancels an allergen except a listed
+free-from form (``lexicon.FREE_FROM``).
 """
 
 from __future__ import annotations
@@ -187,8 +189,9 @@ class PlanValidator:
             for diet in Diet
             if diet is not Diet.omnivore and not diet_violations(diet, flagged, per_serving)
         ]
-        kept_tags = [t for t in draft.tags if t.strip() and not _unsafe_claim(t)]
-        foods = list(facts.foods) + [None] * (len(draft.ingredients) - len(facts.foods))
+        kept_tags = [
+            t for t in draft.tags if t.strip() and not _unsafe_claim(t) and t not in facts.bad_tags
+        ]
         return Meal(
             slot=draft.slot,
             title=draft.title.strip(),
@@ -197,13 +200,16 @@ class PlanValidator:
             main_protein=protein_name(draft.main_protein),
             ingredients=[
                 Ingredient(
-                    name=i.name,
+                    name=name,
                     quantity=round(i.quantity * servings, 2),
                     unit=i.unit,
                     grams=round(i.grams * servings, 1),
                     food_id=food.id if food is not None else None,
+                    qualifier=how.value if how is not None else None,
                 )
-                for i, food in zip(draft.ingredients, foods, strict=True)
+                for i, food, name, how in zip(
+                    draft.ingredients, facts.foods, facts.names, facts.qualifiers, strict=True
+                )
             ],
             steps=[s.strip() for s in draft.steps],
             prep_minutes=draft.prep_minutes,
@@ -276,6 +282,15 @@ class PlanValidator:
                 if isinstance(judged, list):
                     problems += [f"{where}: {violation}" for violation in judged]
                 else:
+                    problems += [
+                        f"{where}: the ingredient {saved.name!r} is not named as its food "
+                        f"({name!r})"
+                        for saved, name in zip(meal.ingredients, judged.names, strict=True)
+                        if saved.name != name
+                    ]
+                    problems += [
+                        f"{where}: the tag {tag!r} is not vouched for" for tag in judged.bad_tags
+                    ]
                     declared = set(meal.allergens)
                     found: set[Allergen] = set()
                     for ingredient in judged.ingredients:

@@ -5,6 +5,10 @@ catalogue planner, and answers each schema as a careful model would: ``PlanOutli
 title, ``DayPlan`` with one day in full (each ingredient by its food id, as the schema's enum
 asks) or just the one meal the prompt asks for, and ``WholePlan`` (used by the latency
 benchmark) with every day at once. Faults are layered on top with ``FakeOpenAI.inject``.
+
+A careful model writes its texts in plain words, as the prompt asks: where a catalogue recipe's
+reviewed text uses a dish name or a word only that recipe vouches for, the answer says it
+plainly instead (title and description from the foods, a plain step, no such tag).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import threading
 from typing import Any
 
 from mealplan_cli.generation.foods import default_table
+from mealplan_cli.generation.ingredient_names import description_from, title_from
+from mealplan_cli.generation.meal_facts import ViolationKind, meal_facts
 from mealplan_cli.generation.models import Meal
 from mealplan_cli.generation.planner import no_progress
 from mealplan_cli.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.generation.portions import per_serving_draft
 from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 from tests.fakes.openai_server import ChatRequest
@@ -98,29 +105,41 @@ def day_answer(number: int, meals: list[CheckedMeal]) -> dict[str, Any]:
 
 
 def meal_answer(meal: Meal) -> dict[str, Any]:
-    """One meal as the model writes it: one serving, each ingredient a food id and grams."""
+    """One meal as the model writes it: one serving, each ingredient a food id and grams, the
+    texts in plain words."""
     table = default_table()
     ingredients = []
     for ingredient in meal.ingredients:
-        food = table.lookup(ingredient.name)
+        food = table.by_id(ingredient.food_id or "") or table.lookup(ingredient.name)
         ingredients.append(
             {
                 "food_id": food.id if food else ingredient.name,
-                "name": ingredient.name,
+                "qualifier": ingredient.qualifier,
                 "quantity": round(ingredient.quantity / meal.servings, 2),
                 "unit": ingredient.unit,
                 "grams": round(ingredient.grams / meal.servings, 1),
             }
         )
+    draft = per_serving_draft(meal).model_copy(update={"recipe_id": None})
+    facts = meal_facts(draft, table)
+    unplain = {v.where for v in facts.problems if v.kind is ViolationKind.wording}
+    foods = [
+        (food, i.grams) for food, i in zip(facts.foods, draft.ingredients, strict=True) if food
+    ]
+    plain = "Cook the ingredients and combine them."
     return {
         "slot": meal.slot.value,
-        "title": meal.title,
-        "description": meal.description,
+        "title": title_from(foods) if "the title" in unplain else meal.title,
+        "description": description_from(foods)
+        if "the description" in unplain
+        else meal.description,
         "cuisine": meal.cuisine or "",
-        "main_protein": meal.main_protein or "none",
+        "main_protein": "none" if "the main protein" in unplain else (meal.main_protein or "none"),
         "ingredients": ingredients,
-        "steps": meal.steps,
+        "steps": [
+            plain if f"step {n}" in unplain else step for n, step in enumerate(meal.steps, start=1)
+        ],
         "prep_minutes": meal.prep_minutes,
         "cook_minutes": meal.cook_minutes,
-        "tags": [t for t in meal.tags if t],
+        "tags": [t for t in meal.tags if t and t not in facts.bad_tags],
     }

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mealplan_cli.generation.foods import default_table
+from mealplan_cli.generation.vocabulary import Allergen
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import ChatRequest
 
@@ -463,3 +465,164 @@ SCENARIOS: list[Scenario] = [
         "peanut-free",
     ),
 ]
+
+
+# --- the name is the food: a safe id under another food's name, dish names, abbreviations --------
+
+
+def written_name(text: str) -> Mutation:
+    """The first ingredient keeps its safe id and is given ``text`` as a name, a field the day
+    schema no longer has: the printed name is the food's own."""
+
+    def mutate(meal: dict[str, Any]) -> None:
+        meal["ingredients"][0]["name"] = text
+
+    return mutate
+
+
+def qualified(text: str) -> Mutation:
+    """``text`` written as the first ingredient's preparation, outside the closed list."""
+
+    def mutate(meal: dict[str, Any]) -> None:
+        meal["ingredients"][0]["qualifier"] = text
+
+    return mutate
+
+
+def _unsafe_foods(allergen: Allergen) -> list[str]:
+    """Three of the table's own foods this allergy rules out: first, middle and last by name."""
+    names = sorted(food.name for food in default_table().foods if allergen in food.allergens)
+    return list(dict.fromkeys([names[0], names[len(names) // 2], names[-1]]))
+
+
+def _table_cases() -> list[Scenario]:
+    cases = []
+    for allergen in Allergen:
+        request = _allergy(allergen.value)
+        for n, name in enumerate(_unsafe_foods(allergen)):
+            cases.append(
+                _scenario(
+                    f"{name} as a name ({allergen.value})",
+                    request,
+                    written_name(name),
+                    "name",
+                    name,
+                )
+            )
+            if n == 0:
+                cases.append(
+                    _scenario(
+                        f"{name} as a qualifier ({allergen.value})",
+                        request,
+                        qualified(name),
+                        "name",
+                        name,
+                    )
+                )
+            if n < 2:
+                cases.append(
+                    _scenario(
+                        f"{name} in a title ({allergen.value})",
+                        request,
+                        title(name.title()),
+                        "title",
+                        name,
+                    )
+                )
+    return cases
+
+
+DISHES: list[tuple[str, str]] = [
+    # (dish, the allergy it is unsafe for): cuisines and languages, abbreviations included
+    ("Pesto", "tree_nuts"),
+    ("Pad Thai", "peanuts"),
+    ("Tiramisu", "milk"),
+    ("PB&J", "peanuts"),
+    ("PBJ", "peanuts"),
+    ("BLT", "gluten"),
+    ("Mac n Cheese", "milk"),
+    ("Gado-Gado", "peanuts"),
+    ("Mafé", "peanuts"),
+    ("Kung Pao", "peanuts"),
+    ("Bibimbap", "eggs"),
+    ("Okonomiyaki", "eggs"),
+    ("Tamagoyaki", "eggs"),
+    ("Chawanmushi", "eggs"),
+    ("Zabaglione", "eggs"),
+    ("Carbonara", "eggs"),
+    ("Pastitsio", "milk"),
+    ("Käsespätzle", "milk"),
+    ("Croque Monsieur", "milk"),
+    ("Spanakopita", "milk"),
+    ("Panna Cotta", "milk"),
+    ("Crème Brûlée", "milk"),
+    ("Kulfi", "milk"),
+    ("Paneer Tikka", "milk"),
+    ("Moqueca", "fish"),
+    ("Ceviche", "fish"),
+    ("Bouillabaisse", "fish"),
+    ("Vitello Tonnato", "fish"),
+    ("Gambas al Ajillo", "crustaceans"),
+    ("Tom Yum Goong", "crustaceans"),
+    ("Nasi Goreng", "crustaceans"),
+    ("Har Gow", "crustaceans"),
+    ("Moules Marinières", "molluscs"),
+    ("Takoyaki", "molluscs"),
+    ("Spaghetti alle Vongole", "molluscs"),
+    ("Pierogi", "gluten"),
+    ("Tabbouleh", "gluten"),
+    ("Udon", "gluten"),
+    ("Baklava", "tree_nuts"),
+    ("Muhammara", "tree_nuts"),
+    ("Romesco", "tree_nuts"),
+    ("Halva", "sesame"),
+    ("Tarator", "sesame"),
+    ("Dukkah", "sesame"),
+    ("Mapo Tofu", "soybeans"),
+    ("Natto", "soybeans"),
+    ("Waldorf", "celery"),
+    ("Piccalilli", "mustard"),
+    ("Coq au Vin", "sulphites"),
+    ("Lupini Salad", "lupin"),
+    ("\u82b1\u751f\u9171", "peanuts"),  # Chinese: peanut butter
+    ("\u30d4\u30fc\u30ca\u30c3\u30c4", "peanuts"),  # Japanese: peanuts
+    ("\u0444\u0443\u043d\u0434\u0443\u043a", "tree_nuts"),  # Russian: hazelnut
+    ("\u062d\u0645\u0635", "sesame"),  # Arabic: hummus
+    ("\uc0c8\uc6b0", "crustaceans"),  # Korean: shrimp
+]
+
+_DISH_STEPS = ("Pesto", "Pad Thai", "PB&J", "Tiramisu", "Nasi Goreng", "Dukkah", "Romesco")
+_DISH_DESCRIPTIONS = ("Bibimbap", "Ceviche", "Käsespätzle", "Takoyaki", "Muhammara")
+
+
+def _dish_cases() -> list[Scenario]:
+    cases = [
+        _scenario(f"{dish} in a title", _allergy(allergy), title(dish), "title", dish)
+        for dish, allergy in DISHES
+    ]
+    allergy_of = dict(DISHES)
+    cases += [
+        _scenario(
+            f"{dish} in a step",
+            _allergy(allergy_of[dish]),
+            step(f"Serve with {dish}."),
+            "step",
+            dish,
+        )
+        for dish in _DISH_STEPS
+    ]
+    cases += [
+        _scenario(
+            f"{dish} in a description",
+            _allergy(allergy_of[dish]),
+            description(f"Like a {dish}."),
+            "title",
+            dish,
+        )
+        for dish in _DISH_DESCRIPTIONS
+    ]
+    return cases
+
+
+NAME_CASES: list[Scenario] = _table_cases() + _dish_cases()
+"""Each pairs a safe food id with the name of a food or dish the request rules out."""
