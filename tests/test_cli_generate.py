@@ -170,3 +170,12 @@ def test_the_readme_lists_every_alias() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for alias in ALLERGEN_ALIASES:
         assert f"`{alias}`" in readme or f"`{alias.rstrip('s')}(s)`" in readme, alias
+
+
+def test_generate_says_in_one_line_what_an_exclusion_left_out() -> None:
+    result = runner.invoke(app, ["generate", *SMALL, "--exclude", "onion", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.replace("│", " ").split())  # the panel wraps long lines
+    assert "excluded onion:" in line
+    assert "prepared foods with it" in line
+    assert "relatives kept: shallot, leek, chives" in line

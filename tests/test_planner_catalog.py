@@ -265,3 +265,43 @@ def test_a_shortage_of_recipes_does_not_blame_protein_variety() -> None:
         asyncio.run(generate_meal_plan(request, planner=planner))
     assert "in a row" not in str(caught.value)
     assert "breakfast" in str(caught.value)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_excluding_onion_and_garlic_leaves_out_what_contains_them(seed: int) -> None:
+    """Issue 23: salsa, pesto, hummus and green curry paste were served to a user who
+    excluded onion and garlic."""
+    table = default_table()
+    result = plan(parse_request({"days": 7, "exclude": "onion,garlic"}), seed=seed)
+    for day in result.days:
+        for meal in day.meals:
+            for ingredient in meal.ingredients:
+                assert ingredient.food_id is not None
+                food = table.by_id(ingredient.food_id)
+                assert food is not None
+                inside = {food.name, *food.components}
+                assert not {"onion", "red onion", "garlic", "garlic powder"} & inside, (
+                    meal.title,
+                    food.name,
+                )
+    reports = {r.term: r for r in result.metadata.exclusions}
+    assert {"salsa", "marinara sauce"} <= set(reports["onion"].left_out_prepared)
+    assert {"pesto", "hummus", "green curry paste"} <= set(reports["garlic"].left_out_prepared)
+    assert {"shallot", "leek", "chives"} <= set(reports["onion"].relatives_kept)
+
+
+def test_the_openai_food_enum_leaves_out_prepared_foods_with_an_excluded_food() -> None:
+    from mealplan_cli.generation.planner_schema import safe_foods
+
+    request = parse_request({"exclude": "onion,garlic"})
+    allowed = set(safe_foods(PlanValidator(request)))
+    assert not {"salsa", "pesto", "hummus", "green_curry_paste", "onion", "garlic"} & allowed
+    assert {"shallot", "leek", "chives"} <= allowed
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_gluten_allergy_never_gets_miso(seed: int) -> None:
+    request = parse_request({"days": 7, "allergies": "gluten", "cuisines": "japanese"})
+    result = plan(request, seed=seed)
+    foods = {i.food_id for day in result.days for m in day.meals for i in m.ingredients}
+    assert not {"miso_paste", "tamari", "rolled_oats", "soy_sauce"} & foods

@@ -138,8 +138,29 @@ def summary_panel(plan: MealPlan) -> Panel:
             f"OpenAI: {u.calls} calls, {u.input_tokens} tokens in ({u.cached_tokens} cached), "
             f"{u.output_tokens} out, about ${u.cost_usd:.4f}"
         )
+    if meta.exclusions:
+        lines.append(exclusions_line(plan))
     lines += [f"[yellow]note:[/] {note}" for note in report.notes]
     return Panel("\n".join(lines), title="Meal plan", title_align="left")
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def exclusions_line(plan: MealPlan) -> str:
+    """One line: what each exclusion left out (prepared foods too) and the relatives kept."""
+    parts = []
+    for report in plan.metadata.exclusions:
+        part = f"{report.term}: {len(report.left_out)} foods out"
+        if report.left_out_prepared:
+            part += f", and {len(report.left_out_prepared)} prepared foods with it"
+            part += f" ({_some(report.left_out_prepared)})"
+        if report.relatives_kept:
+            part += f"; relatives kept: {_some(report.relatives_kept)}"
+        parts.append(part)
+    return "excluded " + " | ".join(parts)
 
 
 def plan_view(plan: MealPlan) -> Group:

@@ -88,6 +88,7 @@ async def generate_meal_plan(
                 unknown_ingredients=unknown,
                 notes=result.notes,
             ),
+            exclusions=validator.exclusions.report(table),
         ),
     )
 
