@@ -72,6 +72,7 @@ class Exclusions:
     direct: dict[str, list[str]] = field(default_factory=dict)
     """Per term, the foods it names or whose family it is."""
     composed: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    _by_first_word: dict[str, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
     """Per term, the prepared foods left out because they contain a directly excluded food,
     each with the foods inside it that did it."""
 
@@ -88,6 +89,19 @@ class Exclusions:
             if term not in hits and any(contains(label, phrase) for label in labels):
                 hits.append(term)
         return list(dict.fromkeys(hits))
+
+    def mentioned_in(self, text_words: tuple[str, ...]) -> list[str]:
+        """The terms a text mentions, itself or as a prepared food containing it, in order."""
+        if not self._by_first_word:
+            for term, phrase in self.mentions:
+                if phrase:
+                    self._by_first_word.setdefault(phrase[0], []).append((term, phrase))
+        found: list[str] = []
+        for index, word in enumerate(text_words):
+            for term, phrase in self._by_first_word.get(word, ()):
+                if text_words[index : index + len(phrase)] == phrase:
+                    found.append(term)
+        return [term for term in self.terms if term in found]
 
     def through_composition(self, food: Food | None) -> list[str]:
         """The terms that forbid ``food`` because of what it is made of."""

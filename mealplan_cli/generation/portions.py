@@ -1,8 +1,13 @@
-"""Portions: the calorie tolerance of a day, scaling a draft, and a saved meal per serving."""
+"""Portions: the calorie tolerance of a day, scaling a draft, a saved meal per serving, and how
+much of one food a serving may hold."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
+from mealplan_cli.generation.foods import Food
 from mealplan_cli.generation.models import Meal
 
 DAY_TOLERANCE = 0.05
@@ -58,3 +63,46 @@ def per_serving_draft(meal: Meal) -> DraftMeal:
         tags=meal.tags,
         recipe_id=meal.recipe_id,
     )
+
+
+_AISLE_MAX_GRAMS = {
+    "meat & fish": 225.0,
+    "produce": 350.0,
+    "dairy & eggs": 300.0,
+    "bakery": 150.0,
+    "grains & pasta": 350.0,
+    "canned & jarred": 300.0,
+    "nuts & seeds": 60.0,
+    "oils, sauces & condiments": 100.0,
+    "spices & herbs": 15.0,
+    "baking & sweeteners": 60.0,
+    "plant-based & tofu": 250.0,
+    "frozen": 300.0,
+    "drinks": 400.0,
+}
+"""The most of one food a cook would put in one serving, by aisle: a large steak, a big bowl of
+rice, a handful of nuts."""
+
+
+def max_serving_grams(food: Food) -> float:
+    """The most of ``food`` one serving may hold: its aisle's typical limit, and for dense foods
+    a limit on the energy they bring (two tablespoons of oil, a generous slice of cheese)."""
+    grams = _AISLE_MAX_GRAMS.get(food.aisle, 300.0)
+    if "egg" in food.flags and food.aisle == "dairy & eggs":
+        grams = 180.0  # three eggs
+    density = food.per_100g.kcal / 100.0
+    if density > 6.0:
+        grams = min(grams, 250.0 / density)  # oil, butter, nuts: about 250 kcal
+    elif density > 3.0:
+        grams = min(grams, 300.0 / density)  # cheese, dry pasta, chocolate: about 300 kcal
+    return grams
+
+
+def portion_limit(ingredients: Sequence[tuple[Food | None, float]]) -> float:
+    """The largest factor one serving of a recipe may be scaled by before one of its foods
+    passes ``max_serving_grams``; never below 1 (the recipe's own serving is typical)."""
+    limit = math.inf
+    for food, grams in ingredients:
+        if food is not None and grams > 0:
+            limit = min(limit, max_serving_grams(food) / grams)
+    return max(limit, 1.0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from mealplan_cli.generation.diets import FlaggedIngredient, diet_violations
 from mealplan_cli.generation.drafts import DraftMeal
-from mealplan_cli.generation.exclusions import contains, exclusions_for
+from mealplan_cli.generation.exclusions import exclusions_for
 from mealplan_cli.generation.foods import Food, FoodTable, default_table, lookup_key, words
 from mealplan_cli.generation.meal_facts import MealFacts, Violation, ViolationKind, meal_facts
 from mealplan_cli.generation.models import Day, Ingredient, Meal, Nutrition, ScaledMeal
@@ -65,7 +65,6 @@ class PlanValidator:
         self.request = request
         self.table = table or default_table()
         self.exclusions = exclusions_for(request.exclude, self.table)
-        self._excluded_phrases = self.exclusions.mentions
         self.restricted = bool(
             request.allergies
             or request.exclude
@@ -122,10 +121,9 @@ class PlanValidator:
         already = {v.message for v in found}
         hits = []
         for label, text in texts:
-            text_words = tuple(words(text))
-            for term, phrase in self._excluded_phrases:
+            for term in self.exclusions.mentioned_in(tuple(words(text))):
                 message = f"{label} mentions {term}, which is excluded"
-                if contains(text_words, phrase) and message not in already:
+                if message not in already:
                     hits.append(Violation(ViolationKind.exclusion, message))
         return hits
 
