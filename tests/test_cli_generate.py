@@ -179,3 +179,17 @@ def test_generate_says_in_one_line_what_an_exclusion_left_out() -> None:
     assert "excluded onion:" in line
     assert "prepared foods with it" in line
     assert "relatives kept: shallot, leek, chives" in line
+
+
+def test_generate_says_in_one_line_whether_the_macro_split_was_met() -> None:
+    args = ["generate", "--days", "3", "--macros", "35/35/30", "--seed", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.replace("│", " ").split())
+    assert "macros 35/35/30 (within 5 points): met on" in line
+
+
+def test_an_infeasible_request_says_the_cause_first() -> None:
+    result = runner.invoke(app, ["generate", "--diet", "vegan,paleo"])
+    assert result.exit_code == 1
+    assert "No lunch fits vegan + paleo" in result.stderr

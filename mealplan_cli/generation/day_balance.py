@@ -248,9 +248,8 @@ def _fill(items: list[_Item], target: float) -> None:
         for meal in range(len(dishes)):
             if gap <= 0:
                 return
-            side = next(
-                (i for i in items if i.side is not None and i.meal == meal and i.kcal == 0), None
-            )
+            unused = [i for i in items if i.side is not None and i.meal == meal and i.kcal == 0]
+            side = max(unused, key=lambda i: i.high, default=None)  # the fewest sides
             if side is not None:
                 side.kcal = min(side.high, max(gap, _MIN_SIDE_KCAL))
                 gap -= side.kcal

@@ -41,7 +41,7 @@ from mealplan_cli.generation.planner import (
     ProgressCallback,
     no_day,
 )
-from mealplan_cli.generation.portions import portion_limit
+from mealplan_cli.generation.portions import max_serving_grams, portion_limit
 from mealplan_cli.generation.proteins import MAX_DAYS_IN_A_ROW, protein_key
 from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
@@ -118,7 +118,7 @@ class CatalogPlanner:
                 request.calories,
                 [c.dish for _, c in picks],
                 _portions(request, picks),
-                [sides[slot] for slot, _ in picks],
+                [_other_sides(sides[slot], c.recipe) for slot, c in picks],
                 request.macros,
             )
             meals: list[CheckedMeal] = []
@@ -358,6 +358,12 @@ def _sides(request: MealPlanRequest, validator: PlanValidator) -> dict[Slot, lis
     return {slot: side_foods(validator.table, slot, allowed) for slot in request.meals}
 
 
+def _other_sides(sides: list[Food], recipe: Recipe) -> list[Food]:
+    """Sides that are not already in the dish (more banana is a bigger portion, not a side)."""
+    own = {i.name for i in recipe.ingredients}
+    return [food for food in sides if food.name not in own]
+
+
 def _side_name(food: Food) -> str:
     """ "brown rice, cooked" -> "cooked brown rice", as a cook says it."""
     head, _, qualifier = food.name.partition(", ")
@@ -371,7 +377,8 @@ def _with_side(draft: DraftMeal, balanced: Balanced, index: int) -> DraftMeal:
         return draft
     added = []
     for food, grams in sides:
-        grams = max(5.0, round(grams / 5) * 5)
+        most = max(5.0, math.floor(max_serving_grams(food) / 5) * 5)
+        grams = min(max(5.0, round(grams / 5) * 5), most)
         added.append(
             DraftIngredient(name=food.name, quantity=grams, unit="g", grams=grams, food_id=food.id)
         )

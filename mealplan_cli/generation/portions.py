@@ -26,7 +26,7 @@ def scale_draft(draft: DraftMeal, factor: float) -> DraftMeal:
 
         return ingredient.model_copy(
             update={
-                "quantity": round(ingredient.quantity * factor, 2),
+                "quantity": _counted(ingredient.quantity * factor, ingredient.unit),
                 "grams": round(ingredient.grams * factor, 1),
                 "kcal": times(ingredient.kcal),
                 "protein": times(ingredient.protein),
@@ -106,3 +106,61 @@ def portion_limit(ingredients: Sequence[tuple[Food | None, float]]) -> float:
         if food is not None and grams > 0:
             limit = min(limit, max_serving_grams(food) / grams)
     return max(limit, 1.0)
+
+
+UNIT_NAMES = {
+    "teaspoon": "tsp",
+    "teaspoons": "tsp",
+    "tablespoon": "tbsp",
+    "tablespoons": "tbsp",
+    "cups": "cup",
+    "pieces": "piece",
+    "cloves": "clove",
+    "slices": "slice",
+    "cans": "can",
+    "pinches": "pinch",
+    "stalks": "stalk",
+    "leaves": "leaf",
+    "packs": "pack",
+    "fillets": "fillet",
+    "squares": "square",
+    "grams": "g",
+    "gram": "g",
+}
+
+WHOLE_UNITS = frozenset({"pinch", "clove", "can", "slice", "leaf", "pack", "fillet", "square"})
+"""Units a cook counts whole: nobody adds 3.18 pinches."""
+
+HALF_UNITS = frozenset({"piece", "stalk", "tbsp", "tsp"})
+"""Units a cook halves but no finer: half an onion, half a teaspoon."""
+
+
+def _counted(quantity: float, unit: str) -> float:
+    """A scaled amount: counted units as a cook counts them (whole pinches, half pieces);
+    measured ones exact, so their grams per unit stay true for the shopping list."""
+    name = unit_name(unit)
+    if name in WHOLE_UNITS or name in ("piece", "stalk"):
+        return kitchen_amount(quantity, unit)
+    return round(quantity, 2)
+
+
+def unit_name(unit: str) -> str:
+    name = unit.strip().lower()
+    return UNIT_NAMES.get(name, name)
+
+
+def kitchen_amount(quantity: float, unit: str) -> float:
+    """``quantity`` of ``unit`` as a cook writes it: whole pinches and cloves, half pieces and
+    spoons, quarter cups, grams and millilitres to 5 (to 1 under 10). Never rounded to 0."""
+    name = unit_name(unit)
+    if quantity <= 0:
+        return 0.0
+    if name in WHOLE_UNITS:
+        return float(max(1, round(quantity)))
+    if name in HALF_UNITS:
+        return max(0.5, round(quantity * 2) / 2)
+    if name == "cup":
+        return max(0.25, round(quantity * 4) / 4)
+    if name in ("g", "ml"):
+        return float(max(1, round(quantity))) if quantity < 10 else float(round(quantity / 5) * 5)
+    return round(quantity, 2)
