@@ -18,7 +18,8 @@ CUISINE_SHARE = 2 / 3
 _NAMES = ("protein", "carbs", "fat")
 
 
-def _constraints(request: MealPlanRequest) -> str:
+def constraints_phrase(request: MealPlanRequest) -> str:
+    """The request's constraints in one phrase: "vegan + keto + no gluten + without onion"."""
     parts = []
     if any(d is not Diet.omnivore for d in request.diet):
         parts.append(" + ".join(d.value for d in request.diet))
@@ -28,7 +29,7 @@ def _constraints(request: MealPlanRequest) -> str:
         parts.append("without " + ", ".join(request.exclude))
     if request.max_cook_minutes is not None:
         parts.append(f"at most {request.max_cook_minutes} minutes")
-    return "; ".join(parts)
+    return " + ".join(parts)
 
 
 def macro_declines(request: MealPlanRequest, days: Sequence[Day]) -> list[MacroDecline]:
@@ -37,7 +38,7 @@ def macro_declines(request: MealPlanRequest, days: Sequence[Day]) -> list[MacroD
     if macros is None:
         return []
     asked = (macros.protein, macros.carbs, macros.fat)
-    constraints = _constraints(request)
+    constraints = constraints_phrase(request)
     declines = []
     for day in days:
         got = shares(day.totals)
@@ -75,7 +76,7 @@ def cuisine_report(request: MealPlanRequest, days: Sequence[Day]) -> CuisineRepo
     share = hits / max(len(meals), 1)
     note = None
     if share < CUISINE_SHARE - 1e-9:
-        constraints = _constraints(request)
+        constraints = constraints_phrase(request)
         note = (
             "too few dishes from those cuisines "
             + (f"fit {constraints} " if constraints else "are in the catalogue for these slots ")

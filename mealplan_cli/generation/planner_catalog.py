@@ -33,7 +33,7 @@ from mealplan_cli.generation.meal_facts import (
     meal_facts,
 )
 from mealplan_cli.generation.models import ScaledMeal
-from mealplan_cli.generation.plan_report import CUISINE_SHARE
+from mealplan_cli.generation.plan_report import CUISINE_SHARE, constraints_phrase
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -251,8 +251,10 @@ class CatalogPlanner:
                 )
         raise InfeasibleRequestError(
             f"could not arrange {request.days} days without repeating a recipe: too few "
-            "different recipes fit every slot. Plan fewer days or meals, loosen the diet, "
-            "allergies or exclusions, or use --planner openai"
+            f"different recipes fit every slot ({_counts(request, pools)}"
+            + (f" fit {phrase}" if (phrase := constraints_phrase(request)) else "")
+            + ", and one recipe may serve several slots). Plan fewer days or meals, loosen "
+            "the diet, allergies or exclusions, or use --planner openai"
         )
 
     def _try_arrangement(
@@ -358,6 +360,10 @@ def _sides(request: MealPlanRequest, validator: PlanValidator) -> dict[Slot, lis
     return {slot: side_foods(validator.table, slot, allowed) for slot in request.meals}
 
 
+def _counts(request: MealPlanRequest, pools: dict[Slot, list[_Candidate]]) -> str:
+    return ", ".join(f"{len(pools[slot])} {slot.value}" for slot in request.meals)
+
+
 def _other_sides(sides: list[Food], recipe: Recipe) -> list[Food]:
     """Sides that are not already in the dish (more banana is a bigger portion, not a side)."""
     own = {i.name for i in recipe.ingredients}
@@ -403,7 +409,7 @@ def _weight(
     """How much to favour a candidate: cuisine, macro split, portion size, variety within a day."""
     weight = 1.0
     if request.cuisines and candidate.recipe.cuisine in request.cuisines:
-        weight *= 4.0
+        weight *= 12.0
     if request.macros is not None:
         wanted = (request.macros.protein, request.macros.carbs, request.macros.fat)
         distance = sum(abs(a - b) for a, b in zip(candidate.macro_pct, wanted, strict=True))
