@@ -182,3 +182,14 @@ def test_a_food_that_contains_an_unknown_food_is_refused() -> None:
     salsa = replace(default_table().get("salsa"), contains=("dragon pepper",))
     with pytest.raises(ValueError, match="unknown food 'dragon pepper'"):
         FoodTable([salsa])
+
+
+def test_relatives_of_an_excluded_food_are_kept_and_named_with_what_holds_them() -> None:
+    from mealplan_cli.generation.exclusions import exclusions_for
+
+    table = default_table()
+    (onion,) = exclusions_for(["onion"], table).report(table)
+    assert {"onion", "red onion", "green onion", "onion powder"} == set(onion.left_out)
+    assert {"salsa", "ketchup", "vegetable broth"} <= set(onion.left_out_prepared)
+    assert onion.relatives_kept[:3] == ["shallot", "leek", "chives"]
+    assert "green curry paste (shallot)" in onion.relatives_kept
