@@ -221,7 +221,7 @@ def balance(
 
 
 def _sides_used(items: list[_Item], meal: int) -> int:
-    return sum(1 for i in items if i.side is not None and i.meal == meal and i.kcal > 0)
+    return sum(1 for i in items if i.meal == meal and i.side is not None and i.kcal > 0)
 
 
 def _fill(items: list[_Item], target: float) -> None:
@@ -278,6 +278,7 @@ def _steer(items: list[_Item], asked: tuple[float, float, float]) -> None:
             improved = False
             rounds += 1
             choice: tuple[float, _Item, _Item, float] | None = None
+            used = {meal: _sides_used(items, meal) for meal in {i.meal for i in items}}
             for give in items:
                 if give.kcal - give.low < 1e-6:
                     continue
@@ -285,8 +286,8 @@ def _steer(items: list[_Item], asked: tuple[float, float, float]) -> None:
                     if take is give or take.high - take.kcal < 1e-6:
                         continue
                     if take.side is not None and take.kcal <= 0:
-                        used = _sides_used(items, take.meal)
-                        if used - (give.side is not None and give.meal == take.meal) >= MAX_SIDES:
+                        freed = give.side is not None and give.meal == take.meal
+                        if used[take.meal] - freed >= MAX_SIDES:
                             continue
                     amount = min(step, give.kcal - give.low, take.high - take.kcal)
                     if give.side is not None and give.kcal - amount < _MIN_SIDE_KCAL:

@@ -72,9 +72,10 @@ class Exclusions:
     direct: dict[str, list[str]] = field(default_factory=dict)
     """Per term, the foods it names or whose family it is."""
     composed: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    _by_first_word: dict[str, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
     """Per term, the prepared foods left out because they contain a directly excluded food,
     each with the foods inside it that did it."""
+    _by_first_word: dict[str, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
+    _in_label: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
 
     def named_by(
         self,
@@ -85,9 +86,13 @@ class Exclusions:
         """The terms that forbid something with these allergens, flags and names."""
         hits = [term for allergen, term in self.allergens.items() if allergen in allergens]
         hits += [term for flag, term in self.flags.items() if flag in flags]
-        for term, phrase in self.phrases:
-            if term not in hits and any(contains(label, phrase) for label in labels):
-                hits.append(term)
+        for label in labels:
+            found = self._in_label.get(label)
+            if found is None:
+                found = [term for term, phrase in self.phrases if contains(label, phrase)]
+                if len(self._in_label) < 16384:
+                    self._in_label[label] = found
+            hits += found
         return list(dict.fromkeys(hits))
 
     def mentioned_in(self, text_words: tuple[str, ...]) -> list[str]:

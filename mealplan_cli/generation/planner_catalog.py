@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
-from mealplan_cli.generation.day_balance import Balanced, Dish, balance, side_foods
+from mealplan_cli.generation.day_balance import SIDES, Balanced, Dish, balance, side_foods
 from mealplan_cli.generation.diets import KETO_MAX_NET_CARB_ENERGY
 from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
 from mealplan_cli.generation.feasibility import (
@@ -58,6 +58,9 @@ DAY_TRIES = 12
 
 ATTEMPTS = 60
 """Arrangements tried (each with its own derived seed) before declaring the request infeasible."""
+
+_LAST_POOLS: dict[str, tuple[str, FoodTable, tuple[Recipe, ...], dict[Slot, list[_Candidate]]]] = {}
+"""The last request's pools, with the table and recipes they were judged from."""
 
 _SHARED_FACTS: dict[str, tuple[FoodTable, MealFacts]] = {}
 """Facts of the bundled recipes, shared by every planner in the process."""
@@ -163,7 +166,22 @@ class CatalogPlanner:
         sides: dict[Slot, list[Food]],
     ) -> dict[Slot, list[_Candidate]]:
         """Per slot, every recipe the request allows, in portions that can carry its share of
-        the day's energy; infeasible requests are explained here."""
+        the day's energy; infeasible requests are explained here. The last answer is kept, so
+        the pipeline's pre-check and the plan after it judge the recipes once."""
+        key = request.model_dump_json()
+        last = _LAST_POOLS.get("last")
+        if last and last[0] == key and last[1] is validator.table and last[2] is self.recipes:
+            return last[3]
+        pools = self._judge_all(request, validator, sides)
+        _LAST_POOLS["last"] = (key, validator.table, self.recipes, pools)
+        return pools
+
+    def _judge_all(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        sides: dict[Slot, list[Food]],
+    ) -> dict[Slot, list[_Candidate]]:
         pools: dict[Slot, list[_Candidate]] = {slot: [] for slot in request.meals}
         refusals: dict[Slot, list[set[str]]] = {slot: [] for slot in request.meals}
         shares = _shares(request.meals)
@@ -347,9 +365,25 @@ def _draft(recipe: Recipe, slot: Slot) -> DraftMeal:
     return known[1]
 
 
+_SIDES: dict[tuple[str, int], dict[Slot, list[Food]]] = {}
+"""Sides per request (and table), so the pre-check and the plan judge the foods once."""
+
+
 def _sides(request: MealPlanRequest, validator: PlanValidator) -> dict[Slot, list[Food]]:
     """Per slot, the plain sides this request allows (for keto, only low-carbohydrate ones)."""
-    allowed = [food for food in validator.table.foods if validator.allows(food)]
+    key = (request.model_dump_json(), id(validator.table))
+    known = _SIDES.get(key)
+    if known is None:
+        if len(_SIDES) > 256:
+            _SIDES.clear()
+        known = _SIDES[key] = _allowed_sides(request, validator)
+    return known
+
+
+def _allowed_sides(request: MealPlanRequest, validator: PlanValidator) -> dict[Slot, list[Food]]:
+    names = {name for slot in request.meals for name in SIDES[slot]}
+    candidates = [food for food in validator.table.foods if food.name in names]
+    allowed = [food for food in candidates if validator.allows(food)]
     if Diet.keto in request.diet:
         allowed = [
             food
