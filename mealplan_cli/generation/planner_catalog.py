@@ -243,7 +243,10 @@ class CatalogPlanner:
         order = sorted(request.meals, key=lambda slot: len(pools[slot]))
         for attempt in range(ATTEMPTS):
             rng = random.Random(f"{seed}:{attempt}")
-            plan = self._try_arrangement(request, pools, order, rng)
+            # First tries serve the cuisines asked for wherever one fits; later ones settle
+            # for 2 of 3 a day, in case that rigour is what makes the days impossible.
+            strict = attempt < ATTEMPTS // 2
+            plan = self._try_arrangement(request, pools, order, rng, cuisines_first=strict)
             if plan is not None:
                 return plan
         # Name the rule that ran out: only blame protein variety if dropping it would help.
@@ -284,6 +287,7 @@ class CatalogPlanner:
         *,
         variety: bool = True,
         energy: bool = True,
+        cuisines_first: bool = False,
     ) -> list[list[tuple[Slot, _Candidate]]] | None:
         used: set[str] = set()
         history: list[set[str]] = []
@@ -293,7 +297,7 @@ class CatalogPlanner:
             full = variety and len(recent) == MAX_DAYS_IN_A_ROW
             blocked = set.intersection(*recent) if full else set()
             for _try in range(DAY_TRIES):
-                today = _pick_day(request, pools, order, rng, used, blocked)
+                today = _pick_day(request, pools, order, rng, used, blocked, cuisines_first)
                 if today is None:
                     return None
                 if not energy or _carries_the_day(request, today.values()):
@@ -313,9 +317,10 @@ def _pick_day(
     rng: random.Random,
     used: set[str],
     blocked: set[str],
+    cuisines_first: bool = False,
 ) -> dict[Slot, _Candidate] | None:
-    """One day's recipes, slot by slot; at least 2 of 3 from the cuisines asked for when the
-    recipes left allow it."""
+    """One day's recipes, slot by slot: from the cuisines asked for in every slot that has
+    one left (``cuisines_first``), or at least in 2 of 3 slots when the recipes left allow."""
     shares = _shares(request.meals)
     quota = math.ceil(CUISINE_SHARE * len(request.meals) - 1e-9) if request.cuisines else 0
     today: dict[Slot, _Candidate] = {}
@@ -331,7 +336,7 @@ def _pick_day(
         if not candidates:
             return None
         have = sum(1 for c in today.values() if c.recipe.cuisine in request.cuisines)
-        if quota - have >= len(order) - left:  # every slot left must be one of them
+        if cuisines_first or quota - have >= len(order) - left:
             wanted = [c for c in candidates if c.recipe.cuisine in request.cuisines]
             candidates = wanted or candidates
         weights = [
