@@ -170,3 +170,26 @@ def test_the_readme_lists_every_alias() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for alias in ALLERGEN_ALIASES:
         assert f"`{alias}`" in readme or f"`{alias.rstrip('s')}(s)`" in readme, alias
+
+
+def test_generate_says_in_one_line_what_an_exclusion_left_out() -> None:
+    result = runner.invoke(app, ["generate", *SMALL, "--exclude", "onion", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.replace("│", " ").split())  # the panel wraps long lines
+    assert "excluded onion:" in line
+    assert "prepared foods with it" in line
+    assert "relatives kept: shallot, leek, chives" in line
+
+
+def test_generate_says_in_one_line_whether_the_macro_split_was_met() -> None:
+    args = ["generate", "--days", "3", "--macros", "35/35/30", "--seed", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.replace("│", " ").split())
+    assert "macros 35/35/30 (within 5 points): met on" in line
+
+
+def test_an_infeasible_request_says_the_cause_first() -> None:
+    result = runner.invoke(app, ["generate", "--diet", "vegan,paleo"])
+    assert result.exit_code == 1
+    assert "No lunch fits vegan + paleo" in result.stderr

@@ -135,3 +135,61 @@ def test_food_ids_are_unique_and_stable() -> None:
     assert len({food.id for food in table.foods}) == len(table)
     assert table.get("greek yogurt, nonfat").id == "greek_yogurt_nonfat"
     assert table.by_id("2pct_milk") is table.get("2% milk")
+
+
+def test_foods_that_often_carry_an_allergen_are_flagged_may_contain() -> None:
+    """Issue 23: miso is often made with barley, tamari with some wheat, oats are grown and
+    milled beside wheat; a label-less table entry must assume so."""
+    table = default_table()
+    for name in ("miso paste", "tamari", "rolled oats", "oat milk", "buckwheat flour"):
+        food = table.get(name)
+        assert A.gluten in food.may_contain, name
+        assert A.gluten in food.allergens, name  # every check keeps it away
+    for name in ("gluten-free tamari", "gluten-free oats"):
+        assert A.gluten not in table.get(name).allergens, name
+    assert table.lookup("gluten-free soy sauce") == table.get("gluten-free tamari")
+
+
+def test_a_gluten_allergy_keeps_may_contain_foods_out_and_the_safe_variety_in() -> None:
+    from mealplan_cli.generation.request import parse_request
+    from mealplan_cli.generation.validation import PlanValidator
+
+    table = default_table()
+    validator = PlanValidator(parse_request({"allergies": "gluten"}), table)
+    for name in ("miso paste", "tamari", "rolled oats", "buckwheat flour"):
+        assert not validator.allows(table.get(name)), name
+    for name in ("gluten-free tamari", "gluten-free oats"):
+        assert validator.allows(table.get(name)), name
+
+
+def test_prepared_foods_contain_table_foods_and_carry_their_allergens() -> None:
+    table = default_table()
+    salsa, pesto = table.get("salsa"), table.get("pesto")
+    assert "onion" in salsa.components
+    assert {"garlic", "pine nuts", "parmesan"} <= pesto.components
+    caesar = table.get("caesar dressing")
+    assert "anchovies" in caesar.components  # through its worcestershire sauce
+    for food in table.foods:
+        for part in food.components:
+            assert table.get(part).allergens <= food.allergens, (food.name, part)
+
+
+def test_a_food_that_contains_an_unknown_food_is_refused() -> None:
+    from dataclasses import replace
+
+    from mealplan_cli.generation.foods import FoodTable
+
+    salsa = replace(default_table().get("salsa"), contains=("dragon pepper",))
+    with pytest.raises(ValueError, match="unknown food 'dragon pepper'"):
+        FoodTable([salsa])
+
+
+def test_relatives_of_an_excluded_food_are_kept_and_named_with_what_holds_them() -> None:
+    from mealplan_cli.generation.exclusions import exclusions_for
+
+    table = default_table()
+    (onion,) = exclusions_for(["onion"], table).report(table)
+    assert {"onion", "red onion", "green onion", "onion powder"} == set(onion.left_out)
+    assert {"salsa", "ketchup", "vegetable broth"} <= set(onion.left_out_prepared)
+    assert onion.relatives_kept[:3] == ["shallot", "leek", "chives"]
+    assert "green curry paste (shallot)" in onion.relatives_kept

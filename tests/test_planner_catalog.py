@@ -106,7 +106,7 @@ def test_the_shopping_list_merges_ingredients_across_the_plan() -> None:
     assert len(lines) == len(set(lines))
     used = sum(i.grams for d in result.days for m in d.meals for i in m.ingredients)
     listed = sum(i.grams for s in result.shopping_list for i in s.items)
-    assert listed == pytest.approx(used, rel=0.001)
+    assert abs(listed - used) <= 5 * len(lines)  # each line's grams are rounded to 5
 
 
 def test_progress_is_reported() -> None:
@@ -144,7 +144,7 @@ def test_too_many_calories_for_too_few_meals_is_refused_with_what_to_change() ->
         plan(request, seed=0)
     message = str(refused.value)
     assert message.startswith("could not arrange 4796 kcal a day in 1 meal:")
-    assert "more than 5000 g in one serving" in message
+    assert "in typical portions" in message  # no longer 5 kg of mango in one serving
     assert "Add meals to the day or ask for fewer calories" in message
 
 
@@ -204,7 +204,7 @@ def test_every_catalogue_plan_keeps_the_request(fields: dict[str, Any]) -> None:
         refusal = ""
     if refusal:
         event("infeasible")
-        assert refusal.startswith(("not enough", "only", "could not arrange"))
+        assert refusal.startswith(("No ", "Only ", "only", "could not arrange"))
         return
     event("planned")
     assert PlanValidator(request).plan_violations(result.days) == []
@@ -263,7 +263,8 @@ def _copies(proteins: list[str]) -> list[Any]:
 
 
 def test_near_names_of_one_protein_count_as_one_for_variety() -> None:
-    request = parse_request({"days": 3, "meals": "breakfast"})
+    # 1,400 kcal: one breakfast in typical portions (and sides) cannot carry 2,000
+    request = parse_request({"days": 3, "meals": "breakfast", "calories": 1400})
     planner = CatalogPlanner(_copies(["tofu", "silken tofu", "smoked tofu"]), seed=1)
     with pytest.raises(InfeasibleRequestError, match="more than 2 days in a row") as caught:
         asyncio.run(generate_meal_plan(request, planner=planner))
@@ -279,3 +280,179 @@ def test_a_shortage_of_recipes_does_not_blame_protein_variety() -> None:
         asyncio.run(generate_meal_plan(request, planner=planner))
     assert "in a row" not in str(caught.value)
     assert "breakfast" in str(caught.value)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_excluding_onion_and_garlic_leaves_out_what_contains_them(seed: int) -> None:
+    """Issue 23: salsa, pesto, hummus and green curry paste were served to a user who
+    excluded onion and garlic."""
+    table = default_table()
+    result = plan(parse_request({"days": 7, "exclude": "onion,garlic"}), seed=seed)
+    for day in result.days:
+        for meal in day.meals:
+            for ingredient in meal.ingredients:
+                assert ingredient.food_id is not None
+                food = table.by_id(ingredient.food_id)
+                assert food is not None
+                inside = {food.name, *food.components}
+                assert not {"onion", "red onion", "garlic", "garlic powder"} & inside, (
+                    meal.title,
+                    food.name,
+                )
+    reports = {r.term: r for r in result.metadata.exclusions}
+    assert {"salsa", "marinara sauce"} <= set(reports["onion"].left_out_prepared)
+    assert {"pesto", "hummus", "green curry paste"} <= set(reports["garlic"].left_out_prepared)
+    assert {"shallot", "leek", "chives"} <= set(reports["onion"].relatives_kept)
+
+
+def test_the_openai_food_enum_leaves_out_prepared_foods_with_an_excluded_food() -> None:
+    from mealplan_cli.generation.planner_schema import safe_foods
+
+    request = parse_request({"exclude": "onion,garlic"})
+    allowed = set(safe_foods(PlanValidator(request)))
+    assert not {"salsa", "pesto", "hummus", "green_curry_paste", "onion", "garlic"} & allowed
+    assert {"shallot", "leek", "chives"} <= allowed
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_gluten_allergy_never_gets_miso(seed: int) -> None:
+    request = parse_request({"days": 7, "allergies": "gluten", "cuisines": "japanese"})
+    result = plan(request, seed=seed)
+    foods = {i.food_id for day in result.days for m in day.meals for i in m.ingredients}
+    assert not {"miso_paste", "tamari", "rolled_oats", "soy_sauce"} & foods
+
+
+def _shares(day: Any) -> tuple[float, float, float]:
+    from mealplan_cli.generation.day_balance import shares
+
+    return shares(day.totals)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_macro_split_is_met_within_5_points_or_declined_out_loud(seed: int) -> None:
+    """Issue 23: --macros 35/35/30 gave 18-29% protein on every day, validation passed, no
+    word said."""
+    request = parse_request({"days": 7, "macros": {"protein": 35, "carbs": 35, "fat": 30}})
+    result = plan(request, seed=seed)
+    declined = {d.day: d for d in result.metadata.validation.macros}
+    met = 0
+    for day in result.days:
+        got = _shares(day)
+        off = max(abs(g - a) for g, a in zip(got, (35, 35, 30), strict=True))
+        if off > 5:
+            assert day.day in declined, (day.day, got)
+            assert declined[day.day].reason
+        else:
+            assert day.day not in declined
+            met += 1
+    assert met >= 5  # the catalogue and sides can reach it on most days
+
+
+def test_an_unreachable_split_is_declined_with_asked_got_and_reason() -> None:
+    request = parse_request(
+        {"days": 3, "diet": "vegan", "macros": {"protein": 60, "carbs": 0, "fat": 40}}
+    )
+    result = plan(request, seed=1)
+    declines = result.metadata.validation.macros
+    assert [d.day for d in declines] == [1, 2, 3]
+    first = declines[0]
+    assert (first.asked.protein, first.asked.carbs, first.asked.fat) == (60, 0, 40)
+    assert first.got.carbs > 5
+    assert "vegan" in first.reason
+    assert "carbs" in first.reason
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_asked_cuisines_make_at_least_two_meals_of_three(seed: int) -> None:
+    """Issue 23: --cuisines japanese,mexican gave 6-9 of 21 meals in those cuisines."""
+    request = parse_request({"days": 7, "cuisines": "japanese,mexican"})
+    result = plan(request, seed=seed)
+    for day in result.days:
+        asked = [m for m in day.meals if m.cuisine in ("japanese", "mexican")]
+        assert len(asked) >= 2, [m.cuisine for m in day.meals]
+    report = result.metadata.cuisines
+    assert report is not None
+    assert report.share >= 2 / 3
+    assert report.note is None
+
+
+def test_cuisines_the_constraints_do_not_allow_are_reported_with_the_share() -> None:
+    request = parse_request({"days": 7, "cuisines": "japanese,mexican", "exclude": "onion,garlic"})
+    report = plan(request, seed=1).metadata.cuisines
+    assert report is not None
+    assert report.share < 2 / 3
+    assert report.note is not None
+    assert "without onion, garlic" in report.note
+
+
+@pytest.mark.parametrize("calories", [2000, 3200, 4000])
+def test_servings_stay_typical_and_big_days_get_sides(calories: int) -> None:
+    """Issue 23: 451 g of sirloin and 53 g of oil in one serving."""
+    from mealplan_cli.generation.portions import max_serving_grams
+
+    table = default_table()
+    result = plan(parse_request({"days": 7, "calories": calories}), seed=2)
+    for day in result.days:
+        for meal in day.meals:
+            recipe = next(r for r in default_catalog() if r.id == meal.recipe_id)
+            base = {i.name: i.grams for i in recipe.ingredients}
+            for ingredient in meal.ingredients:
+                food = table.by_id(ingredient.food_id or "")
+                assert food is not None
+                limit = max(max_serving_grams(food), base.get(food.name, 0.0))
+                assert ingredient.grams <= limit * 1.06, (meal.title, food.name, ingredient.grams)
+    if calories >= 3200:
+        steps = [m.steps[-1] for d in result.days for m in d.meals]
+        assert any(s.startswith("Serve with the") for s in steps)
+
+
+def test_the_shopping_list_has_one_line_per_food_in_amounts_a_cook_writes() -> None:
+    result = plan(parse_request({"days": 7, "household_size": 3}), seed=1)
+    names = [item.name for s in result.shopping_list for item in s.items]
+    assert len(names) == len(set(names))
+    for section in result.shopping_list:
+        for item in section.items:
+            assert item.grams % 5 == 0
+            if item.unit in ("pinch", "piece", "clove", "can", "slice"):
+                assert item.quantity == int(item.quantity), item
+            if item.unit == "g":
+                assert item.quantity % 5 == 0, item
+            if item.unit in ("tbsp", "tsp"):
+                assert (item.quantity * 2) == int(item.quantity * 2), item
+
+
+def test_meal_amounts_count_whole_pinches_and_half_pieces() -> None:
+    result = plan(parse_request({"days": 7, "calories": 2600}), seed=3)
+    for day in result.days:
+        for meal in day.meals:
+            for i in meal.ingredients:
+                if i.unit in ("pinch", "clove", "can"):
+                    assert i.quantity == int(i.quantity), (meal.title, i)
+                if i.unit == "piece":
+                    assert i.quantity * 2 == int(i.quantity * 2), (meal.title, i)
+
+
+def test_an_infeasible_request_names_the_cause_before_any_planning() -> None:
+    """Issue 23: "could not arrange 7 days" named no constraint."""
+    request = parse_request({"diet": "vegan,keto", "calories": 1400})
+    with pytest.raises(InfeasibleRequestError) as caught:
+        plan(request)
+    assert str(caught.value).startswith("Only 5 breakfast recipes fit vegan + keto")
+    request = parse_request({"diet": "vegan,paleo"})
+    with pytest.raises(InfeasibleRequestError, match=r"^No lunch fits vegan \+ paleo"):
+        plan(request)
+
+
+def test_the_pipeline_prechecks_before_the_planner_runs() -> None:
+    class Counting:
+        name = "catalog"
+        calls = 0
+
+        async def plan(self, *args: Any, **kwargs: Any) -> Any:
+            Counting.calls += 1
+            raise AssertionError("the planner must not run")
+
+    request = parse_request({"meals": "snack", "calories": 4000})
+    with pytest.raises(InfeasibleRequestError, match="could not arrange 4000 kcal a day in 1 meal"):
+        asyncio.run(generate_meal_plan(request, planner=Counting()))
+    assert Counting.calls == 0

@@ -295,3 +295,29 @@ def test_a_wrong_key_says_which_setting_to_fix(fake_openai: FakeOpenAI) -> None:
 def test_an_unknown_model_is_named(fake_openai: FakeOpenAI) -> None:
     with pytest.raises(ProviderRejectedError, match=r"'gpt-nonexistent'.*OPENAI_MODEL"):
         plan_with(openai_settings(fake_openai, openai_model="gpt-nonexistent"))
+
+
+def test_an_excluded_food_leaves_the_enum_with_every_food_made_with_it(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """Issue 23: the same exclusion function as the catalogue planner, composition included."""
+    request = parse_request({"days": 1, "exclude": "onion,garlic"})
+    result = plan_with(openai_settings(fake_openai), request)
+    schema = fake_openai.requests_for("DayPlan")[0].schema
+    assert schema is not None
+    ids = set(schema["$defs"]["FoodId"]["enum"])
+    assert not {"onion", "garlic", "salsa", "pesto", "hummus", "green_curry_paste"} & ids
+    assert {"shallot", "leek", "chives"} <= ids
+    onion = next(r for r in result.metadata.exclusions if r.term == "onion")
+    assert "salsa" in onion.left_out_prepared
+
+
+def test_an_openai_plan_off_the_macro_split_says_so_per_day(fake_openai: FakeOpenAI) -> None:
+    from mealplan_cli.generation.day_balance import shares
+
+    request = parse_request({"days": 2, "macros": {"protein": 60, "carbs": 10, "fat": 30}})
+    result = plan_with(openai_settings(fake_openai), request)
+    declined = {d.day for d in result.metadata.validation.macros}
+    for day in result.days:
+        off = max(abs(g - a) for g, a in zip(shares(day.totals), (60, 10, 30), strict=True))
+        assert (off > 5) == (day.day in declined)

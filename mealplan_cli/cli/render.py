@@ -138,8 +138,54 @@ def summary_panel(plan: MealPlan) -> Panel:
             f"OpenAI: {u.calls} calls, {u.input_tokens} tokens in ({u.cached_tokens} cached), "
             f"{u.output_tokens} out, about ${u.cost_usd:.4f}"
         )
+    if request.macros is not None:
+        lines.append(macros_line(plan))
+    if meta.cuisines is not None:
+        c = meta.cuisines
+        lines.append(
+            f"cuisines {', '.join(c.asked)}: {c.from_asked} of {c.meals} meals"
+            + (f" ({c.note})" if c.note else "")
+        )
+    if meta.exclusions:
+        lines.append(exclusions_line(plan))
     lines += [f"[yellow]note:[/] {note}" for note in report.notes]
     return Panel("\n".join(lines), title="Meal plan", title_align="left")
+
+
+def _some(names: list[str], shown: int = 4) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def macros_line(plan: MealPlan) -> str:
+    """One line: on how many days the macro split was met, and why not on the others."""
+    asked = plan.request.macros
+    declined = plan.metadata.validation.macros
+    if asked is None:
+        return "macros: none asked"
+    split = f"{asked.protein}/{asked.carbs}/{asked.fat}"
+    met = len(plan.days) - len(declined)
+    line = f"macros {split} (within 5 points): met on {met} of {len(plan.days)} days"
+    if declined:
+        first = declined[0]
+        days = ", ".join(str(d.day) for d in declined)
+        line += f"; [yellow]declined[/] on day{'s' if len(declined) > 1 else ''} {days}"
+        line += f" (day {first.day}: {first.reason})"
+    return line
+
+
+def exclusions_line(plan: MealPlan) -> str:
+    """One line: what each exclusion left out (prepared foods too) and the relatives kept."""
+    parts = []
+    for report in plan.metadata.exclusions:
+        part = f"{report.term}: {len(report.left_out)} foods out"
+        if report.left_out_prepared:
+            part += f", and {len(report.left_out_prepared)} prepared foods with it"
+            part += f" ({_some(report.left_out_prepared)})"
+        if report.relatives_kept:
+            part += f"; relatives kept: {_some(report.relatives_kept)}"
+        parts.append(part)
+    return "excluded " + " | ".join(parts)
 
 
 def plan_view(plan: MealPlan) -> Group:

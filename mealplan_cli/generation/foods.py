@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 from importlib import resources
 from itertools import pairwise
@@ -107,7 +107,14 @@ def lookup_key(text: str) -> str:
 
 @dataclass(frozen=True)
 class Food:
-    """One row of the nutrition table; figures per 100 g."""
+    """One row of the nutrition table; figures per 100 g.
+
+    ``allergens`` is everything a check must keep away from an allergic user: what the food
+    contains, what it may contain (``may_contain``: barley in miso, wheat in tamari, gluten in
+    oats by cross-contact) and what its ingredients contain (``contains``: the base foods of a
+    prepared one, salsa's onion, pesto's garlic). ``may_contain`` and ``contains`` are kept as
+    well, to say why.
+    """
 
     name: str
     aliases: tuple[str, ...]
@@ -115,6 +122,11 @@ class Food:
     allergens: frozenset[Allergen]
     flags: frozenset[str]
     aisle: str
+    may_contain: frozenset[Allergen] = frozenset()
+    contains: tuple[str, ...] = ()
+    relatives: tuple[str, ...] = ()
+    components: frozenset[str] = field(default=frozenset(), compare=False)
+    """Names of every base food inside this one, through prepared foods inside it too."""
 
     @property
     def id(self) -> str:
@@ -157,7 +169,7 @@ class FoodTable:
     """The nutrition table, indexed for lookups by name, alias, id and contained phrase."""
 
     def __init__(self, foods: Iterable[Food]) -> None:
-        self.foods = list(foods)
+        self.foods = _composed(list(foods))
         self._by_name = {food.name: food for food in self.foods}
         self._by_id: dict[str, Food] = {}
         self._by_key: dict[str, Food] = {}
@@ -274,6 +286,37 @@ class FoodTable:
         return []
 
 
+def _composed(foods: list[Food]) -> list[Food]:
+    """``foods`` with what each prepared food contains worked out through every level (a
+    caesar dressing's worcestershire sauce's anchovies), and those foods' allergens added to
+    its own, so that no check needs to know a food is prepared."""
+    by_name = {food.name: food for food in foods}
+    for food in foods:
+        for name in (*food.contains, *food.relatives):
+            if name not in by_name:
+                raise ValueError(f"{food.name!r} names the unknown food {name!r}")
+    closed: dict[str, frozenset[str]] = {}
+
+    def inside(name: str, path: tuple[str, ...]) -> frozenset[str]:
+        if name in path:
+            raise ValueError(f"{name!r} contains itself ({' > '.join((*path, name))})")
+        if name not in closed:
+            found: set[str] = set()
+            for part in by_name[name].contains:
+                found |= {part} | inside(part, (*path, name))
+            closed[name] = frozenset(found)
+        return closed[name]
+
+    result = []
+    for food in foods:
+        components = inside(food.name, ())
+        allergens = set(food.allergens) | set(food.may_contain)
+        for part in components:
+            allergens |= by_name[part].allergens | by_name[part].may_contain
+        result.append(replace(food, allergens=frozenset(allergens), components=components))
+    return result
+
+
 def _phrase(text: str) -> tuple[str, ...]:
     return tuple(w for w in words(text) if w not in _PREPARATION_WORDS)
 
@@ -291,7 +334,10 @@ class FoodRow(BaseModel):
     fat: float = Field(ge=0)
     fiber: float = Field(ge=0)
     allergens: list[Allergen] = Field(default_factory=list)
+    may_contain: list[Allergen] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
+    contains: list[str] = Field(default_factory=list)
+    relatives: list[str] = Field(default_factory=list)
     aisle: str
 
     @field_validator("flags")
@@ -323,6 +369,9 @@ class FoodRow(BaseModel):
             allergens=frozenset(self.allergens),
             flags=frozenset(self.flags),
             aisle=self.aisle,
+            may_contain=frozenset(self.may_contain),
+            contains=tuple(self.contains),
+            relatives=tuple(self.relatives),
         )
 
 

@@ -160,6 +160,47 @@ class RejectedMeal(BaseModel):
     reasons: list[str]
 
 
+class MacroShares(BaseModel):
+    """Share of energy from protein, carbohydrate and fat, in percent."""
+
+    protein: float
+    carbs: float
+    fat: float
+
+
+class MacroDecline(BaseModel):
+    """A day whose macro split is more than 5 points from the request, and why."""
+
+    day: int
+    asked: MacroShares
+    got: MacroShares
+    reason: str
+
+
+class ExclusionReport(BaseModel):
+    """What one ``exclude`` term left out of the plan, and the close relatives it kept."""
+
+    term: str
+    left_out: list[str] = Field(description="Foods the term names (or whose family it is).")
+    left_out_prepared: list[str] = Field(
+        default_factory=list, description="Prepared foods left out because they contain one."
+    )
+    relatives_kept: list[str] = Field(
+        default_factory=list,
+        description="Close relatives kept (shallot for onion), and prepared foods with one.",
+    )
+
+
+class CuisineReport(BaseModel):
+    """How many meals come from the cuisines asked for, and why not more when fewer than 2 of 3."""
+
+    asked: list[str]
+    meals: int
+    from_asked: int
+    share: float = Field(description="from_asked / meals.")
+    note: str | None = None
+
+
 class ValidationReport(BaseModel):
     """What the validator changed or refused on the way to the final plan."""
 
@@ -172,6 +213,11 @@ class ValidationReport(BaseModel):
         "so that clients reading older plans keep working.",
     )
     notes: list[str] = Field(default_factory=list)
+    macros: list[MacroDecline] = Field(
+        default_factory=list,
+        description="Days whose protein/carbs/fat split is more than 5 points from the "
+        "request's, with the reason: the split was declined there, not silently missed.",
+    )
 
 
 SAFETY_NOTICE = (
@@ -195,6 +241,8 @@ class PlanMetadata(BaseModel):
     duration_ms: int = 0
     photos: str = Field("none", description="Where photos came from, or why there are none.")
     validation: ValidationReport = Field(default_factory=ValidationReport)
+    exclusions: list[ExclusionReport] = Field(default_factory=list)
+    cuisines: CuisineReport | None = None
 
 
 class MealPlan(BaseModel):

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from mealplan_cli.errors import PhotosUnavailableError, PlanRejectedError
+from mealplan_cli.generation.feasibility import precheck
 from mealplan_cli.generation.foods import FoodTable, default_table
 from mealplan_cli.generation.images import UnsplashPhotos
 from mealplan_cli.generation.models import (
@@ -21,6 +22,7 @@ from mealplan_cli.generation.models import (
     PlanMetadata,
     ValidationReport,
 )
+from mealplan_cli.generation.plan_report import cuisine_report, macro_declines
 from mealplan_cli.generation.planner import Planner, Progress, ProgressCallback, no_progress
 from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.shopping import shopping_list
@@ -52,6 +54,7 @@ async def generate_meal_plan(
         if on_day is not None:
             on_day(_day(request, number, meals))
 
+    precheck(request, validator, planner.name)
     result = await planner.plan(request, validator, on_progress, day_ready)
     days = [_day(request, number, meals) for number, meals in enumerate(result.days, start=1)]
     photos_note = NO_PHOTOS
@@ -87,7 +90,10 @@ async def generate_meal_plan(
                 rejected=result.rejected,
                 unknown_ingredients=unknown,
                 notes=result.notes,
+                macros=macro_declines(request, days),
             ),
+            exclusions=validator.exclusions.report(table),
+            cuisines=cuisine_report(request, days),
         ),
     )
 

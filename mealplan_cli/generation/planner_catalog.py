@@ -11,20 +11,29 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
-from mealplan_cli.generation.drafts import DraftMeal
-from mealplan_cli.generation.foods import FoodTable
+from mealplan_cli.generation.day_balance import SIDES, Balanced, Dish, balance, side_foods
+from mealplan_cli.generation.diets import KETO_MAX_NET_CARB_ENERGY
+from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
+from mealplan_cli.generation.feasibility import (
+    CALORIES,
+    carries,
+    check_day_energy,
+    shortage,
+    side_room,
+)
+from mealplan_cli.generation.foods import Food, FoodTable
 from mealplan_cli.generation.meal_facts import (
     MAX_INGREDIENT_GRAMS,
     MealFacts,
-    ViolationKind,
     meal_facts,
 )
 from mealplan_cli.generation.models import ScaledMeal
+from mealplan_cli.generation.plan_report import CUISINE_SHARE, constraints_phrase
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -32,10 +41,11 @@ from mealplan_cli.generation.planner import (
     ProgressCallback,
     no_day,
 )
+from mealplan_cli.generation.portions import max_serving_grams, portion_limit
 from mealplan_cli.generation.proteins import MAX_DAYS_IN_A_ROW, protein_key
 from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
-from mealplan_cli.generation.vocabulary import Slot
+from mealplan_cli.generation.vocabulary import Diet, Slot
 
 SLOT_SHARE = {Slot.breakfast: 0.25, Slot.lunch: 0.35, Slot.dinner: 0.40, Slot.snack: 0.12}
 """How a day's energy is spread over the slots it has (renormalised)."""
@@ -43,16 +53,14 @@ SLOT_SHARE = {Slot.breakfast: 0.25, Slot.lunch: 0.35, Slot.dinner: 0.40, Slot.sn
 PORTION_RANGE = (0.4, 3.5)
 """Portions are scaled within this range of one serving before the day is balanced."""
 
+DAY_TRIES = 12
+"""Draws of one day's recipes before an arrangement gives up on that day's energy."""
+
 ATTEMPTS = 60
 """Arrangements tried (each with its own derived seed) before declaring the request infeasible."""
 
-_FILTER_ORDER = (
-    (ViolationKind.diet, "fit the diet"),
-    (ViolationKind.allergy, "avoid the allergies"),
-    (ViolationKind.exclusion, "avoid the excluded ingredients"),
-    (ViolationKind.time, "fit the cooking time"),
-)
-
+_LAST_POOLS: dict[str, tuple[str, FoodTable, tuple[Recipe, ...], dict[Slot, list[_Candidate]]]] = {}
+"""The last request's pools, with the table and recipes they were judged from."""
 
 _SHARED_FACTS: dict[str, tuple[FoodTable, MealFacts]] = {}
 """Facts of the bundled recipes, shared by every planner in the process."""
@@ -64,6 +72,9 @@ class _Candidate:
     kcal: float
     protein: str | None
     macro_pct: tuple[float, float, float]
+    dish: Dish
+    capacity: float
+    """The most energy this dish can bring in typical portions, with its slot's sides."""
 
 
 def request_seed(request: MealPlanRequest) -> int:
@@ -99,16 +110,25 @@ class CatalogPlanner:
         so no day is reported early through ``on_day``."""
         seed = self.seed if self.seed is not None else request_seed(request)
         on_progress(Progress("outline", 0, 1, "choosing recipes from the catalogue"))
-        pools = self._eligible(request, validator)
+        sides = _sides(request, validator)
+        pools = self._eligible(request, validator, sides)
         arrangement = self._arrange(request, pools, seed)
         on_progress(Progress("outline", 1, 1, "recipes chosen"))
         result = PlannerResult(days=[], seed=seed)
         for day_number, picks in enumerate(arrangement, start=1):
             on_progress(Progress("day", day_number - 1, request.days, f"day {day_number}"))
-            portions = _portions(request, picks)
+            balanced = balance(
+                request.calories,
+                [c.dish for _, c in picks],
+                _portions(request, picks),
+                [_other_sides(sides[slot], c.recipe) for slot, c in picks],
+                request.macros,
+            )
             meals: list[CheckedMeal] = []
-            for (slot, candidate), portion in zip(picks, portions, strict=True):
-                draft = candidate.recipe.draft(slot, portion)
+            for index, ((slot, candidate), portion) in enumerate(
+                zip(picks, balanced.portions, strict=True)
+            ):
+                draft = _with_side(candidate.recipe.draft(slot, portion), balanced, index)
                 _refuse_overweight(request, draft, portion)
                 checked = validator.check(draft)
                 if isinstance(checked, list):  # only a bug in the catalogue could get here
@@ -134,35 +154,78 @@ class CatalogPlanner:
         on_progress(Progress("day", request.days, request.days, "all days planned"))
         return result
 
+    def precheck(self, request: MealPlanRequest, validator: PlanValidator) -> None:
+        """Raise ``InfeasibleRequestError`` naming the cause if no plan can be made, before
+        any work (and before any call a caller would pay for)."""
+        self._eligible(request, validator, _sides(request, validator))
+
     def _eligible(
-        self, request: MealPlanRequest, validator: PlanValidator
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        sides: dict[Slot, list[Food]],
     ) -> dict[Slot, list[_Candidate]]:
-        """Per slot, every recipe the request allows; infeasible requests are explained here."""
+        """Per slot, every recipe the request allows, in portions that can carry its share of
+        the day's energy; infeasible requests are explained here. The last answer is kept, so
+        the pipeline's pre-check and the plan after it judge the recipes once."""
+        key = request.model_dump_json()
+        last = _LAST_POOLS.get("last")
+        if last and last[0] == key and last[1] is validator.table and last[2] is self.recipes:
+            return last[3]
+        pools = self._judge_all(request, validator, sides)
+        _LAST_POOLS["last"] = (key, validator.table, self.recipes, pools)
+        return pools
+
+    def _judge_all(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        sides: dict[Slot, list[Food]],
+    ) -> dict[Slot, list[_Candidate]]:
         pools: dict[Slot, list[_Candidate]] = {slot: [] for slot in request.meals}
-        refusals: dict[Slot, list[set[ViolationKind]]] = {slot: [] for slot in request.meals}
+        refusals: dict[Slot, list[set[str]]] = {slot: [] for slot in request.meals}
+        shares = _shares(request.meals)
+        room = {slot: side_room(sides[slot]) for slot in request.meals}
         for recipe in self.recipes:
             for slot in request.meals:
                 if slot not in recipe.slots:
                     continue
                 screened = validator.judge(self._facts(recipe, validator), _draft(recipe, slot))
                 if isinstance(screened, list):
-                    refusals[slot].append({v.kind for v in screened})
+                    refusals[slot].append({v.kind.value for v in screened})
                     continue
                 n = screened.nutrition
                 energy = max(n.kcal, 1.0)
+                limit = portion_limit(
+                    [
+                        (food, i.grams)
+                        for food, i in zip(screened.foods, recipe.ingredients, strict=False)
+                    ]
+                )
+                dish = Dish(n, PORTION_RANGE[0], min(PORTION_RANGE[1], limit))
+                if not carries(dish, room[slot], request.calories * shares[slot]):
+                    refusals[slot].append({CALORIES})
+                    continue
                 pools[slot].append(
                     _Candidate(
                         recipe,
                         n.kcal,
                         protein_key(recipe.main_protein),
                         (400 * n.protein / energy, 400 * n.carbs / energy, 900 * n.fat / energy),
+                        dish,
+                        n.kcal * dish.high + room[slot],
                     )
                 )
         for slot in request.meals:
             if len(pools[slot]) < request.days:
                 raise InfeasibleRequestError(
-                    _shortage(request, slot, len(pools[slot]), refusals[slot])
+                    shortage(request, slot, len(pools[slot]), refusals[slot])
                 )
+        check_day_energy(
+            request,
+            {slot: [c.dish for c in pools[slot]] for slot in request.meals},
+            room,
+        )
         distinct = {c.recipe.id for pool in pools.values() for c in pool}
         needed = request.days * len(request.meals)
         if len(distinct) < needed:
@@ -180,7 +243,10 @@ class CatalogPlanner:
         order = sorted(request.meals, key=lambda slot: len(pools[slot]))
         for attempt in range(ATTEMPTS):
             rng = random.Random(f"{seed}:{attempt}")
-            plan = self._try_arrangement(request, pools, order, rng)
+            # First tries serve the cuisines asked for wherever one fits; later ones settle
+            # for 2 of 3 a day, in case that rigour is what makes the days impossible.
+            strict = attempt < ATTEMPTS // 2
+            plan = self._try_arrangement(request, pools, order, rng, cuisines_first=strict)
             if plan is not None:
                 return plan
         # Name the rule that ran out: only blame protein variety if dropping it would help.
@@ -193,10 +259,23 @@ class CatalogPlanner:
                     "allows share too few proteins. Plan fewer days, loosen the diet, "
                     "allergies or exclusions, or use --planner openai"
                 )
+        for attempt in range(ATTEMPTS):
+            rng = random.Random(f"{seed}:{attempt}")
+            if self._try_arrangement(request, pools, order, rng, energy=False) is not None:
+                meals = len(request.meals)
+                raise InfeasibleRequestError(
+                    f"could not arrange {request.calories} kcal a day in {meals} "
+                    f"{'meal' if meals == 1 else 'meals'} for {request.days} days: too few of "
+                    "the dishes this request allows are large enough, in typical portions with "
+                    "sides, to fill every day without repeating one. Add meals to the day, ask "
+                    "for fewer calories, or plan fewer days"
+                )
         raise InfeasibleRequestError(
             f"could not arrange {request.days} days without repeating a recipe: too few "
-            "different recipes fit every slot. Plan fewer days or meals, loosen the diet, "
-            "allergies or exclusions, or use --planner openai"
+            f"different recipes fit every slot ({_counts(request, pools)}"
+            + (f" fit {phrase}" if (phrase := constraints_phrase(request)) else "")
+            + ", and one recipe may serve several slots). Plan fewer days or meals, loosen "
+            "the diet, allergies or exclusions, or use --planner openai"
         )
 
     def _try_arrangement(
@@ -207,37 +286,75 @@ class CatalogPlanner:
         rng: random.Random,
         *,
         variety: bool = True,
+        energy: bool = True,
+        cuisines_first: bool = False,
     ) -> list[list[tuple[Slot, _Candidate]]] | None:
         used: set[str] = set()
         history: list[set[str]] = []
         days: list[list[tuple[Slot, _Candidate]]] = []
-        shares = _shares(request.meals)
         for _ in range(request.days):
             recent = history[-MAX_DAYS_IN_A_ROW:]
             full = variety and len(recent) == MAX_DAYS_IN_A_ROW
             blocked = set.intersection(*recent) if full else set()
-            today: dict[Slot, _Candidate] = {}
-            proteins: set[str] = set()
-            for slot in order:
-                candidates = [
-                    c
-                    for c in pools[slot]
-                    if c.recipe.id not in used and (c.protein is None or c.protein not in blocked)
-                ]
-                if not candidates:
+            for _try in range(DAY_TRIES):
+                today = _pick_day(request, pools, order, rng, used, blocked, cuisines_first)
+                if today is None:
                     return None
-                weights = [
-                    _weight(request, c, request.calories * shares[slot], proteins)
-                    for c in candidates
-                ]
-                pick = rng.choices(candidates, weights)[0]
-                today[slot] = pick
-                used.add(pick.recipe.id)
-                if pick.protein:
-                    proteins.add(pick.protein)
-            history.append(proteins)
+                if not energy or _carries_the_day(request, today.values()):
+                    break
+            else:
+                return None
+            used |= {c.recipe.id for c in today.values()}
+            history.append({c.protein for c in today.values() if c.protein})
             days.append([(slot, today[slot]) for slot in request.meals])
         return days
+
+
+def _pick_day(
+    request: MealPlanRequest,
+    pools: dict[Slot, list[_Candidate]],
+    order: list[Slot],
+    rng: random.Random,
+    used: set[str],
+    blocked: set[str],
+    cuisines_first: bool = False,
+) -> dict[Slot, _Candidate] | None:
+    """One day's recipes, slot by slot: from the cuisines asked for in every slot that has
+    one left (``cuisines_first``), or at least in 2 of 3 slots when the recipes left allow."""
+    shares = _shares(request.meals)
+    quota = math.ceil(CUISINE_SHARE * len(request.meals) - 1e-9) if request.cuisines else 0
+    today: dict[Slot, _Candidate] = {}
+    proteins: set[str] = set()
+    for left, slot in enumerate(order):
+        candidates = [
+            c
+            for c in pools[slot]
+            if c.recipe.id not in used
+            and all(c.recipe.id != p.recipe.id for p in today.values())
+            and (c.protein is None or c.protein not in blocked)
+        ]
+        if not candidates:
+            return None
+        have = sum(1 for c in today.values() if c.recipe.cuisine in request.cuisines)
+        if cuisines_first or quota - have >= len(order) - left:
+            wanted = [c for c in candidates if c.recipe.cuisine in request.cuisines]
+            candidates = wanted or candidates
+        weights = [
+            _weight(request, c, request.calories * shares[slot], proteins) for c in candidates
+        ]
+        pick = rng.choices(candidates, weights)[0]
+        today[slot] = pick
+        if pick.protein:
+            proteins.add(pick.protein)
+    return today
+
+
+def _carries_the_day(request: MealPlanRequest, picks: Iterable[_Candidate]) -> bool:
+    """Whether these dishes, within typical portions and with sides, can make the day's energy."""
+    chosen = list(picks)
+    most = sum(c.capacity for c in chosen)
+    least = sum(c.kcal * c.dish.low for c in chosen)
+    return most >= request.calories * 0.97 and least <= request.calories * 1.03
 
 
 _DRAFTS: dict[tuple[str, Slot], tuple[Recipe, DraftMeal]] = {}
@@ -253,6 +370,73 @@ def _draft(recipe: Recipe, slot: Slot) -> DraftMeal:
     return known[1]
 
 
+_SIDES: dict[tuple[str, int], dict[Slot, list[Food]]] = {}
+"""Sides per request (and table), so the pre-check and the plan judge the foods once."""
+
+
+def _sides(request: MealPlanRequest, validator: PlanValidator) -> dict[Slot, list[Food]]:
+    """Per slot, the plain sides this request allows (for keto, only low-carbohydrate ones)."""
+    key = (request.model_dump_json(), id(validator.table))
+    known = _SIDES.get(key)
+    if known is None:
+        if len(_SIDES) > 256:
+            _SIDES.clear()
+        known = _SIDES[key] = _allowed_sides(request, validator)
+    return known
+
+
+def _allowed_sides(request: MealPlanRequest, validator: PlanValidator) -> dict[Slot, list[Food]]:
+    names = {name for slot in request.meals for name in SIDES[slot]}
+    candidates = [food for food in validator.table.foods if food.name in names]
+    allowed = [food for food in candidates if validator.allows(food)]
+    if Diet.keto in request.diet:
+        allowed = [
+            food
+            for food in allowed
+            if max(food.per_100g.carbs - food.per_100g.fiber, 0) * 4
+            <= KETO_MAX_NET_CARB_ENERGY * max(food.per_100g.kcal, 1)
+        ]
+    return {slot: side_foods(validator.table, slot, allowed) for slot in request.meals}
+
+
+def _counts(request: MealPlanRequest, pools: dict[Slot, list[_Candidate]]) -> str:
+    return ", ".join(f"{len(pools[slot])} {slot.value}" for slot in request.meals)
+
+
+def _other_sides(sides: list[Food], recipe: Recipe) -> list[Food]:
+    """Sides that are not already in the dish (more banana is a bigger portion, not a side)."""
+    own = {i.name for i in recipe.ingredients}
+    return [food for food in sides if food.name not in own]
+
+
+def _side_name(food: Food) -> str:
+    """ "brown rice, cooked" -> "cooked brown rice", as a cook says it."""
+    head, _, qualifier = food.name.partition(", ")
+    return f"{qualifier} {head}" if qualifier else head
+
+
+def _with_side(draft: DraftMeal, balanced: Balanced, index: int) -> DraftMeal:
+    """``draft`` with the sides the day's balance gave it, in whole 5 g."""
+    sides = balanced.sides[index]
+    if not sides:
+        return draft
+    added = []
+    for food, grams in sides:
+        most = max(5.0, math.floor(max_serving_grams(food) / 5) * 5)
+        grams = min(max(5.0, round(grams / 5) * 5), most)
+        added.append(
+            DraftIngredient(name=food.name, quantity=grams, unit="g", grams=grams, food_id=food.id)
+        )
+    names = [_side_name(food) for food, _ in sides]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return draft.model_copy(
+        update={
+            "ingredients": [*draft.ingredients, *added],
+            "steps": [*draft.steps, f"Serve with the {listed} on the side."],
+        }
+    )
+
+
 def _shares(slots: Sequence[Slot]) -> dict[Slot, float]:
     total = sum(SLOT_SHARE[slot] for slot in slots)
     return {slot: SLOT_SHARE[slot] / total for slot in slots}
@@ -264,7 +448,7 @@ def _weight(
     """How much to favour a candidate: cuisine, macro split, portion size, variety within a day."""
     weight = 1.0
     if request.cuisines and candidate.recipe.cuisine in request.cuisines:
-        weight *= 4.0
+        weight *= 12.0
     if request.macros is not None:
         wanted = (request.macros.protein, request.macros.carbs, request.macros.fat)
         distance = sum(abs(a - b) for a, b in zip(candidate.macro_pct, wanted, strict=True))
@@ -301,33 +485,3 @@ def _refuse_overweight(request: MealPlanRequest, draft: DraftMeal, portion: floa
         f"{MAX_INGREDIENT_GRAMS:.0f} g in one serving). Add meals to the day or ask for fewer "
         "calories"
     )
-
-
-def _shortage(
-    request: MealPlanRequest, slot: Slot, fitting: int, refusals: list[set[ViolationKind]]
-) -> str:
-    """Which constraint left too few recipes for ``slot``, counted filter by filter."""
-    total = fitting + len(refusals)
-    steps = []
-    remaining = refusals
-    for kind, label in _FILTER_ORDER:
-        before = len(remaining)
-        remaining = [kinds for kinds in remaining if kind not in kinds]
-        if len(remaining) != before:
-            steps.append(f"{fitting + len(remaining)} {label} ({_describe(request, kind)})")
-    chain = ", of those ".join(steps) if steps else f"{fitting} fit"
-    return (
-        f"not enough {slot.value} recipes for this request: of {total} in the catalogue, "
-        f"{chain}; {request.days} days need {request.days} different ones. Loosen that "
-        "constraint, plan fewer days, or use --planner openai"
-    )
-
-
-def _describe(request: MealPlanRequest, kind: ViolationKind) -> str:
-    if kind is ViolationKind.diet:
-        return "diet " + " + ".join(d.value for d in request.diet)
-    if kind is ViolationKind.allergy:
-        return "allergies " + ", ".join(a.value for a in request.allergies)
-    if kind is ViolationKind.exclusion:
-        return "excluding " + ", ".join(request.exclude)
-    return f"at most {request.max_cook_minutes} minutes"

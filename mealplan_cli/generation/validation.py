@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from mealplan_cli.generation.diets import FlaggedIngredient, diet_violations
 from mealplan_cli.generation.drafts import DraftMeal
-from mealplan_cli.generation.exclusions import contains, read_exclusions
+from mealplan_cli.generation.exclusions import exclusions_for
 from mealplan_cli.generation.foods import Food, FoodTable, default_table, lookup_key, words
 from mealplan_cli.generation.meal_facts import MealFacts, Violation, ViolationKind, meal_facts
 from mealplan_cli.generation.models import Day, Ingredient, Meal, Nutrition, ScaledMeal
@@ -66,9 +66,7 @@ class PlanValidator:
     def __init__(self, request: MealPlanRequest, table: FoodTable | None = None) -> None:
         self.request = request
         self.table = table or default_table()
-        self._excluded_allergens, self._excluded_flags, self._excluded_phrases = read_exclusions(
-            request.exclude
-        )
+        self.exclusions = exclusions_for(request.exclude, self.table)
         self.restricted = bool(
             request.allergies
             or request.exclude
@@ -125,10 +123,9 @@ class PlanValidator:
         already = {v.message for v in found}
         hits = []
         for label, text in texts:
-            text_words = tuple(words(text))
-            for term, phrase in self._excluded_phrases:
+            for term in self.exclusions.mentioned_in(tuple(words(text))):
                 message = f"{label} mentions {term}, which is excluded"
-                if contains(text_words, phrase) and message not in already:
+                if message not in already:
                     hits.append(Violation(ViolationKind.exclusion, message))
         return hits
 
@@ -159,19 +156,13 @@ class PlanValidator:
         return violations
 
     def _exclusion_hits(self, ingredient: FlaggedIngredient) -> list[Violation]:
-        hits = [
-            term
-            for allergen, term in self._excluded_allergens.items()
-            if allergen in ingredient.allergens
-        ]
-        hits += [term for flag, term in self._excluded_flags.items() if flag in ingredient.flags]
         labels = [ingredient.name]
         if ingredient.food is not None:
             labels += [ingredient.food.name, *ingredient.food.aliases]
-        label_words = [tuple(words(label)) for label in labels]
-        for term, phrase in self._excluded_phrases:
-            if term not in hits and any(contains(lw, phrase) for lw in label_words):
-                hits.append(term)
+        hits = self.exclusions.named_by(
+            ingredient.allergens, ingredient.flags, [tuple(words(label)) for label in labels]
+        )
+        hits += self.exclusions.through_composition(ingredient.food)
         return [
             Violation(ViolationKind.exclusion, f"{ingredient.name} is excluded ({term})")
             for term in dict.fromkeys(hits)
