@@ -313,3 +313,61 @@ def test_a_refused_failure_and_refused_progress_do_not_stop_the_worker(
     assert "the database refused to record its failure too" in caplog.text
     assert "plans never fail here (SQLSTATE P0001)" in caplog.text
     assert "progress not written" in caplog.text
+
+
+def test_a_revoked_grant_holds_the_worker_until_it_is_given_back(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over the Data API the worker is ``service_role``: taking its right to complete jobs
+    away refuses every write of it; the worker says so, names the privilege, and resumes."""
+    enqueue_plans(database_url, 2)
+    grant = "function public.mealworker_complete_jobs(bigint[], uuid[], jsonb[])"
+    execute(database_url, f"revoke execute on {grant} from service_role")
+
+    async def main() -> Any:
+        with FakePostgrest(database_url) as server:
+            async with queue_over(
+                database_url, f"{server.base_url}|{server.service_role_key}"
+            ) as q:
+                worker = Worker(q, finishing_together(2), config())
+                running = asyncio.create_task(worker.run())
+                while "the database refuses to" not in caplog.text:
+                    assert not running.done(), caplog.text
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1)  # a while refused: nothing is failed meanwhile
+                assert not running.done()
+                assert "failed" not in {r["status"] for r in jobs(database_url)}
+                execute(database_url, f"grant execute on {grant} to service_role")
+                while statuses_of(database_url) != {"completed"}:
+                    assert not running.done(), caplog.text
+                    await asyncio.sleep(0.05)
+                worker.stop()
+                return await asyncio.wait_for(running, 30)
+
+    with caplog.at_level(logging.INFO, logger="mealworker"):
+        report = asyncio.run(main())
+    assert report.completed == 2
+    assert "permission denied for function mealworker_complete_jobs" in caplog.text
+    assert "lacks a privilege" in caplog.text
+    assert "accepts writes again" in caplog.text
+
+
+def statuses_of(url: str) -> set[str]:
+    return {row["status"] for row in jobs(url)}
+
+
+def test_a_worker_refused_every_write_keeps_running_and_exits_0_on_sigterm(
+    database_url: str,
+    workers: Callable[..., WorkerProcess],  # noqa: F811
+) -> None:
+    enqueue_plans(database_url, 2)
+    freeze_plans(database_url)
+    worker = workers(env_for(database_url, PLANNER="catalog"))
+    wait_until(lambda: "the database refuses to complete jobs" in worker.output, 60, "refused")
+    wait_until(lambda: "still refuses" in worker.output, 60, "a reminder")  # not one line only
+    assert worker.process.poll() is None, worker.output
+    assert statuses(database_url) == {"processing": 2}  # the plans are not failed for it
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    assert "read-only during maintenance (SQLSTATE P0001)" in worker.output
+    assert "Traceback" not in worker.output

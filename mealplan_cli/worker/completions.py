@@ -35,14 +35,14 @@ Batch = list[tuple[Claim, dict[str, Any] | None]]
 
 
 class Completer:
-    """Collects results and writes them; ``on_written(claim, accepted)`` for each, or
+    """Collects results and writes them; ``on_written(claim, accepted, why_not)`` for each, or
     ``on_refused(claim, error)`` for a job whose own row the database refused."""
 
     def __init__(
         self,
         queue: Queue,
         outage: Outage,
-        on_written: Callable[[Claim, bool], None],
+        on_written: Callable[[Claim, bool, str | None], None],
         on_idle: Callable[[], None] = lambda: None,
         *,
         refusals: Refusals,
@@ -55,6 +55,8 @@ class Completer:
         """Called when everything added so far is written (``--until-empty`` then checks)."""
         self.refusals = refusals
         self.on_refused = on_refused
+        self.closing = False
+        """The worker is stopping: a refused batch is tried once more, not kept."""
         self._pending: Batch = []
         self._in_flight = 0
         self._ready = asyncio.Event()
@@ -110,13 +112,17 @@ class Completer:
             except DatabaseError as error:
                 if give_up():  # the leases ran out meanwhile: another worker will redo them
                     written = set()
+                elif self.closing:  # shutting down: no more tries; the leases will run out
+                    for claim in claims:
+                        self.on_written(claim, False, f"the database refused it: {describe(error)}")
+                    return
                 else:
                     batch = await self._one_by_one(batch, error)
                     if batch:
                         await asyncio.sleep(self.refusals.next_retry())
                     continue
             for claim in claims:
-                self.on_written(claim, claim.job.id in written)
+                self.on_written(claim, claim.job.id in written, None)
             return
 
     async def _complete(self, batch: Batch, give_up: Callable[[], bool]) -> set[int]:
@@ -156,7 +162,7 @@ class Completer:
                 errors.append(row_error)
                 continue
             saved += 1
-            self.on_written(claim, claim.job.id in written)
+            self.on_written(claim, claim.job.id in written, None)
         if not saved and refused and self.refusals.row_refused():
             self.refusals.refused("complete jobs", errors[0])
             return refused

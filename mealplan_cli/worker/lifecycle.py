@@ -226,13 +226,23 @@ class Lifecycle:
         message = f"the database refused to save the result: {describe(error)}"
         await self._fail(claim, message, may_pass(error))
 
-    def _written(self, claim: Claim, accepted: bool) -> None:
+    def _written(self, claim: Claim, accepted: bool, refused: str | None = None) -> None:
         if accepted:
             self.report.completed += 1
             self.metrics.done[claim.job.job_type] += 1
             self.claims.settle(claim, "completed")
             return
         self.report.lost += 1
+        if refused is not None:
+            log.warning(
+                "job %s: result not saved (%s); the job returns to the queue when its lease "
+                "expires",
+                claim.job.id,
+                refused,
+                extra=job_fields(claim.job),
+            )
+            self.claims.settle(claim, "lost", refused)
+            return
         log.warning(
             "job %s: lease lost, result dropped (another worker owns it)",
             claim.job.id,
@@ -252,6 +262,7 @@ class Lifecycle:
             assert claim.task is not None
             claim.task.cancel()
         await asyncio.gather(*(c.task for c in unfinished if c.task), return_exceptions=True)
+        self.completer.closing = True
         await self.completer.flush()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.lease_seconds):
