@@ -9,6 +9,7 @@ signal. Once a worker runs, the first signal stops it gracefully and the second 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -25,6 +26,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _announce(message: str) -> None:
+    """Through the worker's logging once it is set up (its format, its files), else stderr."""
+    logger = logging.getLogger("mealworker.worker")
+    if logging.getLogger("mealworker").handlers:
+        logger.warning(message)
+        return
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
