@@ -72,6 +72,8 @@ class StopSignals:
             self.announce("second signal: exiting now; unfinished jobs return when leases expire")
             os._exit(1)
         if self._target is None:
+            if logging.getLogger("mealworker").handlers:  # a worker starting: say why it ends
+                self.announce(f"{name}: exiting; no job is held")
             # Nothing is held yet (no worker runs, so no lease): leave at once. Raising
             # SystemExit here instead would surface wherever the signal lands, and inside a C
             # extension (pydantic building a schema) it turns into that library's error.

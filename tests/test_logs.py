@@ -242,3 +242,15 @@ def test_a_worker_that_cannot_start_says_why_in_error_log(
     else:
         assert RECORD.match(error), error
         assert error in output
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_stopped_while_waiting_for_its_database_says_so_in_the_files(
+    tmp_path: Path,
+) -> None:
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nowhere", "LOG_FORMAT": "json"}
+    code, output = run_worker(env, tmp_path, until="database unavailable")
+    assert code == 0, output
+    records = [json.loads(line) for line in files(tmp_path)["combined.log"]]
+    assert records[-1]["message"] == "SIGTERM: exiting; no job is held"
+    assert all(json.loads(line) for line in output.splitlines())
