@@ -29,6 +29,7 @@ from mealplan_cli.mealplans import MEAL_PLAN_JOB
 from mealplan_cli.queue import ClaimedJob, Queue
 from mealplan_cli.runtime import builtin_handlers
 from mealplan_cli.worker import Worker, WorkerConfig
+from mealplan_cli.worker.refusals import SYSTEMIC_STREAK
 from tests.fakes.postgrest_server import FakePostgrest
 from tests.test_worker_process import (
     WorkerProcess,
@@ -371,3 +372,44 @@ def test_a_worker_refused_every_write_keeps_running_and_exits_0_on_sigterm(
     assert worker.wait() == 0, worker.output
     assert "read-only during maintenance (SQLSTATE P0001)" in worker.output
     assert "Traceback" not in worker.output
+
+
+def test_when_every_plan_is_refused_the_worker_stops_failing_them_and_waits(
+    database_url: str, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A guard that refuses every plan looks, batch after batch, like one bad plan each time:
+    after a few batches in a row refused whole, the worker takes it for its own problem and
+    stops failing plans for it."""
+    enqueue_plans(database_url, 6)
+    execute(
+        database_url,
+        "create function public.app_hold_all() returns trigger language plpgsql as $$"
+        " begin if new.status = 'completed' then"
+        "   raise exception 'no plan is completed today' using errcode = '42501';"
+        " end if; return new; end $$;"
+        " create trigger app_hold_all before update on public.meal_plans"
+        " for each row execute function public.app_hold_all()",
+    )
+
+    async def main() -> Any:
+        async with queue_over(database_url, transport) as queue:
+            worker = Worker(queue, finishing_together(1), config(concurrency=1))
+            running = asyncio.create_task(worker.run())
+            while "the database refuses to complete jobs" not in caplog.text:
+                assert not running.done(), caplog.text
+                await asyncio.sleep(0.05)
+            failed = [r["id"] for r in jobs(database_url) if r["status"] == "failed"]
+            execute(database_url, "drop trigger app_hold_all on public.meal_plans")
+            while statuses_of(database_url) != {"completed", "failed"}:
+                assert not running.done(), caplog.text
+                await asyncio.sleep(0.05)
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+            return failed
+
+    with caplog.at_level(logging.INFO, logger="mealworker"):
+        failed = asyncio.run(main())
+    assert len(failed) < SYSTEMIC_STREAK  # failed before the pattern was plain
+    rows = jobs(database_url)
+    assert [r["id"] for r in rows if r["status"] == "failed"] == failed
+    assert sum(r["status"] == "completed" for r in rows) == 6 - len(failed)

@@ -163,7 +163,7 @@ class Completer:
                 continue
             saved += 1
             self.on_written(claim, claim.job.id in written, None)
-        if not saved and refused and self.refusals.row_refused():
+        if not saved and refused and self.refusals.rows_refused(len(refused)):
             self.refusals.refused("complete jobs", errors[0])
             return refused
         for (claim, _), refusal in zip(refused, errors, strict=True):

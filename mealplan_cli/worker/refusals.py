@@ -32,8 +32,11 @@ FIRST_RETRY = 0.5
 MAX_RETRY = 30.0
 
 SYSTEMIC_STREAK = 3
-"""Batches in a row whose every row was refused, with nothing accepted in between, after which
-the refusal is taken for the worker's, not the jobs': further jobs are not failed for it."""
+"""Rows refused in a row, in batches of which no row was saved, after which the refusal is
+taken for the worker's, not the jobs': the rows are kept and retried, no further job is failed
+for it. A guard refusing every plan fails at most two before the worker holds; three plans
+refused one after the other with nothing saved between them hold it too (it says so, and the
+operator decides)."""
 
 _TEMPORARY_STATES = ("08", "40", "53", "55P03", "57014", "57P")
 """SQLSTATEs a later try may get past: connection, serialization failure and deadlock, out of
@@ -70,7 +73,7 @@ class Refusals:
         self.what: str | None = None
         """What the database refuses (``complete jobs``, ``claim jobs``...), while it does."""
         self.streak = 0
-        """Batches in a row whose every row was refused (reset by any accepted write)."""
+        """Rows refused in a row, nothing saved between them (reset by any accepted write)."""
         self._accepted = asyncio.Event()
         self._accepted.set()
         self._next_reminder = 0.0
@@ -81,10 +84,10 @@ class Refusals:
     def systemic(self) -> bool:
         return self.since is not None
 
-    def row_refused(self) -> bool:
-        """A batch had every row refused; true once that happened often enough in a row that
-        the refusal is the worker's (the caller then reports it with ``refused``)."""
-        self.streak += 1
+    def rows_refused(self, count: int) -> bool:
+        """A batch had every one of its ``count`` rows refused; true once enough rows were, in
+        a row, that the refusal is the worker's (the caller then reports it with ``refused``)."""
+        self.streak += count
         return self.streak >= SYSTEMIC_STREAK
 
     def refused(self, what: str, error: DatabaseError) -> None:
@@ -115,11 +118,13 @@ class Refusals:
             )
 
     def accepted(self, what: str | None = None) -> None:
-        """A write (of ``what``, or of any kind) went through: jobs are claimed again, unless
-        what went through is not what was refused."""
-        if what is not None and self.since is not None and what != self.what:
+        """A completion (or, with ``what``, a write of that kind) went through: jobs are
+        claimed again, unless what went through is not what was refused. Only a completion
+        ends a streak of refused rows: claims and heartbeats pass between them all along."""
+        if what is None:
+            self.streak = 0
+        elif self.since is None or what != self.what:
             return
-        self.streak = 0
         if self.since is not None:
             log.warning("the database accepts writes again after %.1fs", self.clock() - self.since)
             self.since = None
