@@ -313,7 +313,10 @@ def test_a_refused_failure_and_refused_progress_do_not_stop_the_worker(
     assert [r["plan_status"] for r in rows] == ["generating", "completed"]
     assert "the database refused to record its failure too" in caplog.text
     assert "plans never fail here (SQLSTATE P0001)" in caplog.text
-    assert "progress not written" in caplog.text
+    refusals = [r for r in caplog.records if "progress not written" in r.getMessage()]
+    assert "progress is not shown for this app" in refusals[0].getMessage()
+    assert refusals[0].levelno == logging.WARNING  # said once per job, then quietly
+    assert {r.levelno for r in refusals[1:]} <= {logging.DEBUG}
 
 
 def test_a_revoked_grant_holds_the_worker_until_it_is_given_back(

@@ -282,6 +282,13 @@ class Lifecycle:
                 "could not release %d jobs: they return when their leases expire", len(held)
             )
             return
+        except DatabaseError as refused:
+            log.warning(
+                "could not release %d jobs (%s): they return when their leases expire",
+                len(held),
+                describe(refused),
+            )
+            return
         for claim in held:
             self.claims.settle(claim, "released")
         self.report.released += released
