@@ -158,8 +158,11 @@ def setup_logging(
                 folder / name, maxBytes=MAX_FILE_BYTES, backupCount=BACKUP_FILES, encoding="utf-8"
             )
             rotating.setLevel(level)
-            formatter = JsonFormatter if settings.log_format == "json" else TextFormatter
-            rotating.setFormatter(formatter(worker_id))
+            rotating.setFormatter(
+                JsonFormatter(worker_id)
+                if settings.log_format == "json"
+                else TextFormatter(worker_id, one_line=True)  # grep and tail see whole records
+            )
             handlers.append(rotating)
     for handler in handlers:
         handler.addFilter(masking)

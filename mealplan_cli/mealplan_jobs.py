@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from mealplan_cli.errors import DatabaseError, InvalidRequestError
+from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, InvalidRequestError
 from mealplan_cli.generation import generate_meal_plan
 from mealplan_cli.generation.planner import Progress
 from mealplan_cli.generation.request import parse_request
@@ -35,6 +35,7 @@ class ProgressWriter:
         self._latest: dict[str, Any] | None = None
         self._written_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._refused = False
 
     def update(self, step: Progress) -> None:
         self._latest = {
@@ -56,8 +57,21 @@ class ProgressWriter:
         self._written_at = time.monotonic()
         try:
             await self.context.queue.report_progress(self.context.job, progress)
-        except DatabaseError as error:  # progress is a courtesy; the job goes on without it
+        except DatabaseUnavailableError as error:  # the outage is told elsewhere
             log.debug("job %s: progress not written: %s", self.context.job.id, error)
+        except DatabaseError as error:  # progress is a courtesy; the job goes on without it
+            # A refusal (an app's trigger on meal_plans) is said once per job: an operator
+            # should know the app's users see no progress, without a line per step.
+            level = logging.DEBUG if self._refused else logging.WARNING
+            self._refused = True
+            job = self.context.job
+            log.log(
+                level,
+                "job %s: progress not written, the database refused it: %s",
+                job.id,
+                error,
+                extra={"job_id": job.id, "job_type": job.job_type, "attempt": job.attempts},
+            )
 
     async def flush(self) -> None:
         if self._task is not None:

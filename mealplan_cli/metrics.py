@@ -152,6 +152,8 @@ class Health:
     loop_alive: bool = True
     database_down: bool = False
     """The last call to the database failed: unhealthy at once, until one succeeds."""
+    refusing: str | None = None
+    """Why the database refuses every write now (the worker waits): unhealthy meanwhile."""
 
     def database_answered(self) -> None:
         self.last_database_answer = time.monotonic()
@@ -160,12 +162,20 @@ class Health:
     def database_failed(self, reason: str = "") -> None:
         self.database_down = True
 
+    def writes_refused(self, reason: str) -> None:
+        self.refusing = reason
+
+    def writes_accepted(self) -> None:
+        self.refusing = None
+
     def healthy(self) -> tuple[bool, str]:
         if not self.loop_alive:
             return False, "worker loop stopped"
         if self.database_down:
             silent = time.monotonic() - self.last_database_answer
             return False, f"database unreachable (last answer {silent:.0f}s ago)"
+        if self.refusing is not None:
+            return False, f"database refuses writes: {self.refusing}"
         silent = time.monotonic() - self.last_database_answer
         if silent > self.stale_after:
             return False, f"no database answer for {silent:.0f}s"

@@ -330,6 +330,13 @@ class Queue:
         )
         return {int(_only(row)) for row in rows}
 
+    async def check_completions(self) -> None:
+        """Complete no job: refused only when every completion would be, whatever its rows
+        (a revoked grant, a statement trigger), not when a trigger refuses some rows."""
+        await self.db.call(
+            "mealworker_complete_jobs", p_job_ids=[], p_lease_tokens=[], p_results=[]
+        )
+
     async def fail(self, job: ClaimedJob, error: str, *, retryable: bool) -> str | None:
         """'pending' (retry scheduled), 'failed', 'cancelled' (an operator asked), or None when
         the lease was lost."""

@@ -9,6 +9,7 @@ signal. Once a worker runs, the first signal stops it gracefully and the second 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -25,6 +26,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _announce(message: str) -> None:
+    """Through the worker's logging once it is set up (its format, its files), else stderr."""
+    logger = logging.getLogger("mealworker.worker")
+    if logging.getLogger("mealworker").handlers:
+        logger.warning(message)
+        return
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
@@ -66,6 +72,8 @@ class StopSignals:
             self.announce("second signal: exiting now; unfinished jobs return when leases expire")
             os._exit(1)
         if self._target is None:
+            if logging.getLogger("mealworker").handlers:  # a worker starting: say why it ends
+                self.announce(f"{name}: exiting; no job is held")
             # Nothing is held yet (no worker runs, so no lease): leave at once. Raising
             # SystemExit here instead would surface wherever the signal lands, and inside a C
             # extension (pydantic building a schema) it turns into that library's error.

@@ -449,6 +449,30 @@ def test_unique_violation_is_409(fake: FakePostgrest) -> None:
     assert fake.requests[-1].status == 409
 
 
+def test_a_trigger_s_refusal_keeps_its_code_message_detail_and_hint(
+    fake: FakePostgrest, test_db: str
+) -> None:
+    """What an app's guard raises reaches the client in PostgREST's error format, as the
+    worker needs it to fail that job alone with the database's own words."""
+    with psycopg.connect(test_db, autocommit=True) as conn:
+        conn.execute(
+            "create function public.t_hold() returns trigger language plpgsql as $$"
+            " begin if new.note = 'held' then"
+            "   raise exception 'note % is on hold', new.note using errcode = '42501',"
+            "     detail = 'held by the app', hint = 'ask support';"
+            " end if; return new; end $$;"
+            " create trigger t_hold before insert on public.t_notes"
+            " for each row execute function public.t_hold()"
+        )
+
+    error = call_error(fake, "t_add_note", {"p_note": "held"})
+
+    assert (error.code, error.message) == ("42501", "note held is on hold")
+    assert (error.details, error.hint) == ("held by the app", "ask support")
+    assert fake.requests[-1].status == 403  # 42501 with a JWT: PostgREST's mapSQLtoHTTP
+    assert call(fake, "t_add_note", {"p_note": "free"}) == "free"
+
+
 def test_the_roles_statement_timeout_applies(fake: FakePostgrest, test_db: str) -> None:
     with psycopg.connect(test_db, autocommit=True) as conn:
         conn.execute(

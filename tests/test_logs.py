@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 from mealplan_cli.cli import app
 from mealplan_cli.config import Settings
 from mealplan_cli.logs import TextFormatter, setup_logging
+from tests.test_worker_process import clean_environment, wait_until
 
 KEY = "sk-live-0123456789abcdef"
 PASSWORD = "db-pass-9f8e7d"
@@ -92,14 +96,16 @@ def test_json_lines_carry_the_job_fields(tmp_path: Path) -> None:
     assert PASSWORD not in lines[1]["error"]
 
 
-RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) +\S")
+RECORD = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S"
+)
 
 
 def test_a_console_that_is_not_a_terminal_gets_one_line_per_record(database_url: str) -> None:
     env = {"DATABASE_URL": database_url, "WORKER_ID": "vps-" + "x" * 60, "LOG_DIR": "logs"}
     result = CliRunner().invoke(app, ["work", "--until-empty"], env=env)
     assert result.exit_code == 0, result.output
-    records = [line for line in result.stderr.splitlines() if not line.startswith("worker stopped")]
+    records = result.stderr.splitlines()
     assert records
     for line in records:
         assert RECORD.match(line), line
@@ -151,3 +157,100 @@ def test_log_level_warn_does_not_break_a_command() -> None:
         app, ["generate", "--days", "1", "--json"], env={"LOG_LEVEL": "warn"}
     )
     assert result.exit_code == 0, result.output
+
+
+def test_files_keep_a_record_and_its_traceback_on_one_line(tmp_path: Path) -> None:
+    setup_logging(settings(tmp_path), worker_id="vps-1")
+    log_a_leak()
+    for name in ("combined.log", "error.log"):
+        lines = (tmp_path / "logs" / name).read_text().splitlines()
+        assert len(lines) == 2, lines  # two records, two lines: no traceback line of its own
+        for line in lines:
+            assert RECORD.match(line), line
+        assert "Traceback (most recent call last)" in lines[1]
+
+
+def run_worker(env: dict[str, str], tmp_path: Path, *, until: str | None = None) -> tuple[int, str]:
+    """``mealworker work`` as a process; with ``until``, SIGTERM once the log file says it."""
+    command = [sys.executable, "-m", "mealplan_cli", "work"]
+    process = subprocess.Popen(
+        command,
+        env={**clean_environment(), "LOG_DIR": str(tmp_path / "logs"), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        if until is not None:
+            combined = tmp_path / "logs" / "combined.log"
+            wait_until(
+                lambda: (
+                    process.poll() is not None
+                    or (combined.is_file() and until in combined.read_text())
+                ),
+                60,
+                until,
+            )
+            process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, output
+
+
+def files(tmp_path: Path) -> dict[str, list[str]]:
+    folder = tmp_path / "logs"
+    return {
+        name: (folder / name).read_text().splitlines() for name in ("combined.log", "error.log")
+    }
+
+
+@pytest.mark.timeout(120)
+def test_start_up_and_shutdown_go_through_the_json_log_into_the_files(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": database_url, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    code, output = run_worker(env, tmp_path, until="ready to claim")
+    assert code == 0, output
+    console = [json.loads(line) for line in output.splitlines()]  # every line a JSON record
+    messages = [record["message"] for record in console]
+    assert any(m.startswith("SIGTERM: finishing running jobs") for m in messages), messages
+    assert any(m.startswith("worker stopped: 0 completed") for m in messages), messages
+    logged = [json.loads(line)["message"] for line in files(tmp_path)["combined.log"]]
+    assert logged == messages
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_worker_that_cannot_start_says_why_in_error_log(
+    database_url: str, tmp_path: Path, log_format: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("alter function public.mealworker_register_worker rename to gone")
+    env = {"DATABASE_URL": database_url, "LOG_FORMAT": log_format}
+    code, output = run_worker(env, tmp_path)
+    assert code == 1, output
+    (error,) = files(tmp_path)["error.log"]
+    assert "mealworker migrate" in error
+    if log_format == "json":
+        record = json.loads(error)
+        assert record["level"] == "critical"
+        assert record["message"].startswith("worker stopped: ")
+        assert all(json.loads(line) for line in output.splitlines())
+    else:
+        assert RECORD.match(error), error
+        assert error in output
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_stopped_while_waiting_for_its_database_says_so_in_the_files(
+    tmp_path: Path,
+) -> None:
+    env = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/nowhere", "LOG_FORMAT": "json"}
+    code, output = run_worker(env, tmp_path, until="database unavailable")
+    assert code == 0, output
+    records = [json.loads(line) for line in files(tmp_path)["combined.log"]]
+    assert records[-1]["message"] == "SIGTERM: exiting; no job is held"
+    assert all(json.loads(line) for line in output.splitlines())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from uuid import UUID
 
 import typer
@@ -13,8 +15,8 @@ from mealplan_cli.cli.app import (
     Planner,
     app,
     load_settings,
+    options,
     run_async,
-    run_checked,
     stderr,
     stdout,
 )
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from mealplan_cli.worker.claims import Claim
 
 log = logging.getLogger("mealworker.worker")
+
+T = TypeVar("T")
 
 
 @app.command()
@@ -69,16 +73,35 @@ def work(
 
     config = WorkerConfig.from_settings(settings, until_empty=until_empty)
     setup_logging(settings, worker_id=config.worker_id)
+    # From here on, what the worker has to say (a failure to start included) is a log record:
+    # in LOG_FORMAT, in combined.log, and in error.log when it failed.
     from mealplan_cli.db.connect import worker_database_notice
 
-    if notice := run_checked(ctx, lambda: worker_database_notice(settings)):
+    if notice := _logged(ctx, lambda: worker_database_notice(settings)):
         log.warning(notice)
-    report = run_async(ctx, _work(settings, config.until_empty, job_type))
-    typer.echo(  # plain, not rich: a worker under a supervisor never loads rich
-        f"worker stopped: {report.completed} completed, {report.failed} failed, "
-        f"{report.retried} retried, {report.released} released, {report.lost} lost",
-        err=True,
+    report = _logged(ctx, lambda: asyncio.run(_work(settings, config.until_empty, job_type)))
+    log.info(
+        "worker stopped: %d completed, %d failed, %d retried, %d released, %d lost",
+        report.completed,
+        report.failed,
+        report.retried,
+        report.released,
+        report.lost,
     )
+
+
+def _logged(ctx: typer.Context, action: Callable[[], T]) -> T:
+    """``action()``; a failure is logged (one record, its traceback folded in with ``--debug``
+    or when it is not ours) and exits 1, like ``run_checked`` but through the log."""
+    try:
+        return action()
+    except MealworkerError as error:
+        log.critical("worker stopped: %s", error, exc_info=error if options(ctx).debug else None)
+    except (KeyboardInterrupt, typer.Exit, typer.Abort):
+        raise
+    except Exception as error:  # a bug: its traceback, on one line, in the files too
+        log.critical("worker stopped by an unexpected error: %r", error, exc_info=error)
+    raise typer.Exit(1)
 
 
 async def _work(settings: Settings, until_empty: bool, job_types: list[str] | None) -> WorkerReport:

@@ -41,6 +41,13 @@ from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespa
 where n.nspname = 'public' and p.proname = %s
 """
 _UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03")
+_ANSWERED_STATES = ("40", "55P03")
+"""Deadlocks, serialization failures, locks not available: the database answered, about this
+write (psycopg counts them as operational errors). A caller decides whether to try again
+(``worker.refusals.may_pass``); retried blindly as an outage, a trigger raising one would be
+tried until the lease ran out."""
+_PRIVILEGE = re.compile(r"permission denied for [a-z ]+ ")
+"""The server's own privilege check (a missing grant), as opposed to a trigger's text."""
 
 
 _REASON_PREFIXES = re.compile(
@@ -149,7 +156,10 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 def _translate(error: psycopg.Error, function: str) -> DatabaseError:
     state = error.sqlstate or ""
     detail = error.diag.message_primary or str(error).strip().splitlines()[0]
-    if isinstance(error, psycopg.OperationalError) or state.startswith(_UNAVAILABLE_STATES):
+    unreachable = isinstance(error, psycopg.OperationalError) and not state.startswith(
+        _ANSWERED_STATES
+    )
+    if unreachable or state.startswith(_UNAVAILABLE_STATES):
         return DatabaseUnavailableError(f"database unavailable: {detail}", code=state or None)
     if state in ("42883", "42P01", "3F000"):
         return SchemaMissingError(
@@ -157,12 +167,24 @@ def _translate(error: psycopg.Error, function: str) -> DatabaseError:
             "run `mealworker migrate`",
             code=state,
         )
-    if state == "42501":
+    if state.startswith("28"):
         return DatabaseError(
-            f"{function}: permission denied ({detail}); connect as the database owner or "
-            "service_role",
+            f"{function}: authentication failed ({detail}); check the user and password in "
+            "DATABASE_URL",
             code=state,
         )
+    if (
+        state == "42501"
+        and _PRIVILEGE.match(detail)
+        and "at RAISE" not in (error.diag.context or "")
+    ):
+        return DatabaseError(
+            f"{function}: {detail}; the role in DATABASE_URL lacks a privilege: grant it, or "
+            "connect as the database owner or service_role",
+            code=state,
+        )
+    # Anything else is the database's own words: a trigger's refusal (whatever SQLSTATE it
+    # raised with, 42501 included) says nothing about the credentials.
     return DatabaseError(f"{function}: {detail}", code=state or None)
 
 

@@ -10,6 +10,7 @@ The client's own retries are off: a 503 or a dropped connection becomes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -24,6 +25,10 @@ from mealplan_cli.db.base import (
     SchemaMissingError,
 )
 from mealplan_cli.redact import SecretValue, mask_positions
+
+_PRIVILEGE = re.compile(r"permission denied for [a-z ]+ ")
+"""PostgreSQL's own privilege check (a missing grant), as opposed to a trigger's text: only
+then, or when the key itself is refused (a JWT error), may a message name the key."""
 
 REQUEST_TIMEOUT_SECONDS = 6.0
 """Well under the service role's 8 s statement timeout, so a slow call fails on our side."""
@@ -66,10 +71,16 @@ def _translate(error: Any, function: str, key: str) -> DatabaseError:
             "Supabase's SQL editor)",
             code=code,
         )
-    if code in ("PGRST301", "PGRST302", "PGRST303", "42501"):
+    if code in ("PGRST301", "PGRST302", "PGRST303") or code.startswith("28"):
         return DatabaseError(
             f"{text}; check SUPABASE_SERVICE_ROLE_KEY (it must be the service role key or an "
             "sb_secret_ key, not the anon key)",
+            code=code,
+        )
+    if code == "42501" and _PRIVILEGE.match(message):
+        return DatabaseError(
+            f"{text}; the key's role lacks a privilege: grant it to service_role, or use the "
+            "service role key (SUPABASE_SERVICE_ROLE_KEY) rather than the anon key",
             code=code,
         )
     if code.startswith(("08", "53", "57P")) or code in (

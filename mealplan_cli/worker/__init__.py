@@ -4,7 +4,8 @@
 this one are its collaborators, each small enough to test alone: ``claims`` (one record per
 claim), ``lifecycle`` (a job from claim to outcome), ``leases`` (lease keeping),
 ``completions`` (batched, blip-proof writes), ``time_limits`` (one timer per started batch),
-``sweeper`` (stale jobs), ``outage`` and ``heap`` (the garbage collector's settings).
+``sweeper`` (stale jobs), ``outage`` and ``refusals`` (a database that cannot be reached, or
+refuses writes) and ``heap`` (the garbage collector's settings).
 """
 
 from mealplan_cli.worker.config import WorkerConfig, default_worker_id, rss_bytes

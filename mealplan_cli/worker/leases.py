@@ -6,11 +6,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from mealplan_cli.errors import DatabaseUnavailableError
+from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, SchemaMissingError
 from mealplan_cli.queue import Queue
 from mealplan_cli.worker.claims import Claim, Claims, ClaimState
 from mealplan_cli.worker.config import WorkerConfig, rss_bytes
 from mealplan_cli.worker.outage import Outage
+from mealplan_cli.worker.refusals import Refusals, may_pass
 
 
 class LeaseKeeper:
@@ -25,6 +26,8 @@ class LeaseKeeper:
         outage: Outage,
         on_lost: Callable[[Claim, str], None],
         status: Callable[[], str] = lambda: "running",
+        *,
+        refusals: Refusals,
     ) -> None:
         self.queue = queue
         self.claims = claims
@@ -32,6 +35,7 @@ class LeaseKeeper:
         self.outage = outage
         self.on_lost = on_lost
         self.status = status
+        self.refusals = refusals
 
     async def run(self) -> None:
         while True:
@@ -52,7 +56,14 @@ class LeaseKeeper:
         except DatabaseUnavailableError as error:
             self.outage.failed(error)
             return
+        except SchemaMissingError:
+            raise
+        except DatabaseError as error:  # the leases run out; the worker goes on saying why
+            if not may_pass(error):  # a deadlock is tried again at the next beat
+                self.refusals.refused("extend the leases", error)
+            return
         self.outage.recovered()
+        self.refusals.accepted("extend the leases")
         reasons = {lease.job_id: lease.reason for lease in lost}
         for claim in held:
             reason = reasons.get(claim.job.id)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mealplan_cli.errors import DatabaseUnavailableError, JobFailed
+from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, JobFailed
 from mealplan_cli.job_handlers import HandlerRegistry, JobContext
 from mealplan_cli.metrics import WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Queue
@@ -31,6 +31,7 @@ from mealplan_cli.worker.completions import Completer
 from mealplan_cli.worker.config import WorkerConfig
 from mealplan_cli.worker.execute import execute, job_fields
 from mealplan_cli.worker.outage import Outage, retrying
+from mealplan_cli.worker.refusals import Refusals, describe, may_pass
 from mealplan_cli.worker.time_limits import BatchTimeLimit
 
 log = logging.getLogger("mealworker.worker")
@@ -55,6 +56,8 @@ class Lifecycle:
         metrics: WorkerMetrics,
         outage: Outage,
         on_slot_free: Callable[[], None] = lambda: None,
+        *,
+        refusals: Refusals,
     ) -> None:
         self.queue = queue
         self.handlers = handlers
@@ -65,7 +68,15 @@ class Lifecycle:
         self.on_slot_free = on_slot_free
         self.report = WorkerReport()
         self.claims = Claims()
-        self.completer = Completer(queue, outage, self._written, on_slot_free)
+        self.refusals = refusals
+        self.completer = Completer(
+            queue,
+            outage,
+            self._written,
+            on_slot_free,
+            refusals=refusals,
+            on_refused=self._result_refused,
+        )
 
     def start(self, job: ClaimedJob, on_progress: Callable[[Any], None] | None = None) -> Claim:
         return self.start_all([job], on_progress)[0]
@@ -181,6 +192,18 @@ class Lifecycle:
             )
         except DatabaseUnavailableError:
             outcome = None
+        except DatabaseError as refused:
+            self.report.lost += 1
+            log.error(
+                "job %s: the database refused to record its failure too (%s): %s; it returns "
+                "to the queue when its lease expires",
+                job.id,
+                error,
+                describe(refused),
+                extra=extra,
+            )
+            self.claims.settle(claim, "lost", f"{error}; recording it refused: {refused}")
+            return
         if outcome == "pending":
             self.report.retried += 1
             self.metrics.retried[job.job_type] += 1
@@ -196,13 +219,30 @@ class Lifecycle:
             log.warning("job %s: lease lost before its failure was recorded", job.id, extra=extra)
         self.claims.settle(claim, outcome or "lost", error)
 
-    def _written(self, claim: Claim, accepted: bool) -> None:
+    async def _result_refused(self, claim: Claim, error: DatabaseError) -> None:
+        """The database refused this job's result (its own row: the others were saved): the
+        job fails with the database's words, after its attempts if the error may pass."""
+        self.metrics.errors["DatabaseError"] += 1
+        message = f"the database refused to save the result: {describe(error)}"
+        await self._fail(claim, message, may_pass(error))
+
+    def _written(self, claim: Claim, accepted: bool, refused: str | None = None) -> None:
         if accepted:
             self.report.completed += 1
             self.metrics.done[claim.job.job_type] += 1
             self.claims.settle(claim, "completed")
             return
         self.report.lost += 1
+        if refused is not None:
+            log.warning(
+                "job %s: result not saved (%s); the job returns to the queue when its lease "
+                "expires",
+                claim.job.id,
+                refused,
+                extra=job_fields(claim.job),
+            )
+            self.claims.settle(claim, "lost", refused)
+            return
         log.warning(
             "job %s: lease lost, result dropped (another worker owns it)",
             claim.job.id,
@@ -222,6 +262,7 @@ class Lifecycle:
             assert claim.task is not None
             claim.task.cancel()
         await asyncio.gather(*(c.task for c in unfinished if c.task), return_exceptions=True)
+        self.completer.closing = True
         await self.completer.flush()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.lease_seconds):
@@ -239,6 +280,13 @@ class Lifecycle:
         except DatabaseUnavailableError:
             log.warning(
                 "could not release %d jobs: they return when their leases expire", len(held)
+            )
+            return
+        except DatabaseError as refused:
+            log.warning(
+                "could not release %d jobs (%s): they return when their leases expire",
+                len(held),
+                describe(refused),
             )
             return
         for claim in held:

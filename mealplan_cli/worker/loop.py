@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, overload
 
 from mealplan_cli import __version__
-from mealplan_cli.errors import DatabaseUnavailableError
+from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, SchemaMissingError
 from mealplan_cli.job_handlers import HandlerRegistry
 from mealplan_cli.metrics import Health, WorkerMetrics
 from mealplan_cli.queue import ClaimedJob, Queue
@@ -31,6 +31,7 @@ from mealplan_cli.worker.heap import settle_garbage_collector
 from mealplan_cli.worker.leases import LeaseKeeper
 from mealplan_cli.worker.lifecycle import Lifecycle, WorkerReport
 from mealplan_cli.worker.outage import Outage, retrying
+from mealplan_cli.worker.refusals import Refusals, describe, may_pass
 from mealplan_cli.worker.sweeper import Sweeper
 
 log = logging.getLogger("mealworker.worker")
@@ -90,8 +91,16 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.health = Health(stale_after=max(3 * config.poll_interval, config.lease_seconds))
         self.outage = Outage(self.metrics, self.health)
+        self.refusals = Refusals(self.health)
         self.lifecycle = Lifecycle(
-            queue, handlers, config, resources, self.metrics, self.outage, self._slot_freed
+            queue,
+            handlers,
+            config,
+            resources,
+            self.metrics,
+            self.outage,
+            self._slot_freed,
+            refusals=self.refusals,
         )
         self.metrics.active_jobs = lambda: self.lifecycle.claims.running
         self.leases = LeaseKeeper(
@@ -101,6 +110,7 @@ class Worker:
             self.outage,
             self.lifecycle.lease_lost,
             lambda: "draining" if self.stopping else "running",
+            refusals=self.refusals,
         )
         self.sweeper = Sweeper(queue, config.sweep_interval, self.outage, self._wake_up)
         self._wake = asyncio.Event()
@@ -188,6 +198,10 @@ class Worker:
             await self._call(lambda: self.queue.stop_worker(config.worker_id), until=5.0)
         except DatabaseUnavailableError:
             log.warning("could not mark worker %s stopped: database unavailable", config.worker_id)
+        except SchemaMissingError:
+            raise
+        except DatabaseError as error:
+            log.warning("could not mark worker %s stopped: %s", config.worker_id, error)
         return self.report
 
     async def run_claimed(
@@ -227,6 +241,10 @@ class Worker:
         lifecycle = self.lifecycle
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            if self.refusals.systemic:
+                await self._refused_pause()
+                if self.stopping or (self.refusals.systemic and self.lifecycle.completer.busy):
+                    continue  # the completer's retries of its batch tell when writes pass
             self._wake.clear()  # before claiming: a wake-up during the claim is not lost
             free = self._free_slots()
             if free > 0:
@@ -237,6 +255,16 @@ class Worker:
                     if self._stopping.is_set():
                         return
                     raise
+                except SchemaMissingError:
+                    raise
+                except DatabaseError as error:
+                    if may_pass(error):  # a deadlock, say: claim again after the poll delay
+                        log.warning("claim failed, trying again: %s", describe(error))
+                        await asyncio.sleep(self._poll_delay())
+                    else:
+                        self.refusals.refused("claim jobs", error)
+                    continue
+                self.refusals.accepted("claim jobs")
                 self._maybe_more = len(jobs) == wanted
                 if self._maybe_more and self._free_slots() > len(jobs) and not self.stopping:
                     # More are waiting and slots are left for them (counted now: the last
@@ -255,6 +283,18 @@ class Worker:
             with contextlib.suppress(TimeoutError):  # not wait_for: no task per wait
                 async with asyncio.timeout(self._poll_delay()):
                     await self._wake.wait()
+
+    async def _refused_pause(self) -> None:
+        """While the database refuses writes: wait for one to go through, for a stop, or for
+        the time of the next try (backoff)."""
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        accepted = asyncio.ensure_future(self.refusals.wait_accepted())
+        await asyncio.wait(
+            {stopped, accepted}, timeout=self.refusals.next_retry(), return_when="FIRST_COMPLETED"
+        )
+        for waiter in (stopped, accepted):
+            waiter.cancel()
+        await asyncio.gather(stopped, accepted, return_exceptions=True)
 
     def _free_slots(self) -> int:
         """Slots neither running a handler nor kept for a claimed batch not started yet."""

@@ -7,9 +7,10 @@ import logging
 import random
 from collections.abc import Callable
 
-from mealplan_cli.errors import DatabaseUnavailableError
+from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, SchemaMissingError
 from mealplan_cli.queue import Queue
 from mealplan_cli.worker.outage import Outage
+from mealplan_cli.worker.refusals import describe
 
 log = logging.getLogger("mealworker.worker")
 
@@ -33,6 +34,11 @@ class Sweeper:
             requeued = await self.queue.requeue_stale()
         except DatabaseUnavailableError as error:
             self.outage.failed(error)
+            return 0
+        except SchemaMissingError:
+            raise
+        except DatabaseError as error:  # one stale job's plan refused, say: the next sweep
+            log.error("could not requeue jobs whose lease expired: %s", describe(error))
             return 0
         self.outage.recovered()
         if requeued:
