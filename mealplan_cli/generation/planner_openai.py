@@ -21,6 +21,7 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from mealplan_cli.errors import AnswerTruncatedError, AnswerUnparseableError, PlanRejectedError
+from mealplan_cli.generation.budget import CallBudget
 from mealplan_cli.generation.models import RejectedMeal, ScaledMeal
 from mealplan_cli.generation.openai_calls import StructuredCalls, Tally
 from mealplan_cli.generation.planner import (
@@ -79,6 +80,7 @@ class OpenAIPlanner:
         max_attempts: int = 4,
         price: Price | None = None,
         day_one_by_meals: bool = True,
+        budget: CallBudget | None = None,
     ) -> None:
         """``day_one_by_meals=False`` waits for the outline of every day before writing any,
         day 1 included, in one call per day: the earlier schedule, kept so the latency
@@ -89,7 +91,7 @@ class OpenAIPlanner:
         self.max_attempts = max_attempts
         self.price = price_for(model, price)
         self.day_one_by_meals = day_one_by_meals
-        self.calls = StructuredCalls(client, model, max_attempts, self.price)
+        self.calls = StructuredCalls(client, model, max_attempts, self.price, budget)
 
     async def plan(
         self,

@@ -14,6 +14,7 @@ from mealplan_cli.errors import ConfigurationError
 # services open: a worker that only runs ping or custom jobs never pays for them (start-up
 # time and idle memory).
 if TYPE_CHECKING:
+    from mealplan_cli.generation.budget import CallBudget
     from mealplan_cli.generation.images import ImageCache, UnsplashPhotos
     from mealplan_cli.generation.planner import (
         DayCallback,
@@ -85,14 +86,20 @@ def _price_override(settings: Settings) -> Price | None:
 
 @asynccontextmanager
 async def generation_services(
-    settings: Settings, *, seed: int | None = None, image_cache: ImageCache | None = None
+    settings: Settings,
+    *,
+    seed: int | None = None,
+    image_cache: ImageCache | None = None,
+    budget: CallBudget | None = None,
 ) -> AsyncIterator[GenerationServices]:
-    """Open the planner's and photos' clients; everything is closed on exit."""
+    """Open the planner's and photos' clients; everything is closed on exit. ``budget`` is
+    what OpenAI calls are charged against (the runtime's is shared through the database);
+    without one each call meets the rate limit alone."""
     choice = choose_planner(settings)
     async with AsyncExitStack() as stack:
         planner: Planner
         if choice is PlannerChoice.openai:
-            planner = await stack.enter_async_context(_openai_planner(settings))
+            planner = await stack.enter_async_context(_openai_planner(settings, budget))
             where = settings.openai_base_url or "api.openai.com"
             planner_text = f"openai ({settings.openai_model} at {where})"
         else:
@@ -122,7 +129,7 @@ async def generation_services(
 
 
 @asynccontextmanager
-async def _openai_planner(settings: Settings) -> AsyncIterator[Planner]:
+async def _openai_planner(settings: Settings, budget: CallBudget | None) -> AsyncIterator[Planner]:
     # Imported here: the SDK is a third of an idle worker's memory, and the offline planner
     # never needs it.
     from openai import AsyncOpenAI
@@ -143,6 +150,7 @@ async def _openai_planner(settings: Settings) -> AsyncIterator[Planner]:
             concurrency=settings.openai_concurrency,
             max_attempts=settings.openai_max_attempts,
             price=_price_override(settings),
+            budget=budget,
         )
     finally:
         await client.close()
