@@ -48,6 +48,9 @@ from mealplan_cli.generation.pricing import Price, cost_usd
 
 T = TypeVar("T", bound=BaseModel)
 
+Measure = Callable[[int, bool], None]
+"""Told each answer's completion tokens and whether it was cut off (to size the next ones)."""
+
 MAX_RATE_LIMITED = 50
 """429s one call may meet under a shared budget before it gives up: each waits for the
 budget to refill, so this many means the limit is far below what the budget believes."""
@@ -78,7 +81,14 @@ class StructuredCalls:
         self.price = price
         self.budget: CallBudget = budget or NoBudget()
 
-    async def parse(self, schema: type[T], prompt: str, tally: Tally, max_tokens: int) -> T:
+    async def parse(
+        self,
+        schema: type[T],
+        prompt: str,
+        tally: Tally,
+        max_tokens: int,
+        measure: Measure | None = None,
+    ) -> T:
         """One structured-output call, transport failures retried, errors made plain.
 
         Once a call has failed the plan, a call that was waiting for its turn is not sent: it
@@ -86,13 +96,19 @@ class StructuredCalls:
         if tally.failed:
             raise asyncio.CancelledError()
         try:
-            return await self._parse_once(schema, prompt, tally, max_tokens)
+            return await self._parse_once(schema, prompt, tally, max_tokens, measure)
         except (ProviderRejectedError, ProviderUnavailableError):
             tally.failed = True
             raise
 
-    async def _parse_once(self, schema: type[T], prompt: str, tally: Tally, max_tokens: int) -> T:
-
+    async def _parse_once(
+        self,
+        schema: type[T],
+        prompt: str,
+        tally: Tally,
+        max_tokens: int,
+        measure: Measure | None,
+    ) -> T:
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": INSTRUCTIONS},
             {"role": "user", "content": prompt},
@@ -106,6 +122,8 @@ class StructuredCalls:
             completion = await self._with_retries(call)
         except openai.LengthFinishReasonError as error:
             self._count(tally, error.completion.usage)
+            if measure is not None and error.completion.usage is not None:
+                measure(error.completion.usage.completion_tokens, True)
             raise AnswerTruncatedError() from None
         except openai.ContentFilterFinishReasonError:
             raise ProviderRejectedError(
@@ -114,6 +132,8 @@ class StructuredCalls:
         except pydantic.ValidationError as error:
             raise AnswerUnparseableError(first_error(error)) from None
         self._count(tally, completion.usage)
+        if measure is not None and completion.usage is not None:
+            measure(completion.usage.completion_tokens, False)
         message = completion.choices[0].message
         if message.refusal:
             raise ProviderRejectedError(

@@ -6,6 +6,11 @@ takes about one day's time and lets each day be validated, and regenerated with 
 reasons, on its own. Day 1 does not wait for the outline: its meals are written one call each
 while the outline is, so the app can show it after about one meal's generation time.
 
+Each call reserves the completion tokens its answer is expected to need (``completion_sizes``:
+sized per meal from the answers measured, not a blanket cap, since OpenAI charges the
+reservation against the rate limit); a call cut off for length is the only one asked again with
+a larger reservation.
+
 Retries live in two layers that never multiply: tenacity retries *transport* failures (429 but
 not ``insufficient_quota``, 5xx, connection errors, timeouts; the SDK's own retries are off),
 honouring Retry-After; the planner regenerates *content* the validator refused, at most twice
@@ -22,8 +27,9 @@ from openai import AsyncOpenAI
 
 from mealplan_cli.errors import AnswerTruncatedError, AnswerUnparseableError, PlanRejectedError
 from mealplan_cli.generation.budget import CallBudget
+from mealplan_cli.generation.completion_sizes import MEALS, OUTLINE, CompletionSizes, Kind
 from mealplan_cli.generation.models import RejectedMeal, ScaledMeal
-from mealplan_cli.generation.openai_calls import StructuredCalls, Tally
+from mealplan_cli.generation.openai_calls import Measure, StructuredCalls, Tally
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -54,9 +60,6 @@ from mealplan_cli.generation.pricing import Price, price_for
 from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 from mealplan_cli.generation.vocabulary import Slot
-
-DAY_MAX_COMPLETION_TOKENS = 8000
-MEAL_MAX_COMPLETION_TOKENS = 4000
 
 
 @dataclass
@@ -92,6 +95,7 @@ class OpenAIPlanner:
         self.price = price_for(model, price)
         self.day_one_by_meals = day_one_by_meals
         self.calls = StructuredCalls(client, model, max_attempts, self.price, budget)
+        self.sizes = CompletionSizes(model)
 
     async def plan(
         self,
@@ -183,10 +187,20 @@ class OpenAIPlanner:
 
     async def _outline(self, request: MealPlanRequest, first: int, tally: Tally) -> PlanOutline:
         prompt = outline_prompt(request, first_day=first)
+        items = (request.days - first + 1) * len(request.meals)
+        cut = 0
         for _ in range(REGENERATIONS + 1):
             try:
-                return await self.calls.parse(PlanOutline, prompt, tally, max_tokens=4000)
-            except (AnswerTruncatedError, AnswerUnparseableError):
+                return await self.calls.parse(
+                    PlanOutline,
+                    prompt,
+                    tally,
+                    self.sizes.reserve(OUTLINE, items, cut),
+                    self._measure(OUTLINE, items),
+                )
+            except AnswerTruncatedError:
+                cut += 1
+            except AnswerUnparseableError:
                 continue
         raise PlanRejectedError("the model could not produce a usable outline of the plan")
 
@@ -205,11 +219,20 @@ class OpenAIPlanner:
         rejected: list[RejectedMeal] = []
         problems = list(problems)
         compact = False
+        cut = 0
+        items = len(request.meals)
         for _ in range(REGENERATIONS + 1):
             prompt = day_prompt(request, day, outline, avoid, problems, compact, known)
             try:
-                answer = await self.calls.parse(schema, prompt, tally, DAY_MAX_COMPLETION_TOKENS)
+                answer = await self.calls.parse(
+                    schema,
+                    prompt,
+                    tally,
+                    self.sizes.reserve(MEALS, items, cut),
+                    self._measure(MEALS, items),
+                )
             except AnswerTruncatedError:
+                cut += 1
                 compact, problems = True, ["the answer was cut off for length"]
                 continue
             except AnswerUnparseableError as error:
@@ -256,6 +279,7 @@ class OpenAIPlanner:
         meals: dict[Slot, CheckedMeal] = {}
         problems: dict[Slot, list[str]] = {slot: [] for slot in request.meals}
         compact: set[Slot] = set()
+        cuts: list[Slot] = []
 
         async def one(slot: Slot) -> None:
             avoid = [c.meal.title for s, c in meals.items() if s is not slot]
@@ -263,9 +287,14 @@ class OpenAIPlanner:
             async with gate:
                 try:
                     answer = await self.calls.parse(
-                        schema, prompt, tally, MEAL_MAX_COMPLETION_TOKENS
+                        schema,
+                        prompt,
+                        tally,
+                        self.sizes.reserve(MEALS, 1, cuts.count(slot)),
+                        self._measure(MEALS, 1),
                     )
                 except AnswerTruncatedError:
+                    cuts.append(slot)
                     compact.add(slot)
                     problems[slot] = ["the answer was cut off for length"]
                     return
@@ -299,6 +328,12 @@ class OpenAIPlanner:
             meals.clear()
             problems = {slot: last for slot in request.meals}
         raise day_failed(day, last)
+
+    def _measure(self, kind: Kind, items: int) -> Measure:
+        def measure(completion_tokens: int, cut_off: bool) -> None:
+            self.sizes.observe(kind, items, completion_tokens, cut_off)
+
+        return measure
 
 
 async def _gather(tasks: Any) -> None:
