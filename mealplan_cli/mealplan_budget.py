@@ -150,3 +150,10 @@ class DatabaseBudget:
             await self.db.call(function, p_key=self.key, p_model=model, **params)
         except DatabaseUnavailableError as error:
             log.debug("%s not recorded: %s", function, error)
+
+
+async def budget_stats(db: Database) -> list[dict[str, object]]:
+    """Each budget as ``stats --json`` shows it: limits learned, today's charge, 429s, waits,
+    the share of the bucket free now."""
+    rows = await db.call("mealworker_budget_stats")
+    return [dict(row) for row in rows]

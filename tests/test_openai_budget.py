@@ -4,6 +4,7 @@ openai client, and a loopback OpenAI that enforces an organisation's limit as Op
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -338,3 +339,32 @@ def test_a_retried_job_does_not_write_the_saved_days_again(
     kept = {d["day"]: d["meals"] for d in plan["plan"]["days"]}
     for number, day in saved["days"].items():
         assert [m["title"] for m in kept[int(number)]] == [m["title"] for m in day["meals"]]
+
+
+def test_stats_json_shows_the_budget(env: dict[str, str], database_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from mealplan_cli.cli import app
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("select public.mealworker_budget_learn('key-x', 'm', 2000000, 5000)")
+        conn.execute("select * from public.mealworker_budget_take('key-x', 'm', 1000)")
+    result = CliRunner().invoke(app, ["stats", "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    [budget] = json.loads(result.stdout)["budget"]
+    assert budget["budget_key"] == "key-x"
+    assert budget["tokens_limit"] == 2_000_000
+    assert budget["tokens_charged"] == 1000
+    assert budget["refused"] == 0
+
+
+def test_metrics_count_tokens_charged_and_unforeseen_429s() -> None:
+    from mealplan_cli.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    metrics.handler_finished(
+        "generate_meal_plan", 1.0, {"input_tokens": 10, "charged_tokens": 900, "rate_limited": 2}
+    )
+    text = metrics.render()
+    assert 'mealworker_openai_tokens_total{kind="charged"} 900' in text
+    assert "mealworker_openai_rate_limited_total 2" in text
