@@ -133,6 +133,8 @@ class Settings:
     openai_budget_share: float = setting(1.0, gt=0, le=1)
     openai_tpm_limit: int | None = setting(None, ge=1)
     openai_rpm_limit: int | None = setting(None, ge=1)
+    openai_daily_token_cap: int | None = setting(None, ge=1)
+    openai_daily_cap_fallback: bool = False
 
     unsplash_access_key: SecretStr | None = None
     unsplash_api_url: str = "https://api.unsplash.com"

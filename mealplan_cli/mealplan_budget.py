@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mealplan_cli.db.base import Database
-from mealplan_cli.errors import DatabaseUnavailableError
+from mealplan_cli.errors import DatabaseUnavailableError, SpendCapReachedError
 from mealplan_cli.generation.budget import RateLimits
 
 if TYPE_CHECKING:
@@ -51,12 +51,14 @@ class DatabaseBudget:
         share: float = 1.0,
         tokens_cap: int | None = None,
         requests_cap: int | None = None,
+        daily_tokens_cap: int | None = None,
     ) -> None:
         self.db = db
         self.key = key
         self.share = share
         self.tokens_cap = tokens_cap
         self.requests_cap = requests_cap
+        self.daily_tokens_cap = daily_tokens_cap
         self._learned: dict[str, tuple[int | None, int | None]] = {}
         self.waited_seconds = 0.0
         self.refusals = 0
@@ -71,6 +73,7 @@ class DatabaseBudget:
             share=settings.openai_budget_share,
             tokens_cap=settings.openai_tpm_limit,
             requests_cap=settings.openai_rpm_limit,
+            daily_tokens_cap=settings.openai_daily_token_cap,
         )
 
     async def take(self, model: str, tokens: int) -> None:
@@ -86,12 +89,20 @@ class DatabaseBudget:
                     p_tokens_cap=self.tokens_cap,
                     p_requests_cap=self.requests_cap,
                     p_share=self.share,
+                    p_daily_tokens_cap=self.daily_tokens_cap,
                 )
             except DatabaseUnavailableError as error:
                 log.debug("budget not reachable, no call sent yet: %s", error)
                 await asyncio.sleep(OUTAGE_RETRY_SECONDS)
                 continue
             wait_ms, reserved = int(rows[0]["wait_ms"]), bool(rows[0]["reserved"])
+            if rows[0].get("reason") == "daily_cap":
+                hours = wait_ms / 3_600_000
+                raise SpendCapReachedError(
+                    f"the daily OpenAI cap of {self.daily_tokens_cap:,} tokens is spent; it "
+                    f"resets at 00:00 UTC, in {hours:.1f} h (raise OPENAI_DAILY_TOKEN_CAP, or "
+                    "set OPENAI_DAILY_CAP_FALLBACK=true to write plans offline meanwhile)"
+                )
             if wait_ms > 0:
                 try:
                     await asyncio.sleep(wait_ms / 1000)

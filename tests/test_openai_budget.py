@@ -368,3 +368,42 @@ def test_metrics_count_tokens_charged_and_unforeseen_429s() -> None:
     text = metrics.render()
     assert 'mealworker_openai_tokens_total{kind="charged"} 900' in text
     assert "mealworker_openai_rate_limited_total 2" in text
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["wait", "catalogue"])
+def test_the_daily_spend_cap_holds_and_says_why(
+    fake_openai: FakeOpenAI, database_url: str, fallback: bool
+) -> None:
+    settings = openai_settings(
+        fake_openai,
+        database_url=SecretStr(database_url),
+        openai_daily_token_cap=5_000,  # less than one call
+        openai_daily_cap_fallback=fallback,
+    )
+
+    async def main() -> Any:
+        async with open_runtime(settings) as rt:
+            enqueued = await MealPlans(rt.db).enqueue(MealPlanRequest(days=2))
+            await asyncio.wait_for(rt.run_worker(signals=None, until_empty=True), 60)
+            return enqueued
+
+    enqueued = asyncio.run(main())
+    assert fake_openai.requests == []  # nothing was sent past the cap
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        job = conn.execute(
+            "select status, last_error from public.background_jobs where id = %s",
+            (enqueued.job_id,),
+        ).fetchone()
+        plan = conn.execute(
+            "select status, plan from public.meal_plans where id = %s", (enqueued.meal_plan_id,)
+        ).fetchone()
+    assert job is not None
+    assert plan is not None
+    if fallback:
+        assert plan["status"] == "completed"
+        notes = plan["plan"]["metadata"]["validation"]["notes"]
+        assert any("offline catalogue" in n and "daily OpenAI cap" in n for n in notes)
+    else:
+        assert job["status"] == "pending"  # retried later, not failed
+        assert "daily OpenAI cap of 5,000 tokens is spent" in job["last_error"]
+        assert "OPENAI_DAILY_TOKEN_CAP" in job["last_error"]

@@ -21,11 +21,12 @@ if TYPE_CHECKING:
         Planner,
         PlannerResult,
         ProgressCallback,
+        ResumingPlanner,
     )
     from mealplan_cli.generation.planner_catalog import CatalogPlanner
     from mealplan_cli.generation.pricing import Price
     from mealplan_cli.generation.request import MealPlanRequest
-    from mealplan_cli.generation.validation import PlanValidator
+    from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 
 
 @dataclass
@@ -72,6 +73,45 @@ class LazyCatalogPlanner:
         if on_day is None:
             return await self._planner.plan(request, validator, on_progress)
         return await self._planner.plan(request, validator, on_progress, on_day)
+
+
+class CapFallbackPlanner:
+    """The OpenAI planner, and the offline catalogue when the daily OpenAI cap is spent (the
+    operator opted in with ``OPENAI_DAILY_CAP_FALLBACK``); the plan's notes say which wrote it."""
+
+    def __init__(self, planner: ResumingPlanner, fallback: Planner) -> None:
+        self.planner = planner
+        self.fallback = fallback
+        self.name = planner.name
+
+    async def plan(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback | None = None,
+    ) -> PlannerResult:
+        return await self.resume(request, validator, on_progress, on_day, {})
+
+    async def resume(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback | None,
+        done: dict[int, list[CheckedMeal]],
+    ) -> PlannerResult:
+        from mealplan_cli.errors import SpendCapReachedError
+        from mealplan_cli.generation.planner import no_day
+
+        try:
+            return await self.planner.resume(
+                request, validator, on_progress, on_day or no_day, done
+            )
+        except SpendCapReachedError as error:
+            result = await self.fallback.plan(request, validator, on_progress, on_day or no_day)
+            result.notes.append(f"written by the offline catalogue: {error}")
+            return result
 
 
 def _price_override(settings: Settings) -> Price | None:
@@ -144,7 +184,7 @@ async def _openai_planner(settings: Settings, budget: CallBudget | None) -> Asyn
         max_retries=0,
     )
     try:
-        yield OpenAIPlanner(
+        planner = OpenAIPlanner(
             client,
             settings.openai_model,
             concurrency=settings.openai_concurrency,
@@ -152,5 +192,9 @@ async def _openai_planner(settings: Settings, budget: CallBudget | None) -> Asyn
             price=_price_override(settings),
             budget=budget,
         )
+        if settings.openai_daily_cap_fallback:
+            yield CapFallbackPlanner(planner, LazyCatalogPlanner())
+        else:
+            yield planner
     finally:
         await client.close()

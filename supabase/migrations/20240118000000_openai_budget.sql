@@ -54,7 +54,9 @@ grant all on table public.openai_budgets to service_role;
 -- used alone when no headers were learned and as a ceiling when they were; p_share: the part of
 -- the limit this fleet may use (OPENAI_BUDGET_SHARE). Returns wait_ms (how long to wait before
 -- sending) and reserved: true when the charge is taken (send after wait_ms, do not ask again),
--- false when the caller must ask again after wait_ms (a probe is out, or a 429 blocks the key).
+-- false when the caller must ask again after wait_ms; reason says why not: 'probing' (a probe
+-- is out), 'rate_limited' (a 429 blocks the key) or 'daily_cap' (p_daily_tokens_cap, the
+-- operator's cap on tokens charged per UTC day, is reached: wait_ms runs to midnight UTC).
 create or replace function public.mealworker_budget_take(
   p_key text,
   p_model text,
@@ -62,9 +64,12 @@ create or replace function public.mealworker_budget_take(
   p_requests int default 1,
   p_tokens_cap bigint default null,
   p_requests_cap bigint default null,
-  p_share double precision default 1.0
+  p_share double precision default 1.0,
+  p_daily_tokens_cap bigint default null
 )
-returns table (wait_ms int, reserved boolean, tokens_limit bigint, requests_limit bigint)
+returns table (
+  wait_ms int, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text
+)
 language plpgsql
 volatile
 set search_path = ''
@@ -79,6 +84,7 @@ declare
   v_tokens_tat timestamptz;
   v_requests_tat timestamptz;
   v_ready timestamptz := v_now;
+  v_charged_today bigint;
 begin
   if p_tokens is null or p_tokens < 0 or p_requests is null or p_requests < 0 then
     raise exception 'mealworker_budget_take: a charge is a non-negative number of tokens and '
@@ -100,7 +106,17 @@ begin
   if b.blocked_until > v_now then
     return query select
       pg_catalog.ceil(extract(epoch from b.blocked_until - v_now) * 1000)::int, false,
-      b.tokens_limit, b.requests_limit;
+      b.tokens_limit, b.requests_limit, 'rate_limited'::text;
+    return;
+  end if;
+
+  -- The operator's daily cap (OPENAI_DAILY_TOKEN_CAP): nothing more until the next UTC day.
+  v_charged_today := case when b.day = v_today then b.tokens_charged else 0 end;
+  if p_daily_tokens_cap is not null and v_charged_today + p_tokens > p_daily_tokens_cap then
+    return query select
+      pg_catalog.ceil(extract(epoch from
+        ((v_today + 1)::timestamp at time zone 'utc') - v_now) * 1000)::int,
+      false, b.tokens_limit, b.requests_limit, 'daily_cap'::text;
     return;
   end if;
 
@@ -111,7 +127,7 @@ begin
   if v_tokens is null and v_requests is null and not b.no_limit_headers then
     -- Nothing known yet: one call goes and its answer's headers teach the limit.
     if b.probe_until is not null and b.probe_until > v_now then
-      return query select 200, false, b.tokens_limit, b.requests_limit;
+      return query select 200, false, b.tokens_limit, b.requests_limit, 'probing'::text;
       return;
     end if;
     update public.openai_budgets o set probe_until = v_now + interval '30 seconds'
@@ -143,7 +159,7 @@ begin
 
   return query select
     pg_catalog.ceil(extract(epoch from v_ready - v_now) * 1000)::int, true,
-    b.tokens_limit, b.requests_limit;
+    b.tokens_limit, b.requests_limit, null::text;
 end
 $$;
 
@@ -304,9 +320,9 @@ as $$
 $$;
 
 revoke all on function public.mealworker_budget_take(text, text, bigint, int, bigint, bigint,
-  double precision) from public, anon, authenticated;
+  double precision, bigint) from public, anon, authenticated;
 grant execute on function public.mealworker_budget_take(text, text, bigint, int, bigint, bigint,
-  double precision) to service_role;
+  double precision, bigint) to service_role;
 revoke all on function public.mealworker_budget_refund(text, text, bigint, int, bigint, bigint,
   double precision) from public, anon, authenticated;
 grant execute on function public.mealworker_budget_refund(text, text, bigint, int, bigint, bigint,
