@@ -85,7 +85,11 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
     request = parse_request(job.payload["request"])
     progress = ProgressWriter(context)
     plans = MealPlans(context.queue.db)
-    saved = saved_days(await plans.saved_days(job), job)
+    try:
+        saved = saved_days(await plans.saved_days(job), job)
+    except DatabaseError as error:  # resuming saves tokens; without it the plan is still made
+        log.info("job %s: saved days not read, all days written: %s", job.id, error)
+        saved = []
     days = DayWriter(plans, job, interval=PROGRESS_INTERVAL_SECONDS)
     try:
         plan = await generate_meal_plan(

@@ -378,7 +378,7 @@ def test_the_daily_spend_cap_holds_and_says_why(
     settings = openai_settings(
         fake_openai,
         database_url=SecretStr(database_url),
-        openai_daily_token_cap=5_000,  # less than one call
+        openai_daily_token_cap=500,  # less than any call
         openai_daily_cap_fallback=fallback,
     )
 
@@ -406,5 +406,5 @@ def test_the_daily_spend_cap_holds_and_says_why(
         assert any("offline catalogue" in n and "daily OpenAI cap" in n for n in notes)
     else:
         assert job["status"] == "pending"  # retried later, not failed
-        assert "daily OpenAI cap of 5,000 tokens is spent" in job["last_error"]
+        assert "daily OpenAI cap of 500 tokens is spent" in job["last_error"]
         assert "OPENAI_DAILY_TOKEN_CAP" in job["last_error"]
