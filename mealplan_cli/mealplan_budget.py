@@ -65,7 +65,7 @@ class DatabaseBudget:
 
     @classmethod
     def from_settings(cls, db: Database, settings: Settings) -> DatabaseBudget | None:
-        if settings.openai_api_key is None:
+        if settings.openai_api_key is None or not settings.openai_shared_budget:
             return None
         return cls(
             db,

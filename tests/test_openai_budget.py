@@ -408,3 +408,16 @@ def test_the_daily_spend_cap_holds_and_says_why(
         assert job["status"] == "pending"  # retried later, not failed
         assert "daily OpenAI cap of 500 tokens is spent" in job["last_error"]
         assert "OPENAI_DAILY_TOKEN_CAP" in job["last_error"]
+
+
+def test_the_shared_budget_can_be_turned_off(database_url: str) -> None:
+    on = openai_settings(FakeOpenAI(echo), database_url=SecretStr(database_url))
+    off = on.model_copy(update={"openai_shared_budget": False})
+
+    async def main() -> tuple[object, object]:
+        async with open_database(on) as db:
+            return DatabaseBudget.from_settings(db, on), DatabaseBudget.from_settings(db, off)
+
+    shared, alone = asyncio.run(main())
+    assert isinstance(shared, DatabaseBudget)
+    assert alone is None

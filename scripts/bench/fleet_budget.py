@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "LOG_LEVEL": "WARNING",
                 "LOG_FORMAT": "text",
                 "LOG_DIR": logs,
+                "OPENAI_SHARED_BUDGET": "false" if args.no_shared_budget else "true",
             }
         )
         command = [sys.executable, "-m", "mealplan_cli", "work"]
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "plans": args.plans,
         "days": args.days,
         "tpm_limit": args.tpm or None,
+        "shared_budget": not args.no_shared_budget,
         "plans_completed": completed,
         "plans_failed": found["statuses"].get("failed", 0),
         "timed_out": timed_out,
@@ -190,6 +192,11 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.3)
     parser.add_argument("--tokens-per-second", type=float, default=400.0)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--no-shared-budget",
+        action="store_true",
+        help="each worker meets the limit alone (OPENAI_SHARED_BUDGET=false), for comparison",
+    )
     print(json.dumps(run(parser.parse_args()), indent=2))
 
 
