@@ -411,7 +411,7 @@ def test_the_daily_spend_cap_holds_and_says_why(
 
 
 def test_the_shared_budget_can_be_turned_off(database_url: str) -> None:
-    on = openai_settings(FakeOpenAI(echo), database_url=SecretStr(database_url))
+    on = Settings(database_url=SecretStr(database_url), openai_api_key=SecretStr("sk-x"))
     off = on.model_copy(update={"openai_shared_budget": False})
 
     async def main() -> tuple[object, object]:
