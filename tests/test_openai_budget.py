@@ -421,3 +421,34 @@ def test_the_shared_budget_can_be_turned_off(database_url: str) -> None:
     shared, alone = asyncio.run(main())
     assert isinstance(shared, DatabaseBudget)
     assert alone is None
+
+
+def test_a_wait_cancelled_gives_its_reservation_back(database_url: str) -> None:
+    """A job cancelled while it waits for the budget (an operator's cancel, shutdown) must not
+    leave its tokens reserved for a call that is never sent."""
+
+    async def main() -> dict[str, Any]:
+        async with open_database(Settings(database_url=SecretStr(database_url))) as db:
+            budget = DatabaseBudget(db, "k")
+            await db.call(
+                "mealworker_budget_learn",
+                p_key="k",
+                p_model="m",
+                p_tokens_limit=60_000,
+                p_requests_limit=1000,
+            )
+            await budget.take("m", 60_000)  # the whole bucket: the next charge waits
+            waiting = asyncio.create_task(budget.take("m", 30_000))
+            for _ in range(200):  # until the second reservation is taken
+                [row] = await db.call("mealworker_budget_stats")
+                if row["requests_charged"] == 2:
+                    break
+                await asyncio.sleep(0.05)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            return await _take(db, 1000)
+
+    after = asyncio.run(main())
+    assert after["reserved"] is True
+    assert after["wait_ms"] < 5_000  # not behind the 30-second reservation given back
