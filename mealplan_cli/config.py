@@ -130,6 +130,12 @@ class Settings:
     openai_price_input_per_mtok: float | None = setting(None, ge=0)
     openai_price_cached_per_mtok: float | None = setting(None, ge=0)
     openai_price_output_per_mtok: float | None = setting(None, ge=0)
+    openai_shared_budget: bool = True
+    openai_budget_share: float = setting(1.0, gt=0, le=1)
+    openai_tpm_limit: int | None = setting(None, ge=1)
+    openai_rpm_limit: int | None = setting(None, ge=1)
+    openai_daily_token_cap: int | None = setting(None, ge=1)
+    openai_daily_cap_fallback: bool = False
 
     unsplash_access_key: SecretStr | None = None
     unsplash_api_url: str = "https://api.unsplash.com"

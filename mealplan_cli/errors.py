@@ -20,6 +20,7 @@
         ├── PhotosUnavailableError   Unsplash cannot be asked now (the plan goes on without)
         └── ProviderError            the LLM provider failed
             ├── ProviderUnavailableError   transient: rate limit, 5xx, timeout (retry later)
+            │   └── SpendCapReachedError   the operator's daily OpenAI cap is spent (retry later)
             └── ProviderRejectedError      permanent: bad key, quota, refusal (fix, then retry)
 
 ``retryable`` tells a caller (the worker) whether trying the same thing again later can succeed.
@@ -138,6 +139,11 @@ class ProviderUnavailableError(ProviderError):
     """A transient provider failure: rate limited, server error, timeout, connection lost."""
 
     retryable = True
+
+
+class SpendCapReachedError(ProviderUnavailableError):
+    """The operator's daily cap on OpenAI tokens (``OPENAI_DAILY_TOKEN_CAP``) is reached; the
+    message says when it resets and how to raise it."""
 
 
 class ProviderRejectedError(ProviderError):

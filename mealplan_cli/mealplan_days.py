@@ -63,6 +63,15 @@ class DayWriter:
             finally:
                 self._writing = False
 
+    async def flush(self) -> None:
+        """Write what is queued now (the job is failing: its days are kept for the retry)."""
+        task = self._task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
+        if self._pending:
+            self._written_at = float("-inf")
+            await self._drain()
+
     async def close(self) -> None:
         """Drop what is unwritten and wait for a write in flight, so none outlives the job."""
         self._pending.clear()

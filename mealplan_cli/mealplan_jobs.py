@@ -13,6 +13,7 @@ from typing import Any
 
 from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, InvalidRequestError
 from mealplan_cli.generation import generate_meal_plan
+from mealplan_cli.generation.models import Day
 from mealplan_cli.generation.planner import Progress
 from mealplan_cli.generation.request import parse_request
 from mealplan_cli.generation.services import GenerationServices
@@ -79,6 +80,17 @@ class ProgressWriter:
         await self._write()
 
 
+def saved_days(stored: dict[str, Any], job: ClaimedJob) -> list[Day]:
+    """The stored days that still read as days (the validator checks them next)."""
+    days = []
+    for number, value in sorted(stored.items()):
+        try:
+            days.append(Day.model_validate(value))
+        except ValueError:
+            log.info("job %s: saved day %s unreadable, written again", job.id, number)
+    return days
+
+
 async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[str, Any]:
     """Generate, validate and return the plan; the worker writes it when completing the job."""
     if "request" not in job.payload:
@@ -86,7 +98,13 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
     services: GenerationServices = context.resources
     request = parse_request(job.payload["request"])
     progress = ProgressWriter(context)
-    days = DayWriter(MealPlans(context.queue.db), job, interval=PROGRESS_INTERVAL_SECONDS)
+    plans = MealPlans(context.queue.db)
+    try:
+        saved = saved_days(await plans.saved_days(job), job)
+    except DatabaseError as error:  # resuming saves tokens; without it the plan is still made
+        log.info("job %s: saved days not read, all days written: %s", job.id, error)
+        saved = []
+    days = DayWriter(plans, job, interval=PROGRESS_INTERVAL_SECONDS)
     try:
         plan = await generate_meal_plan(
             request,
@@ -94,7 +112,11 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
             images=services.images,
             on_progress=progress.update,
             on_day=days.add,
+            saved_days=saved,
         )
+    except Exception:
+        await days.flush()  # what is validated is kept for the next attempt
+        raise
     finally:
         await days.close()
     await progress.flush()

@@ -97,6 +97,14 @@ class MealPlans:
         )
         return bool(written)
 
+    async def saved_days(self, job: ClaimedJob) -> dict[str, Any]:
+        """The days an earlier attempt saved for the job's meal plan (``{"<day>": day}``);
+        empty when there are none or the lease is no longer held."""
+        days = await self.db.value(
+            "mealworker_saved_days", p_job_id=job.id, p_lease_token=job.lease_token
+        )
+        return dict(days) if isinstance(days, dict) else {}
+
 
 class DatabaseImageCache:
     """The photo cache of the generation library, kept in ``image_cache``."""

@@ -73,6 +73,8 @@ class WorkerMetrics:
     pickup: Histogram = field(default_factory=lambda: Histogram(PICKUP_BUCKETS))
     openai_tokens: Counter[str] = field(default_factory=Counter)
     openai_cost_usd: float = 0.0
+    openai_rate_limited: int = 0
+    """429s met although the shared budget let the call go (each waited, none failed a job)."""
     database_errors: int = 0
     active_jobs: Callable[[], int] = lambda: 0
     photo_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)
@@ -88,10 +90,13 @@ class WorkerMetrics:
             histogram = self.processing[job_type] = Histogram(PROCESSING_BUCKETS)
         histogram.observe(seconds)
         if usage:
-            for direction in ("input", "output", "cached"):
+            for direction in ("input", "output", "cached", "charged"):
                 value = usage.get(f"{direction}_tokens")
                 if isinstance(value, int):
                     self.openai_tokens[direction] += value
+            refused = usage.get("rate_limited")
+            if isinstance(refused, int):
+                self.openai_rate_limited += refused
             cost = usage.get("cost_usd")
             if isinstance(cost, int | float):
                 self.openai_cost_usd += float(cost)
@@ -130,6 +135,9 @@ class WorkerMetrics:
             "# HELP mealworker_openai_cost_usd_total Estimated OpenAI cost.",
             "# TYPE mealworker_openai_cost_usd_total counter",
             f"mealworker_openai_cost_usd_total {self.openai_cost_usd:.6f}",
+            "# HELP mealworker_openai_rate_limited_total OpenAI 429s the budget did not foresee.",
+            "# TYPE mealworker_openai_rate_limited_total counter",
+            f"mealworker_openai_rate_limited_total {self.openai_rate_limited}",
             "# HELP mealworker_unsplash_requests_total Unsplash searches.",
             "# TYPE mealworker_unsplash_requests_total counter",
             f"mealworker_unsplash_requests_total {searches}",

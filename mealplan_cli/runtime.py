@@ -142,10 +142,15 @@ async def open_runtime(
         description = "no meal-plan services"
         if resources is None and MEAL_PLAN_JOB in handlers:
             from mealplan_cli.generation.services import generation_services
+            from mealplan_cli.mealplan_budget import DatabaseBudget
             from mealplan_cli.mealplans import DatabaseImageCache
 
             resources = await stack.enter_async_context(
-                generation_services(settings, image_cache=DatabaseImageCache(db))
+                generation_services(
+                    settings,
+                    image_cache=DatabaseImageCache(db),
+                    budget=DatabaseBudget.from_settings(db, settings),
+                )
             )
             description = resources.description
         yield Runtime(settings, db, Queue(db), handlers, resources, description)

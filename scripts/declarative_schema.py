@@ -53,6 +53,7 @@ MEAL_PLAN_FUNCTIONS = frozenset(
         "mealworker_request_problem",
         "mealworker_image_cache_get",
         "mealworker_image_cache_put",
+        "mealworker_saved_days",
     }
 )
 # The runner's ledger (``mealworker_private.migrations``) is made by ``migrate``, not by a file.
@@ -171,6 +172,8 @@ def file_for(entry: Entry) -> str:
         function = name.removeprefix("FUNCTION ").split("(")[0]
         if function in MEAL_PLAN_FUNCTIONS:
             return "40_meal_plan_functions.sql"
+        if function.startswith("mealworker_budget_"):
+            return "50_openai_budget_functions.sql"
         return "30_queue_functions.sql"
     if entry.kind == "SEQUENCE" or name.startswith("SEQUENCE "):
         return f"20_{re.sub(r'_id_seq$', '', name.removeprefix('SEQUENCE '))}.sql"

@@ -63,8 +63,26 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_events_since": {},
     "mealworker_image_cache_get": {"p_query": "dal"},
     "mealworker_image_cache_put": {"p_query": "dal", "p_photo": None},
+    "mealworker_budget_take": {"p_key": "k", "p_model": "m", "p_tokens": 1},
+    "mealworker_budget_refund": {"p_key": "k", "p_model": "m", "p_tokens": 1},
+    "mealworker_budget_learn": {
+        "p_key": "k",
+        "p_model": "m",
+        "p_tokens_limit": 1000,
+        "p_requests_limit": 10,
+    },
+    "mealworker_budget_refused": {"p_key": "k", "p_model": "m"},
+    "mealworker_budget_waited": {"p_key": "k", "p_model": "m", "p_ms": 1},
+    "mealworker_budget_stats": {},
 }
-TABLES = ("meal_plans", "background_jobs", "background_job_events", "workers", "image_cache")
+TABLES = (
+    "meal_plans",
+    "background_jobs",
+    "background_job_events",
+    "workers",
+    "image_cache",
+    "openai_budgets",
+)
 
 
 @pytest.fixture
@@ -178,14 +196,17 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("anon", "None", "background_job_events"): "denied",
         ("anon", "None", "workers"): "denied",
         ("anon", "None", "image_cache"): "denied",
+        ("anon", "None", "openai_budgets"): "denied",
         ("authenticated", str(ALICE), "meal_plans"): 1,
         ("authenticated", str(ALICE), "background_jobs"): "denied",
         ("authenticated", str(ALICE), "background_job_events"): "denied",
         ("authenticated", str(ALICE), "workers"): "denied",
         ("authenticated", str(ALICE), "image_cache"): "denied",
+        ("authenticated", str(ALICE), "openai_budgets"): "denied",
         ("service_role", "None", "meal_plans"): 2,
         ("service_role", "None", "background_jobs"): 2,
         ("service_role", "None", "background_job_events"): 2,
         ("service_role", "None", "workers"): 0,
         ("service_role", "None", "image_cache"): 0,
+        ("service_role", "None", "openai_budgets"): 0,
     }

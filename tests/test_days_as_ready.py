@@ -191,7 +191,7 @@ def test_days_must_be_keyed_by_day_number(database_url: str, days: Any) -> None:
         report(database_url, job_id, token, days)
 
 
-def test_days_are_cleared_when_the_plan_leaves_generating(database_url: str) -> None:
+def test_days_survive_a_retry_and_are_cleared_when_the_plan_ends(database_url: str) -> None:
     job_id, token, plan_id = claimed_meal_plan(database_url)
     assert report(database_url, job_id, token, {"1": {"v": "one"}})
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -200,7 +200,28 @@ def test_days_are_cleared_when_the_plan_leaves_generating(database_url: str) -> 
             (job_id, token),
         )
     row = plan_row(database_url, plan_id)
-    assert row["status"] == "pending"  # a retry starts with no days of the failed attempt
+    assert row["status"] == "pending"  # the retry resumes from the days already saved
+    assert row["days"] == {"1": {"v": "one"}}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("update public.background_jobs set run_at = now() where id = %s", (job_id,))
+        claimed = conn.execute(
+            "select lease_token from public.mealworker_claim_job(%s, 'w2')", (job_id,)
+        ).fetchone()
+        assert claimed is not None
+        saved = conn.execute(
+            "select public.mealworker_saved_days(%s, %s)", (job_id, claimed[0])
+        ).fetchone()
+        stale = conn.execute(
+            "select public.mealworker_saved_days(%s, %s)", (job_id, token)
+        ).fetchone()
+        conn.execute(
+            "select public.mealworker_fail_job(%s, %s::uuid, 'bad request', false)",
+            (job_id, claimed[0]),
+        )
+    assert saved == ({"1": {"v": "one"}},)
+    assert stale == (None,)  # a worker that lost the job reads nothing
+    row = plan_row(database_url, plan_id)
+    assert row["status"] == "failed"
     assert row["days"] is None
 
 

@@ -20,6 +20,7 @@ from mealplan_cli.errors import (
     ProviderUnavailableError,
 )
 from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
+from mealplan_cli.generation.completion_sizes import MEALS, CompletionSizes
 from mealplan_cli.generation.request import MealPlanRequest, parse_request
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI, Fault
@@ -148,6 +149,10 @@ def test_a_truncated_day_is_regenerated_compactly(fake_openai: FakeOpenAI) -> No
     retry_prompt = fake_openai.requests_for("DayPlan")[4].messages[-1]["content"]
     assert "write day 2 of 2 in full" in retry_prompt
     assert "cut off for length" in retry_prompt
+    cut, retried = (
+        r.body["max_completion_tokens"] for r in fake_openai.requests_for("DayPlan")[3:]
+    )
+    assert retried >= 2 * cut * 0.9  # only the call cut off, with a larger reservation
 
 
 def test_a_truncated_outline_is_asked_for_again(fake_openai: FakeOpenAI) -> None:
@@ -321,3 +326,27 @@ def test_an_openai_plan_off_the_macro_split_says_so_per_day(fake_openai: FakeOpe
     for day in result.days:
         off = max(abs(g - a) for g, a in zip(shares(day.totals), (60, 10, 30), strict=True))
         assert (off > 5) == (day.day in declined)
+
+
+def test_each_call_reserves_what_its_answer_needs_not_a_blanket_cap(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """OpenAI charges max_completion_tokens against the rate limit: a 7-day plan reserved
+    64,000 tokens when its answers used about 7,800."""
+    plan = plan_with(openai_settings(fake_openai), parse_request({"days": 7}))
+    assert len(plan.days) == 7
+    reserved = sum(r.body["max_completion_tokens"] for r in fake_openai.requests)
+    assert reserved < 20_000
+
+
+def test_reservations_follow_the_answers_and_double_when_cut_off() -> None:
+    sizes = CompletionSizes("gpt-4.1-mini")
+    first = sizes.reserve(MEALS, 3)
+    assert first == 3 * MEALS.start_per_item + MEALS.overhead
+    for _ in range(5):
+        sizes.observe(MEALS, 3, 1100, cut_off=False)
+    learned = sizes.reserve(MEALS, 3)
+    assert 1100 < learned < 1600
+    assert sizes.reserve(MEALS, 3, truncations=1) == 2 * learned
+    assert sizes.reserve(MEALS, 3, truncations=10) == MEALS.cap
+    assert CompletionSizes("gpt-5-mini").reserve(MEALS, 3) > first

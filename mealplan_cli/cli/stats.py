@@ -120,9 +120,9 @@ def stats(
     if watch:
         run_async(ctx, _watch(settings, interval), until_interrupted=True)
         return
-    health = run_async(ctx, _health(settings))
+    health, budgets = run_async(ctx, _health(settings))
     if as_json:
-        stdout.out(json.dumps(health.as_json(), default=str))
+        stdout.out(json.dumps({**health.as_json(), "budget": budgets}, default=str))
     else:
         stdout.print(health_view(health))
     crossed = [t for t in thresholds if t.crossed(health.metrics())]
@@ -136,11 +136,13 @@ def stats(
         raise typer.Exit(1)
 
 
-async def _health(settings: Settings) -> QueueHealth:
+async def _health(settings: Settings) -> tuple[QueueHealth, list[dict[str, Any]]]:
     from mealplan_cli.db.connect import open_database
+    from mealplan_cli.mealplan_budget import budget_stats
 
     async with open_database(settings) as db:
-        return QueueHealth(await Queue(db).stats(), settings.lease_seconds)
+        health = QueueHealth(await Queue(db).stats(), settings.lease_seconds)
+        return health, await budget_stats(db)
 
 
 async def _watch(settings: Settings, interval: float) -> None:

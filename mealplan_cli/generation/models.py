@@ -135,6 +135,11 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    charged_tokens: int = 0
+    """Counted against the rate limit when sent: each prompt's estimate plus its reserved
+    ``max_completion_tokens``, whatever the answers used (refused calls included)."""
+    rate_limited: int = 0
+    """Calls OpenAI refused with a 429 although the budget let them go."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -143,6 +148,8 @@ class Usage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
+            charged_tokens=self.charged_tokens + other.charged_tokens,
+            rate_limited=self.rate_limited + other.rate_limited,
         )
 
 

@@ -1,7 +1,12 @@
 """One structured-output call to OpenAI: transport retries, usage counted, errors made plain.
 
-Tenacity retries *transport* failures (429 but not ``insufficient_quota``, 5xx, connection
-errors, timeouts; the SDK's own retries are off), honouring Retry-After. An answer cut short or
+Every request is first charged to a ``CallBudget`` (its prompt estimate plus the reserved
+``max_completion_tokens``, what OpenAI's rate limiter counts), which waits while the fleet's
+budget is short; the limits are learned from each answer's headers. With a shared budget a 429
+is the budget's business: it is told, and the call asked for again, which spends no transport
+attempt. Tenacity retries the other *transport* failures (5xx, connection errors, timeouts, and
+429 when nothing is shared; never ``insufficient_quota``; the SDK's own retries are off),
+honouring Retry-After. An answer cut short or
 not matching the schema is raised as ``AnswerTruncatedError`` or ``AnswerUnparseableError``
 for the planner to ask again; a refusal or the content filter is the provider's rejection.
 """
@@ -25,6 +30,12 @@ from mealplan_cli.errors import (
     ProviderRejectedError,
     ProviderUnavailableError,
 )
+from mealplan_cli.generation.budget import (
+    CallBudget,
+    NoBudget,
+    RateLimits,
+    estimate_prompt_tokens,
+)
 from mealplan_cli.generation.models import Usage
 from mealplan_cli.generation.openai_errors import (
     first_error,
@@ -36,6 +47,13 @@ from mealplan_cli.generation.planner_prompts import INSTRUCTIONS
 from mealplan_cli.generation.pricing import Price, cost_usd
 
 T = TypeVar("T", bound=BaseModel)
+
+Measure = Callable[[int, bool], None]
+"""Told each answer's completion tokens and whether it was cut off (to size the next ones)."""
+
+MAX_RATE_LIMITED = 50
+"""429s one call may meet under a shared budget before it gives up: each waits for the
+budget to refill, so this many means the limit is far below what the budget believes."""
 
 
 @dataclass
@@ -50,14 +68,27 @@ class StructuredCalls:
     """Calls to one model with one client, each parsed into a pydantic schema."""
 
     def __init__(
-        self, client: AsyncOpenAI, model: str, max_attempts: int, price: Price | None
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        max_attempts: int,
+        price: Price | None,
+        budget: CallBudget | None = None,
     ) -> None:
         self.client = client
         self.model = model
         self.max_attempts = max_attempts
         self.price = price
+        self.budget: CallBudget = budget or NoBudget()
 
-    async def parse(self, schema: type[T], prompt: str, tally: Tally, max_tokens: int) -> T:
+    async def parse(
+        self,
+        schema: type[T],
+        prompt: str,
+        tally: Tally,
+        max_tokens: int,
+        measure: Measure | None = None,
+    ) -> T:
         """One structured-output call, transport failures retried, errors made plain.
 
         Once a call has failed the plan, a call that was waiting for its turn is not sent: it
@@ -65,28 +96,34 @@ class StructuredCalls:
         if tally.failed:
             raise asyncio.CancelledError()
         try:
-            return await self._parse_once(schema, prompt, tally, max_tokens)
+            return await self._parse_once(schema, prompt, tally, max_tokens, measure)
         except (ProviderRejectedError, ProviderUnavailableError):
             tally.failed = True
             raise
 
-    async def _parse_once(self, schema: type[T], prompt: str, tally: Tally, max_tokens: int) -> T:
+    async def _parse_once(
+        self,
+        schema: type[T],
+        prompt: str,
+        tally: Tally,
+        max_tokens: int,
+        measure: Measure | None,
+    ) -> T:
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": INSTRUCTIONS},
+            {"role": "user", "content": prompt},
+        ]
+        charge = estimate_prompt_tokens(messages, schema) + max_tokens
 
         async def call() -> Any:
-            return await self.client.chat.completions.parse(
-                model=self.model,
-                messages=[
-                    {"role": "system", "content": INSTRUCTIONS},
-                    {"role": "user", "content": prompt},
-                ],
-                response_format=schema,
-                max_completion_tokens=max_tokens,
-            )
+            return await self._send(messages, schema, max_tokens, charge, tally)
 
         try:
             completion = await self._with_retries(call)
         except openai.LengthFinishReasonError as error:
             self._count(tally, error.completion.usage)
+            if measure is not None and error.completion.usage is not None:
+                measure(error.completion.usage.completion_tokens, True)
             raise AnswerTruncatedError() from None
         except openai.ContentFilterFinishReasonError:
             raise ProviderRejectedError(
@@ -95,6 +132,8 @@ class StructuredCalls:
         except pydantic.ValidationError as error:
             raise AnswerUnparseableError(first_error(error)) from None
         self._count(tally, completion.usage)
+        if measure is not None and completion.usage is not None:
+            measure(completion.usage.completion_tokens, False)
         message = completion.choices[0].message
         if message.refusal:
             raise ProviderRejectedError(
@@ -105,6 +144,43 @@ class StructuredCalls:
             raise AnswerUnparseableError("the answer was empty")
         parsed: T = message.parsed
         return parsed
+
+    async def _send(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[T],
+        max_tokens: int,
+        charge: int,
+        tally: Tally,
+    ) -> Any:
+        """Take the charge from the budget, send, learn the limits from the answer's headers.
+
+        A 429 under a shared budget empties it (for every worker) and the call waits its turn
+        again: a rate-limit wait is not a failure and costs no transport attempt."""
+        refused = 0
+        while True:
+            await self.budget.take(self.model, charge)
+            tally.usage = tally.usage + Usage(charged_tokens=charge)
+            try:
+                raw = await self.client.chat.completions.with_raw_response.parse(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    response_format=schema,
+                    max_completion_tokens=max_tokens,
+                )
+            except openai.RateLimitError as error:
+                if not self.budget.shared or error.code == "insufficient_quota":
+                    raise
+                tally.usage = tally.usage + Usage(rate_limited=1)
+                refused += 1
+                if refused >= MAX_RATE_LIMITED:
+                    raise
+                limits = RateLimits.from_headers(error.response.headers)
+                await self.budget.learn(self.model, limits)  # a 429 tells the limit too
+                await self.budget.refused(self.model, limits)
+                continue
+            await self.budget.learn(self.model, RateLimits.from_headers(raw.headers))
+            return raw.parse()
 
     async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
         try:

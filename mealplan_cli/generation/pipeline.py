@@ -23,8 +23,15 @@ from mealplan_cli.generation.models import (
     ValidationReport,
 )
 from mealplan_cli.generation.plan_report import cuisine_report, macro_declines
-from mealplan_cli.generation.planner import Planner, Progress, ProgressCallback, no_progress
+from mealplan_cli.generation.planner import (
+    Planner,
+    Progress,
+    ProgressCallback,
+    ResumingPlanner,
+    no_progress,
+)
 from mealplan_cli.generation.request import MealPlanRequest
+from mealplan_cli.generation.resume import recheck_days
 from mealplan_cli.generation.shopping import shopping_list
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 
@@ -40,11 +47,14 @@ async def generate_meal_plan(
     on_progress: ProgressCallback = no_progress,
     table: FoodTable | None = None,
     on_day: Callable[[Day], None] | None = None,
+    saved_days: Iterable[Day] = (),
 ) -> MealPlan:
     """Plan, validate, illustrate and total a meal plan; raises a ``GenerationError``.
 
     ``on_day`` is told each day as soon as the planner has validated it (as the finished plan
     will show it, less its photos), so a caller can publish day 1 before the week is done.
+    ``saved_days`` are days an earlier attempt told: those that pass the validator again are
+    kept by a planner that can resume, and not paid for twice.
     """
     started = time.monotonic()
     table = table or default_table()
@@ -55,7 +65,12 @@ async def generate_meal_plan(
             on_day(_day(request, number, meals))
 
     precheck(request, validator, planner.name)
-    result = await planner.plan(request, validator, on_progress, day_ready)
+    done = recheck_days(validator, saved_days) if isinstance(planner, ResumingPlanner) else {}
+    if done:
+        assert isinstance(planner, ResumingPlanner)
+        result = await planner.resume(request, validator, on_progress, day_ready, done)
+    else:
+        result = await planner.plan(request, validator, on_progress, day_ready)
     days = [_day(request, number, meals) for number, meals in enumerate(result.days, start=1)]
     photos_note = NO_PHOTOS
     if images is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mealplan_cli.generation.models import RejectedMeal, ScaledMeal, Usage
 from mealplan_cli.generation.request import MealPlanRequest
@@ -63,4 +63,21 @@ class Planner(Protocol):
         """Days of validated meals for ``request``; raises a ``GenerationError`` when it cannot.
 
         A planner that takes noticeable time per day calls ``on_day`` as each one is ready."""
+        ...
+
+
+@runtime_checkable
+class ResumingPlanner(Planner, Protocol):
+    """A planner that can take up a plan where an earlier attempt left it."""
+
+    async def resume(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback,
+        done: dict[int, list[CheckedMeal]],
+    ) -> PlannerResult:
+        """As ``plan``, but the days in ``done`` (validated already) are kept, not written
+        again; only the others cost calls."""
         ...

@@ -6,6 +6,11 @@ takes about one day's time and lets each day be validated, and regenerated with 
 reasons, on its own. Day 1 does not wait for the outline: its meals are written one call each
 while the outline is, so the app can show it after about one meal's generation time.
 
+Each call reserves the completion tokens its answer is expected to need (``completion_sizes``:
+sized per meal from the answers measured, not a blanket cap, since OpenAI charges the
+reservation against the rate limit); a call cut off for length is the only one asked again with
+a larger reservation.
+
 Retries live in two layers that never multiply: tenacity retries *transport* failures (429 but
 not ``insufficient_quota``, 5xx, connection errors, timeouts; the SDK's own retries are off),
 honouring Retry-After; the planner regenerates *content* the validator refused, at most twice
@@ -21,8 +26,10 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from mealplan_cli.errors import AnswerTruncatedError, AnswerUnparseableError, PlanRejectedError
+from mealplan_cli.generation.budget import CallBudget
+from mealplan_cli.generation.completion_sizes import MEALS, OUTLINE, CompletionSizes, Kind
 from mealplan_cli.generation.models import RejectedMeal, ScaledMeal
-from mealplan_cli.generation.openai_calls import StructuredCalls, Tally
+from mealplan_cli.generation.openai_calls import Measure, StructuredCalls, Tally
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -54,9 +61,6 @@ from mealplan_cli.generation.request import MealPlanRequest
 from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 from mealplan_cli.generation.vocabulary import Slot
 
-DAY_MAX_COMPLETION_TOKENS = 8000
-MEAL_MAX_COMPLETION_TOKENS = 4000
-
 
 @dataclass
 class _Written:
@@ -79,6 +83,7 @@ class OpenAIPlanner:
         max_attempts: int = 4,
         price: Price | None = None,
         day_one_by_meals: bool = True,
+        budget: CallBudget | None = None,
     ) -> None:
         """``day_one_by_meals=False`` waits for the outline of every day before writing any,
         day 1 included, in one call per day: the earlier schedule, kept so the latency
@@ -89,7 +94,8 @@ class OpenAIPlanner:
         self.max_attempts = max_attempts
         self.price = price_for(model, price)
         self.day_one_by_meals = day_one_by_meals
-        self.calls = StructuredCalls(client, model, max_attempts, self.price)
+        self.calls = StructuredCalls(client, model, max_attempts, self.price, budget)
+        self.sizes = CompletionSizes(model)
 
     async def plan(
         self,
@@ -98,7 +104,18 @@ class OpenAIPlanner:
         on_progress: ProgressCallback,
         on_day: DayCallback = no_day,
     ) -> PlannerResult:
-        """Day 1 meal by meal alongside the outline of the other days, then those days.
+        """Day 1 meal by meal alongside the outline of the other days, then those days."""
+        return await self.resume(request, validator, on_progress, on_day, {})
+
+    async def resume(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback,
+        done: dict[int, list[CheckedMeal]],
+    ) -> PlannerResult:
+        """The plan, the days in ``done`` kept as they are (an earlier attempt's, checked).
 
         Day 1 waits for nothing: its meals are written one call each, in parallel with the
         outline, so it is validated and told to ``on_day`` after about one meal's generation
@@ -116,12 +133,13 @@ class OpenAIPlanner:
         first = 2 if self.day_one_by_meals else 1  # the first day the outline covers
         gate = asyncio.Semaphore(self.concurrency)
         by_day: dict[int, OutlineDay] = {}
-        titles: dict[int, list[str]] = {}
-        days: dict[int, list[CheckedMeal]] = {}
-        done = 0
+        titles = {day: [c.meal.title for c in meals] for day, meals in done.items()}
+        days: dict[int, list[CheckedMeal]] = dict(done)
+        ready = len(days)
+        missing = [day for day in range(first, request.days + 1) if day not in days]
 
         def publish(day: int, written: _Written) -> None:
-            nonlocal done
+            nonlocal ready
             first_time = day not in days
             days[day] = written.meals
             titles[day] = [c.meal.title for c in written.meals]
@@ -129,14 +147,14 @@ class OpenAIPlanner:
             result.scaled += written.scaled
             result.rejected += written.rejected
             if first_time:
-                done += 1
-                on_progress(Progress("day", done, request.days, f"day {day} ready"))
+                ready += 1
+                on_progress(Progress("day", ready, request.days, f"day {day} ready"))
 
         async def day_one() -> None:
             publish(1, await self._day_by_meals(request, validator, schema, 1, gate, tally))
 
         async def outline() -> None:
-            if request.days < first:
+            if not missing:
                 return
             on_progress(Progress("outline", 0, 1, "outlining the plan"))
             async with gate:
@@ -162,9 +180,12 @@ class OpenAIPlanner:
                 )
             publish(day, written)
 
-        on_progress(Progress("day", 0, request.days, "writing days"))
-        await _gather([day_one(), outline()] if self.day_one_by_meals else [outline()])
-        await _gather(one_day(day, []) for day in range(first, request.days + 1))
+        on_progress(Progress("day", ready, request.days, "writing days"))
+        first_steps = [outline()]
+        if self.day_one_by_meals and 1 not in days:
+            first_steps.append(day_one())
+        await _gather(first_steps)
+        await _gather(one_day(day, []) for day in missing)
         for _ in range(REGENERATIONS):
             clashes = variety_clashes(days)
             if not clashes:
@@ -181,10 +202,20 @@ class OpenAIPlanner:
 
     async def _outline(self, request: MealPlanRequest, first: int, tally: Tally) -> PlanOutline:
         prompt = outline_prompt(request, first_day=first)
+        items = (request.days - first + 1) * len(request.meals)
+        cut = 0
         for _ in range(REGENERATIONS + 1):
             try:
-                return await self.calls.parse(PlanOutline, prompt, tally, max_tokens=4000)
-            except (AnswerTruncatedError, AnswerUnparseableError):
+                return await self.calls.parse(
+                    PlanOutline,
+                    prompt,
+                    tally,
+                    self.sizes.reserve(OUTLINE, items, cut),
+                    self._measure(OUTLINE, items),
+                )
+            except AnswerTruncatedError:
+                cut += 1
+            except AnswerUnparseableError:
                 continue
         raise PlanRejectedError("the model could not produce a usable outline of the plan")
 
@@ -203,11 +234,20 @@ class OpenAIPlanner:
         rejected: list[RejectedMeal] = []
         problems = list(problems)
         compact = False
+        cut = 0
+        items = len(request.meals)
         for _ in range(REGENERATIONS + 1):
             prompt = day_prompt(request, day, outline, avoid, problems, compact, known)
             try:
-                answer = await self.calls.parse(schema, prompt, tally, DAY_MAX_COMPLETION_TOKENS)
+                answer = await self.calls.parse(
+                    schema,
+                    prompt,
+                    tally,
+                    self.sizes.reserve(MEALS, items, cut),
+                    self._measure(MEALS, items),
+                )
             except AnswerTruncatedError:
+                cut += 1
                 compact, problems = True, ["the answer was cut off for length"]
                 continue
             except AnswerUnparseableError as error:
@@ -254,6 +294,7 @@ class OpenAIPlanner:
         meals: dict[Slot, CheckedMeal] = {}
         problems: dict[Slot, list[str]] = {slot: [] for slot in request.meals}
         compact: set[Slot] = set()
+        cuts: list[Slot] = []
 
         async def one(slot: Slot) -> None:
             avoid = [c.meal.title for s, c in meals.items() if s is not slot]
@@ -261,9 +302,14 @@ class OpenAIPlanner:
             async with gate:
                 try:
                     answer = await self.calls.parse(
-                        schema, prompt, tally, MEAL_MAX_COMPLETION_TOKENS
+                        schema,
+                        prompt,
+                        tally,
+                        self.sizes.reserve(MEALS, 1, cuts.count(slot)),
+                        self._measure(MEALS, 1),
                     )
                 except AnswerTruncatedError:
+                    cuts.append(slot)
                     compact.add(slot)
                     problems[slot] = ["the answer was cut off for length"]
                     return
@@ -297,6 +343,12 @@ class OpenAIPlanner:
             meals.clear()
             problems = {slot: last for slot in request.meals}
         raise day_failed(day, last)
+
+    def _measure(self, kind: Kind, items: int) -> Measure:
+        def measure(completion_tokens: int, cut_off: bool) -> None:
+            self.sizes.observe(kind, items, completion_tokens, cut_off)
+
+        return measure
 
 
 async def _gather(tasks: Any) -> None:

@@ -14,17 +14,19 @@ from mealplan_cli.errors import ConfigurationError
 # services open: a worker that only runs ping or custom jobs never pays for them (start-up
 # time and idle memory).
 if TYPE_CHECKING:
+    from mealplan_cli.generation.budget import CallBudget
     from mealplan_cli.generation.images import ImageCache, UnsplashPhotos
     from mealplan_cli.generation.planner import (
         DayCallback,
         Planner,
         PlannerResult,
         ProgressCallback,
+        ResumingPlanner,
     )
     from mealplan_cli.generation.planner_catalog import CatalogPlanner
     from mealplan_cli.generation.pricing import Price
     from mealplan_cli.generation.request import MealPlanRequest
-    from mealplan_cli.generation.validation import PlanValidator
+    from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
 
 
 @dataclass
@@ -73,6 +75,45 @@ class LazyCatalogPlanner:
         return await self._planner.plan(request, validator, on_progress, on_day)
 
 
+class CapFallbackPlanner:
+    """The OpenAI planner, and the offline catalogue when the daily OpenAI cap is spent (the
+    operator opted in with ``OPENAI_DAILY_CAP_FALLBACK``); the plan's notes say which wrote it."""
+
+    def __init__(self, planner: ResumingPlanner, fallback: Planner) -> None:
+        self.planner = planner
+        self.fallback = fallback
+        self.name = planner.name
+
+    async def plan(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback | None = None,
+    ) -> PlannerResult:
+        return await self.resume(request, validator, on_progress, on_day, {})
+
+    async def resume(
+        self,
+        request: MealPlanRequest,
+        validator: PlanValidator,
+        on_progress: ProgressCallback,
+        on_day: DayCallback | None,
+        done: dict[int, list[CheckedMeal]],
+    ) -> PlannerResult:
+        from mealplan_cli.errors import SpendCapReachedError
+        from mealplan_cli.generation.planner import no_day
+
+        try:
+            return await self.planner.resume(
+                request, validator, on_progress, on_day or no_day, done
+            )
+        except SpendCapReachedError as error:
+            result = await self.fallback.plan(request, validator, on_progress, on_day or no_day)
+            result.notes.append(f"written by the offline catalogue: {error}")
+            return result
+
+
 def _price_override(settings: Settings) -> Price | None:
     from mealplan_cli.generation.pricing import Price
 
@@ -85,14 +126,20 @@ def _price_override(settings: Settings) -> Price | None:
 
 @asynccontextmanager
 async def generation_services(
-    settings: Settings, *, seed: int | None = None, image_cache: ImageCache | None = None
+    settings: Settings,
+    *,
+    seed: int | None = None,
+    image_cache: ImageCache | None = None,
+    budget: CallBudget | None = None,
 ) -> AsyncIterator[GenerationServices]:
-    """Open the planner's and photos' clients; everything is closed on exit."""
+    """Open the planner's and photos' clients; everything is closed on exit. ``budget`` is
+    what OpenAI calls are charged against (the runtime's is shared through the database);
+    without one each call meets the rate limit alone."""
     choice = choose_planner(settings)
     async with AsyncExitStack() as stack:
         planner: Planner
         if choice is PlannerChoice.openai:
-            planner = await stack.enter_async_context(_openai_planner(settings))
+            planner = await stack.enter_async_context(_openai_planner(settings, budget))
             where = settings.openai_base_url or "api.openai.com"
             planner_text = f"openai ({settings.openai_model} at {where})"
         else:
@@ -122,7 +169,7 @@ async def generation_services(
 
 
 @asynccontextmanager
-async def _openai_planner(settings: Settings) -> AsyncIterator[Planner]:
+async def _openai_planner(settings: Settings, budget: CallBudget | None) -> AsyncIterator[Planner]:
     # Imported here: the SDK is a third of an idle worker's memory, and the offline planner
     # never needs it.
     from openai import AsyncOpenAI
@@ -137,12 +184,17 @@ async def _openai_planner(settings: Settings) -> AsyncIterator[Planner]:
         max_retries=0,
     )
     try:
-        yield OpenAIPlanner(
+        planner = OpenAIPlanner(
             client,
             settings.openai_model,
             concurrency=settings.openai_concurrency,
             max_attempts=settings.openai_max_attempts,
             price=_price_override(settings),
+            budget=budget,
         )
+        if settings.openai_daily_cap_fallback:
+            yield CapFallbackPlanner(planner, LazyCatalogPlanner())
+        else:
+            yield planner
     finally:
         await client.close()

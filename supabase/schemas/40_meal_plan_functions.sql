@@ -300,6 +300,17 @@ begin
 end
 $$;
 
+CREATE FUNCTION public.mealworker_saved_days(p_job_id bigint, p_lease_token uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select mp.days
+    from public.background_jobs j
+    join public.meal_plans mp on mp.id = j.meal_plan_id
+   where j.id = p_job_id
+     and j.lease_token = p_lease_token;
+$$;
+
 CREATE FUNCTION public.request_meal_plan(request jsonb, idempotency_key text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -391,6 +402,9 @@ GRANT ALL ON FUNCTION public.mealworker_report_days(p_job_id bigint, p_lease_tok
 
 REVOKE ALL ON FUNCTION public.mealworker_request_problem(p_request jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_request_problem(p_request jsonb) TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_saved_days(p_job_id bigint, p_lease_token uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_saved_days(p_job_id bigint, p_lease_token uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION public.request_meal_plan(request jsonb, idempotency_key text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.request_meal_plan(request jsonb, idempotency_key text) TO authenticated;

@@ -6,7 +6,7 @@ CREATE TRIGGER background_jobs_events_insert AFTER INSERT ON public.background_j
 
 CREATE TRIGGER background_jobs_events_update AFTER UPDATE ON public.background_jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.mealworker_jobs_after_update();
 
-CREATE TRIGGER meal_plans_days_reset BEFORE UPDATE ON public.meal_plans FOR EACH ROW WHEN (((new.days IS NOT NULL) AND (new.status IS DISTINCT FROM 'generating'::text))) EXECUTE FUNCTION public.mealworker_meal_plan_days_reset();
+CREATE TRIGGER meal_plans_days_reset BEFORE UPDATE ON public.meal_plans FOR EACH ROW WHEN (((new.days IS NOT NULL) AND (new.status = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])))) EXECUTE FUNCTION public.mealworker_meal_plan_days_reset();
 
 ALTER TABLE ONLY public.background_jobs
     ADD CONSTRAINT background_jobs_meal_plan_id_fkey FOREIGN KEY (meal_plan_id) REFERENCES public.meal_plans(id) ON DELETE CASCADE;

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from tests.fakes import FaultQueue, Incoming, LoopbackServer, Reply
+from tests.fakes.rate_budget import RateBudget, charge_of
 
 __all__ = ["DEFAULT_MODELS", "ChatRequest", "FakeOpenAI", "Fault", "Responder", "Transform"]
 
@@ -170,6 +171,8 @@ class FakeOpenAI(LoopbackServer):
         self.requests_limit = 500
         self.tokens_limit = 200_000
         self.requests: list[ChatRequest] = []
+        self.budget: RateBudget | None = None
+        """When set, the organisation's limit is enforced as OpenAI does (see ``rate_budget``)."""
         self._faults: FaultQueue[_Injected] = FaultQueue()
         self._lock = threading.Lock()
         self._prompts_seen: dict[str, list[str]] = {}
@@ -279,6 +282,8 @@ class FakeOpenAI(LoopbackServer):
             return _error(
                 400, "FakeOpenAI does not stream", "invalid_request_error", None, "stream"
             )
+        if self.budget is not None and not self.budget.charge(charge_of(body, request.prompt_text)):
+            return self._over_budget(request.model)
         injected = self._faults.pop()
         fault = injected.fault if injected else None
         if fault is Fault.rate_limit:
@@ -319,6 +324,17 @@ class FakeOpenAI(LoopbackServer):
             "x-ratelimit-reset-requests": f"{self.retry_after}s",
         }
         return reply
+
+    def _over_budget(self, model: str) -> Reply:
+        assert self.budget is not None
+        return _error(
+            429,
+            f"Rate limit reached for {model} in organization org-fake on tokens per min (TPM): "
+            f"Limit {self.budget.tokens_per_minute}. "
+            "Visit https://platform.openai.com/account/rate-limits to learn more.",
+            "tokens",
+            "rate_limit_exceeded",
+        )
 
     def _complete(self, request: ChatRequest, injected: _Injected | None) -> Reply | None:
         fault = injected.fault if injected else None
@@ -388,7 +404,10 @@ class FakeOpenAI(LoopbackServer):
         return cached if cached >= CACHE_MIN_TOKENS else 0
 
     def _rate_headers(self) -> dict[str, str]:
-        """Per-minute request and token budgets, counted over a sliding window of answers."""
+        """Per-minute request and token budgets, counted over a sliding window of answers (or
+        the enforced budget's, when there is one)."""
+        if self.budget is not None:
+            return self.budget.headers()
         with self._lock:
             cutoff = time.monotonic() - RATE_WINDOW_SECONDS
             while self._window and self._window[0][0] < cutoff:

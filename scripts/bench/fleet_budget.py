@@ -1,0 +1,204 @@
+"""A fleet of workers against one OpenAI organisation's rate limit: what it costs, how long.
+
+Starts its own loopback OpenAI that enforces a tokens- and requests-per-minute budget the way
+OpenAI does (each request charged when it arrives: the prompt's estimate, its JSON schema
+included, plus ``max_completion_tokens``; ``x-ratelimit-*`` headers; 429s and no
+``retry-after`` when over), a fresh database (``MEALWORKER_TEST_DATABASE_URL``'s server, else an
+embedded one), and W ``mealworker work`` processes with C jobs each over N plans on the OpenAI
+planner. Prints one JSON object: plans completed, 429s per successful call, job retries,
+tokens charged per plan (as the fake counted them), and the drain time against the ideal
+(tokens charged / TPM; the bucket starts full, so a short run can beat it).
+
+    python -m scripts.bench.fleet_budget --workers 3 --concurrency 4 --plans 40 --tpm 2000000
+    python -m scripts.bench.fleet_budget --workers 10 --concurrency 4 --plans 40 --tpm 0
+
+``--tpm 0`` is "no limit" (the fake still counts every charge). The simulated model answers
+after ``--ttft`` seconds plus its answer's tokens at ``--tokens-per-second``; the defaults
+keep a run to a minute or two on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from mealplan_cli.config import Settings
+from mealplan_cli.db.connect import open_database
+from mealplan_cli.generation.request import parse_request
+from mealplan_cli.mealplans import MealPlans
+from mealplan_cli.redact import SecretStr
+from scripts.bench.common import fresh_database, server_description
+from tests.fakes.meal_responder import CatalogResponder
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.rate_budget import RateBudget
+
+API_KEY = "sk-bench-fleet"
+MODEL = "gpt-4.1-mini"
+NO_LIMIT = 10**12
+
+
+async def enqueue(url: str, plans: int, days: int) -> None:
+    settings = Settings(database_url=SecretStr(url))
+    async with open_database(settings) as db:
+        meal_plans = MealPlans(db)
+        for number in range(plans):
+            # Each plan its own request (a different calorie target), as from different users.
+            request = parse_request(
+                {"days": days, "meals": "breakfast,lunch,dinner", "calories": 1800 + number * 10}
+            )
+            await meal_plans.enqueue(request)
+
+
+def outcome(url: str) -> dict[str, Any]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        counts = {
+            row["status"]: row["n"]
+            for row in conn.execute(
+                "select status, count(*) as n from public.meal_plans group by status"
+            )
+        }
+        events = {
+            row["event"]: row["n"]
+            for row in conn.execute(
+                "select event, count(*) as n from public.background_job_events group by event"
+            )
+        }
+        usage = conn.execute(
+            "select coalesce(sum((usage->>'charged_tokens')::bigint), 0) as charged,"
+            " coalesce(sum((usage->>'input_tokens')::bigint), 0) as input,"
+            " coalesce(sum((usage->>'cached_tokens')::bigint), 0) as cached,"
+            " coalesce(sum((usage->>'output_tokens')::bigint), 0) as output,"
+            " coalesce(sum((usage->>'calls')::bigint), 0) as calls,"
+            " coalesce(sum((usage->>'rate_limited')::bigint), 0) as rate_limited"
+            " from public.meal_plans where status = 'completed'"
+        ).fetchone()
+        most = conn.execute("select max(attempts) as n from public.background_jobs").fetchone()
+    return {"statuses": counts, "events": events, "usage": usage, "max_attempts": most}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    settings_names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k not in settings_names}
+    tpm = args.tpm or NO_LIMIT
+    with (
+        fresh_database() as url,
+        FakeOpenAI(
+            CatalogResponder(),
+            api_key=API_KEY,
+            time_to_first_token=args.ttft,
+            tokens_per_second=args.tokens_per_second,
+            models=[MODEL],
+        ) as fake,
+        tempfile.TemporaryDirectory(prefix="mealworker-fleet-") as logs,
+    ):
+        fake.budget = RateBudget(tokens_per_minute=tpm, requests_per_minute=args.rpm or NO_LIMIT)
+        asyncio.run(enqueue(url, args.plans, args.days))
+        env.update(
+            {
+                "DATABASE_URL": url,
+                "PLANNER": "openai",
+                "OPENAI_API_KEY": API_KEY,
+                "OPENAI_BASE_URL": fake.base_url,
+                "OPENAI_MODEL": MODEL,
+                "MAX_CONCURRENT_JOBS": str(args.concurrency),
+                "POLL_INTERVAL_MS": "200",
+                "LOG_LEVEL": "WARNING",
+                "LOG_FORMAT": "text",
+                "LOG_DIR": logs,
+                "OPENAI_SHARED_BUDGET": "false" if args.no_shared_budget else "true",
+            }
+        )
+        command = [sys.executable, "-m", "mealplan_cli", "work"]
+        started = time.monotonic()
+        workers = [
+            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for _ in range(args.workers)
+        ]
+        timed_out = False
+        try:
+            while True:
+                time.sleep(0.5)
+                statuses = outcome(url)["statuses"]
+                finished = sum(statuses.get(s, 0) for s in ("completed", "failed", "cancelled"))
+                if finished >= args.plans:
+                    break
+                if time.monotonic() - started > args.timeout:
+                    timed_out = True
+                    break
+            drain = time.monotonic() - started
+        finally:
+            for worker in workers:
+                worker.terminate()
+            errors = []
+            for worker in workers:
+                _, stderr = worker.communicate(timeout=60)
+                if worker.returncode not in (0, -15):
+                    errors.append(stderr.decode(errors="replace")[-500:])
+        found = outcome(url)
+    completed = found["statuses"].get("completed", 0)
+    budget = fake.budget
+    charged = budget.charged_tokens
+    ideal = charged / tpm * 60 if args.tpm else None
+    usage = {name: int(value) for name, value in found["usage"].items()}
+    return {
+        "benchmark": "fleet_budget",
+        "database": server_description(),
+        "command": " ".join(["python -m scripts.bench.fleet_budget", *sys.argv[1:]]),
+        "workers": args.workers,
+        "concurrency": args.concurrency,
+        "plans": args.plans,
+        "days": args.days,
+        "tpm_limit": args.tpm or None,
+        "shared_budget": not args.no_shared_budget,
+        "plans_completed": completed,
+        "plans_failed": found["statuses"].get("failed", 0),
+        "timed_out": timed_out,
+        "successful_calls": budget.answered,
+        "rate_limited_429": budget.refused,
+        "429_per_successful_call": round(budget.refused / max(budget.answered, 1), 4),
+        "job_retries": found["events"].get("retry_scheduled", 0),
+        "max_attempts_used": found["max_attempts"]["n"],
+        "tokens_charged_per_plan": round(charged / max(completed, 1)),
+        "tokens_charged_per_plan_worker_count": round(usage["charged"] / max(completed, 1)),
+        "prompt_tokens_per_plan": round(usage["input"] / max(completed, 1)),
+        "cached_prompt_tokens_per_plan": round(usage["cached"] / max(completed, 1)),
+        "completion_tokens_per_plan": round(usage["output"] / max(completed, 1)),
+        "calls_per_plan": round(usage["calls"] / max(completed, 1), 2),
+        "drain_seconds": round(drain, 1),
+        "ideal_drain_seconds": None if ideal is None else round(ideal, 1),
+        "drain_vs_ideal": None if not ideal else round(drain / ideal, 2),
+        "worker_errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--plans", type=int, default=40)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--tpm", type=int, default=2_000_000, help="0: no limit")
+    parser.add_argument("--rpm", type=int, default=0, help="0: no limit")
+    parser.add_argument("--ttft", type=float, default=0.3)
+    parser.add_argument("--tokens-per-second", type=float, default=400.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--no-shared-budget",
+        action="store_true",
+        help="each worker meets the limit alone (OPENAI_SHARED_BUDGET=false), for comparison",
+    )
+    print(json.dumps(run(parser.parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    main()
