@@ -7,12 +7,18 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
+from typer.core import TyperGroup
 
 from mealplan_cli import __version__, redact
 from mealplan_cli.errors import MealworkerError
+
+try:  # typer keeps its own copy of click from 0.26 on
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef, import-not-found, unused-ignore]
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,7 +37,43 @@ class Planner(StrEnum):
     catalog = "catalog"
 
 
+class _OneLineUsageError(UsageError):
+    """A usage error in the same one-line style as every other error: ``error: <what>``, and
+    where to read more, rather than click's usage, hint and blank line before it."""
+
+    def __init__(self, error: UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        where = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        line = f"{typer.style('error:', fg='red', bold=True)} {self.format_message()}{where}"
+        typer.echo(redact.mask(line), err=True)
+
+
+class _Commands(TyperGroup):
+    """The command group, with usage errors turned into one line (exit code 2)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as error:
+            raise _one_line(error) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as error:
+            raise _one_line(error) from None
+
+
+def _one_line(error: UsageError) -> UsageError:
+    if isinstance(error, NoArgsIsHelpError | _OneLineUsageError):
+        return error  # the help itself, or already one line
+    return _OneLineUsageError(error)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="mealworker",
     help="Generate meal plans, and run the worker that generates them for a Supabase app.",
     no_args_is_help=True,
@@ -111,13 +153,18 @@ def main(
     ctx.obj = GlobalOptions(env_file=env_file, debug=debug)
 
 
-def fail(message: str) -> NoReturn:
-    """One line on stderr (secrets masked) and exit code 1."""
+def error_line(message: str) -> None:
+    """``error: <message>``, one line on stderr, secrets masked: every error looks alike."""
     from rich.text import Text
 
     line = Text.assemble(("error:", "bold red"), " ", redact.mask(message))
     stderr.print(line, highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr (secrets masked) and exit code 1 (or ``code``)."""
+    error_line(message)
+    raise typer.Exit(code)
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
