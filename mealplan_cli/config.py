@@ -7,10 +7,12 @@ name in upper case; ``env.example`` documents each one.
 
 from __future__ import annotations
 
+import difflib
+import io
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_origin, get_type_hints
@@ -214,7 +216,7 @@ class Settings:
         """
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        file_values = dotenv_values(env_file) if env_file and env_file.is_file() else {}
+        file_values = read_settings_file(env_file).values if env_file else {}
         env = os.environ if environ is None else environ
         for name in cls.model_fields:
             variable = name.upper()
@@ -250,6 +252,57 @@ class Settings:
             else:
                 shown[name] = str(value) if isinstance(value, StrEnum | Path) else value
         return shown
+
+
+@dataclass(frozen=True)
+class SettingsFile:
+    """A ``.env`` file as mealworker reads it: its values, and the names it does not know."""
+
+    path: Path
+    values: dict[str, str | None]
+    unknown: list[tuple[int, str, str | None]]
+    """(line, name, the setting it is probably a misspelling of) for each unknown name."""
+
+    def warnings(self) -> list[str]:
+        """One sentence per unknown name, for the CLI to print."""
+        return [
+            f"{self.path} line {line}: {name} is not a mealworker setting"
+            + (f" (did you mean {close}?)" if close else "")
+            + "; it is ignored"
+            for line, name, close in self.unknown
+        ]
+
+
+def read_settings_file(path: Path) -> SettingsFile:
+    """The settings in ``path`` (none when there is no such file).
+
+    A line that cannot be read (an unterminated quote, a line that is not ``NAME=value``) is a
+    ``ConfigurationError`` naming the file and the line, never the value: python-dotenv only
+    warns and skips it, and a skipped ``DATABASE_URL`` would send the command to another
+    database (the embedded one) without a word.
+    """
+    if not path.is_file():
+        return SettingsFile(path, {}, [])
+    from dotenv.parser import parse_stream
+
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    known = [name.upper() for name in Settings.model_fields]
+    unknown: list[tuple[int, str, str | None]] = []
+    for binding in parse_stream(io.StringIO(text)):
+        written = binding.original.string
+        statement = written.lstrip()
+        line = binding.original.line + written[: len(written) - len(statement)].count("\n")
+        if binding.error:
+            name = re.match(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", statement)
+            what = f" (the line setting {name[1]})" if name else ""
+            raise ConfigurationError(
+                f"settings file {path} line {line}: cannot read it{what}: write NAME=value, "
+                "with a quote closed on the same line, or # before a comment"
+            )
+        if binding.key is not None and binding.key not in known:
+            close = difflib.get_close_matches(binding.key.upper(), known, n=1, cutoff=0.75)
+            unknown.append((line, binding.key, close[0] if close else None))
+    return SettingsFile(path, dict(dotenv_values(stream=io.StringIO(text))), unknown)
 
 
 def _explain(problems: list[tuple[str, str]], sources: Mapping[str, str]) -> str:

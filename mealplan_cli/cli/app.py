@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+USAGE_EXIT_CODE = 2
+"""A command that was asked wrongly: an unknown option, a malformed value, an unreadable
+settings file. Nothing was done. (1 is every other error; README's Troubleshooting.)"""
+
 
 class Planner(StrEnum):
     """``--planner``'s choices: ``config.PlannerChoice``'s values, without importing the
@@ -149,7 +153,10 @@ def main(
 
     quiet_drivers()
     if _source(ctx, "env_file") != "DEFAULT" and not env_file.is_file():
-        fail(f"--env-file {env_file}: no such file; give the path of an existing settings file")
+        fail(
+            f"--env-file {env_file}: no such file; give the path of an existing settings file",
+            USAGE_EXIT_CODE,
+        )
     ctx.obj = GlobalOptions(env_file=env_file, debug=debug)
 
 
@@ -158,6 +165,14 @@ def error_line(message: str) -> None:
     from rich.text import Text
 
     line = Text.assemble(("error:", "bold red"), " ", redact.mask(message))
+    stderr.print(line, highlight=False, soft_wrap=True)
+
+
+def warning_line(message: str) -> None:
+    """``warning: <message>``, one line on stderr, secrets masked; the command goes on."""
+    from rich.text import Text
+
+    line = Text.assemble(("warning:", "bold yellow"), " ", redact.mask(message))
     stderr.print(line, highlight=False, soft_wrap=True)
 
 
@@ -178,7 +193,16 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     An option that Typer filled from its ``envvar`` is left out of the overrides: the setting
     reads the same variable itself, so an error names the environment, not the command line.
     """
-    from mealplan_cli.config import Settings  # loaded when a command runs, not for --help
+    from mealplan_cli.config import Settings, read_settings_file  # not loaded for --help
+    from mealplan_cli.errors import ConfigurationError
+
+    env_file = options(ctx).env_file
+    try:
+        settings_file = read_settings_file(env_file)
+    except ConfigurationError as error:
+        fail(str(error), USAGE_EXIT_CODE)
+    for warning in settings_file.warnings():
+        warning_line(warning)
 
     from_environment = {
         str(param.envvar).lower()
@@ -188,9 +212,7 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
         and _source(ctx, param.name) == "ENVIRONMENT"
     }
     overrides = {k: v for k, v in overrides.items() if k not in from_environment}
-    settings: Settings = run_checked(
-        ctx, lambda: Settings.load(overrides, env_file=options(ctx).env_file)
-    )
+    settings: Settings = run_checked(ctx, lambda: Settings.load(overrides, env_file=env_file))
     redact.install(settings.redactor())
     return settings
 
