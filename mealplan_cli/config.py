@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, get_origin, get_type_hints
 
 from dotenv import dotenv_values
 
+from mealplan_cli.connection_strings import check_connection_string
 from mealplan_cli.errors import ConfigurationError, SettingsError
 from mealplan_cli.redact import Redactor, SecretStr, SecretValue
 from mealplan_cli.setting_values import SettingField, parser_for, setting
@@ -109,6 +110,19 @@ _BEFORE: dict[str, Callable[[str, Any], Any]] = {
 """What runs on a setting's raw value before it is parsed."""
 
 _HTTP_URLS = frozenset({"openai_base_url", "unsplash_api_url", "supabase_url"})
+
+
+def _connection_string(value: Any) -> Any:
+    if isinstance(value, SecretValue):
+        check_connection_string(value.get_secret_value())
+    return value
+
+
+_AFTER: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(_HTTP_URLS, _http_url),
+    "database_url": _connection_string,
+}
+"""What runs on a setting's parsed value."""
 
 
 class Settings:
@@ -326,7 +340,7 @@ def _collect_fields(cls: type[Settings]) -> dict[str, SettingField]:
         field.name, field.annotation = name, hints[name]
         field.parse = parser_for(hints[name])
         field.before = _BEFORE.get(name)
-        field.after = _http_url if name in _HTTP_URLS else None
+        field.after = _AFTER.get(name)
         fields[name] = field
         delattr(cls, name)
     return fields
