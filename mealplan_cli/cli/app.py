@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 from typer.core import TyperGroup
@@ -41,39 +41,31 @@ class Planner(StrEnum):
     catalog = "catalog"
 
 
-class _OneLineUsageError(UsageError):
-    """A usage error in the same one-line style as every other error: ``error: <what>``, and
-    where to read more, rather than click's usage, hint and blank line before it."""
-
-    def __init__(self, error: UsageError) -> None:
-        super().__init__(error.format_message(), error.ctx)
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        where = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
-        line = f"{typer.style('error:', fg='red', bold=True)} {self.format_message()}{where}"
-        typer.echo(redact.mask(line), err=True)
-
-
 class _Commands(TyperGroup):
-    """The command group, with usage errors turned into one line (exit code 2)."""
+    """The command group, with usage errors in the same one-line style as every other error
+    (``error: <what> (see mealworker <command> --help)``, exit code 2), rather than click's
+    usage, hint and blank line before the error."""
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().make_context(*args, **kwargs)
         except UsageError as error:
-            raise _one_line(error) from None
+            _usage_error(error)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except UsageError as error:
-            raise _one_line(error) from None
+            _usage_error(error)
 
 
-def _one_line(error: UsageError) -> UsageError:
-    if isinstance(error, NoArgsIsHelpError | _OneLineUsageError):
-        return error  # the help itself, or already one line
-    return _OneLineUsageError(error)
+def _usage_error(error: UsageError) -> NoReturn:
+    if isinstance(error, NoArgsIsHelpError):
+        raise error  # the help itself
+    where = f" (see {error.ctx.command_path} --help)" if error.ctx is not None else ""
+    line = f"{typer.style('error:', fg='red', bold=True)} {error.format_message()}{where}"
+    typer.echo(redact.mask(line), err=True)
+    raise typer.Exit(USAGE_EXIT_CODE) from None
 
 
 app = typer.Typer(
