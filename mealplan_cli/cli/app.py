@@ -68,10 +68,31 @@ def _usage_error(error: UsageError) -> NoReturn:
     raise typer.Exit(USAGE_EXIT_CODE) from None
 
 
+PLANNER_HELP = (
+    "Who writes the plans: openai, catalog (offline, the bundled recipes), or auto (OpenAI "
+    "when OPENAI_API_KEY is set, else the catalogue)."
+)
+
+SETTINGS_VARIABLES = (
+    "PLANNER OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL OPENAI_TIMEOUT_SECONDS "
+    "OPENAI_MAX_ATTEMPTS OPENAI_CONCURRENCY OPENAI_PRICE_INPUT_PER_MTOK "
+    "OPENAI_PRICE_CACHED_PER_MTOK OPENAI_PRICE_OUTPUT_PER_MTOK UNSPLASH_ACCESS_KEY "
+    "UNSPLASH_API_URL UNSPLASH_APP_NAME UNSPLASH_MIN_REMAINING UNSPLASH_TIMEOUT_SECONDS "
+    "SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY DATABASE_URL MEALWORKER_DATA_DIR MEALWORKER_EMBEDDED "
+    "DATABASE_CONNECT_TIMEOUT_SECONDS WORKER_ID POLL_INTERVAL_MS MAX_CONCURRENT_JOBS "
+    "LEASE_SECONDS JOB_TIMEOUT_SECONDS SHUTDOWN_GRACE_SECONDS STALE_SWEEP_SECONDS LOG_LEVEL "
+    "LOG_FORMAT LOG_DIR METRICS_PORT"
+).split()
+"""Every setting's environment variable, for ``--help`` without loading the settings
+(tests/test_cli_startup.py keeps it equal to ``Settings.model_fields``)."""
+
 app = typer.Typer(
     cls=_Commands,
     name="mealworker",
     help="Generate meal plans, and run the worker that generates them for a Supabase app.",
+    epilog="Settings are environment variables, or lines of the --env-file (.env): "
+    + ", ".join(SETTINGS_VARIABLES)
+    + ". env.example describes each; a command's option, where it has one, wins.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

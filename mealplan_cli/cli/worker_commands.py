@@ -9,6 +9,7 @@ import typer
 
 from mealplan_cli import __version__
 from mealplan_cli.cli.app import (
+    PLANNER_HELP,
     Planner,
     app,
     error_line,
@@ -50,7 +51,7 @@ def work(
     job_type: Annotated[
         list[str] | None, typer.Option("--job-type", help="Only these job types (repeatable).")
     ] = None,
-    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER", help=PLANNER_HELP)] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(envvar="METRICS_PORT", help="Serve /metrics and /healthz on this port."),
@@ -126,7 +127,7 @@ def run_job(
     force: Annotated[
         bool, typer.Option("--force", help="Also reprocess a failed, completed or cancelled job.")
     ] = False,
-    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER", help=PLANNER_HELP)] = None,
 ) -> None:
     """Process one job in the foreground. Exit 0 done, 1 failed or no such job."""
     parse_ref(job)  # a malformed id is refused before any connection
