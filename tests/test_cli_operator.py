@@ -401,3 +401,21 @@ def test_a_worker_without_heartbeat_is_gone_then_leaves_the_list(database_url: s
     _, out, _ = cli({"DATABASE_URL": database_url}, "stats")
     assert "gone" in out
     assert "long-gone" not in out
+
+
+def test_output_off_a_terminal_does_not_wrap_and_counts_read_right(
+    env: dict[str, str], database_url: str
+) -> None:
+    (job_id,) = enqueue_ping(database_url)
+    error = "the planner gave up: " + " ".join(f"reason-{n}" for n in range(20))
+    sql(
+        database_url,
+        "update public.background_jobs set status = 'failed', last_error = %s where id = %s",
+        error,
+        job_id,
+    )
+    code, out, _ = cli(env, "requeue", "--failed", "--dry-run")
+    assert code == 0
+    assert "would requeue 1 job" in out
+    assert "1 jobs" not in out
+    assert any(error in line for line in out.splitlines())  # one line, however long

@@ -112,9 +112,16 @@ class _LazyConsole:
 
     def _made(self) -> Console:
         if self._console is None:
+            import os
+
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            console = Console(**self._options)
+            if not console.is_terminal and not os.environ.get("COLUMNS"):
+                # Off a terminal (a pipe, a file, a log collector) there is no width to fit:
+                # rich's 80 columns would break lines that scripts and greps read whole.
+                console = Console(width=OFF_TERMINAL_WIDTH, **self._options)
+            self._console = console
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -126,6 +133,9 @@ class _LazyConsole:
     def __exit__(self, *exc_info: Any) -> None:
         self._made().__exit__(*exc_info)
 
+
+OFF_TERMINAL_WIDTH = 10_000
+"""Wide enough that no line of mealworker's output wraps when it goes to a pipe or a file."""
 
 stdout = cast("Console", _LazyConsole())
 stderr = cast("Console", _LazyConsole(stderr=True))

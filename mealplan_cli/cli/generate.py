@@ -70,7 +70,7 @@ def generate(
     else:
         from mealplan_cli.cli.render import plan_view
 
-        stdout.print(plan_view(plan))
+        stdout.print(plan_view(plan, fill=stdout.is_terminal))
         if out is not None:
             stdout.print(f"plan written to {out}")
 
