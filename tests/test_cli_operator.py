@@ -419,3 +419,17 @@ def test_output_off_a_terminal_does_not_wrap_and_counts_read_right(
     assert "would requeue 1 job" in out
     assert "1 jobs" not in out
     assert any(error in line for line in out.splitlines())  # one line, however long
+
+
+@pytest.mark.timeout(120)
+def test_the_embedded_database_s_first_start_says_what_it_is_doing(
+    embedded_data_dir: Path,
+) -> None:
+    env = {"MEALWORKER_DATA_DIR": str(embedded_data_dir)}
+    code, _, err = cli(env, "stats", "--json")
+    assert code == 0, err
+    assert (
+        f"creating the embedded PostgreSQL database in {embedded_data_dir} (first run only" in err
+    )
+    code, _, err = cli(env, "stats", "--json")
+    assert (code, err) == (0, "")  # only the first time

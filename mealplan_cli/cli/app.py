@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -237,7 +238,27 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     overrides = {k: v for k, v in overrides.items() if k not in from_environment}
     settings: Settings = run_checked(ctx, lambda: Settings.load(overrides, env_file=env_file))
     redact.install(settings.redactor())
+    from mealplan_cli.db import first_start
+
+    first_start.install(_creating_database)
     return settings
+
+
+@contextmanager
+def _creating_database(data_dir: Path) -> Iterator[None]:
+    """A spinner with a sentence on stderr while initdb runs (the line alone off a terminal,
+    where a spinner would only be noise in a log)."""
+    sentence = (
+        f"creating the embedded PostgreSQL database in {data_dir} (first run only; about "
+        "half a minute)"
+    )
+    if not stderr.is_terminal:
+        stderr.print(sentence, highlight=False, soft_wrap=True)
+        yield
+        return
+    with stderr.status(sentence, spinner="dots"):
+        yield
+    stderr.print(f"created the embedded PostgreSQL database in {data_dir}", highlight=False)
 
 
 def run_checked(ctx: typer.Context, action: Any) -> Any:
