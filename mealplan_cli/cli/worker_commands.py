@@ -143,8 +143,7 @@ def run_job(
     if claim is None:
         fail(f"no job {job_id}")
     if claim.outcome == "released":
-        stderr.print(f"job {job_id} interrupted: released back to the queue", highlight=False)
-        raise typer.Exit(1)
+        fail(f"job {job_id} interrupted: released back to the queue")
     if claim.outcome != "completed":
         written = claim.outcome in ("pending", "failed", "cancelled")
         where = f" (now {claim.outcome})" if written else ""
