@@ -313,6 +313,7 @@ UNKNOWN_PLAN = "00000000-0000-4000-8000-000000000000"
         (["requeue", UNKNOWN_PLAN], f"no job for meal plan {UNKNOWN_PLAN}"),
         (["cancel", UNKNOWN_PLAN], f"no job for meal plan {UNKNOWN_PLAN}"),
         (["tail", "--no-follow", "--job", UNKNOWN_PLAN], f"no job for meal plan {UNKNOWN_PLAN}"),
+        (["tail", "--no-follow", "--job", "999999"], "no job 999999"),
         (["run-job", UNKNOWN_PLAN], f"no job for meal plan {UNKNOWN_PLAN}"),
         (["run-job", "999999"], "no job 999999"),
     ],

@@ -32,6 +32,11 @@ class JobRef:
         return f"job {self.job_id}" if self.job_id is not None else f"meal plan {self.meal_plan_id}"
 
 
+def missing(ref: JobRef) -> str:
+    """The error for a job that does not exist: ``no job 42``, ``no job for meal plan ...``."""
+    return f"no job {ref.job_id}" if ref.job_id is not None else f"no job for {ref}"
+
+
 def parse_ref(text: str, param_hint: str = "JOB") -> JobRef:
     """``text`` as a job id or a meal plan uuid; anything else is a usage error (exit 2)."""
     value = text.strip()

@@ -11,7 +11,7 @@ import typer
 
 from mealplan_cli.cli.app import app, error_line, load_settings, run_async, stdout
 from mealplan_cli.cli.durations import ago
-from mealplan_cli.cli.job_refs import JobRef, parse_refs, resolve
+from mealplan_cli.cli.job_refs import JobRef, missing, parse_refs, resolve
 from mealplan_cli.cli.wording import plural
 from mealplan_cli.db.base import Row
 from mealplan_cli.queue import Cancellation, Queue
@@ -138,7 +138,7 @@ async def _requeue(
     async with open_database(settings) as db:
         queue = Queue(db)
         job_ids, unknown = await resolve(db, refs)
-        problems = [f"no job for {ref}" for ref in unknown]
+        problems = [missing(ref) for ref in unknown]
         if refs and not job_ids:
             return Requeued([], problems)
         rows = await queue.requeue_jobs(
@@ -187,7 +187,7 @@ def cancel(
     settings = load_settings(ctx)
     outcome, wanted, unknown = run_async(ctx, _cancel(settings, refs))
     found = {item.job_id for item in outcome}
-    missing = [job_id for job_id in wanted if job_id not in found]
+    absent = [job_id for job_id in wanted if job_id not in found]
     refused = [item for item in outcome if item.refused]
     if as_json:
         rows: list[dict[str, object]] = [
@@ -199,7 +199,7 @@ def cancel(
             }
             for item in outcome
         ]
-        rows += [{"job_id": job_id, "outcome": "not_found"} for job_id in missing]
+        rows += [{"job_id": job_id, "outcome": "not_found"} for job_id in absent]
         rows += [{"meal_plan_id": str(ref.meal_plan_id), "outcome": "not_found"} for ref in unknown]
         stdout.out(json.dumps(rows))
     else:
@@ -208,11 +208,11 @@ def cancel(
                 stdout.print(f"job {item.job_id}: {CANCEL_MESSAGES[item.outcome]}", highlight=False)
     for item in refused:
         error_line(f"job {item.job_id} was not cancelled: it is already {item.status}")
-    if missing:
-        error_line(f"no job {', '.join(map(str, missing))}")
+    if absent:
+        error_line(f"no job {', '.join(map(str, absent))}")
     for ref in unknown:
-        error_line(f"no job for {ref}")
-    if refused or missing or unknown:
+        error_line(missing(ref))
+    if refused or absent or unknown:
         raise typer.Exit(1)
 
 

@@ -12,7 +12,7 @@ import typer
 
 from mealplan_cli.cli.app import app, fail, load_settings, ready, run_async, stdout
 from mealplan_cli.cli.durations import ago
-from mealplan_cli.cli.job_refs import JobRef, parse_ref, resolve
+from mealplan_cli.cli.job_refs import JobRef, missing, parse_ref, resolve
 from mealplan_cli.db.base import Row
 from mealplan_cli.queue import Queue
 
@@ -119,7 +119,8 @@ def tail(
     window = History(start) if start is not None else History(None, last)
     found = run_async(ctx, _follow(settings, window, wanted, follow, show), until_interrupted=True)
     if not found:
-        fail(f"no job for {ref}")
+        assert ref is not None
+        fail(missing(ref))
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ async def _follow(
         job_id: int | None = None
         if wanted.job is not None:
             ids, unknown = await resolve(db, [wanted.job])
-            if unknown:
+            if unknown or await queue.get_job(ids[0]) is None:
                 return False
             job_id = ids[0]
         last_id = 0

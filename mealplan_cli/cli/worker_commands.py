@@ -20,7 +20,7 @@ from mealplan_cli.cli.app import (
     stderr,
     stdout,
 )
-from mealplan_cli.cli.job_refs import JobRef, parse_ref, resolve
+from mealplan_cli.cli.job_refs import JobRef, missing, parse_ref, resolve
 from mealplan_cli.errors import MealworkerError
 from mealplan_cli.signals import STOP
 
@@ -159,7 +159,7 @@ def _job_id(ctx: typer.Context, settings: Settings, job: str) -> int:
         return ref.job_id
     ids, _ = run_async(ctx, _resolve(settings, ref))
     if not ids:
-        fail(f"no job for {ref}")
+        fail(missing(ref))
     return int(ids[0])
 
 
