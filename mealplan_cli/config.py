@@ -7,16 +7,19 @@ name in upper case; ``env.example`` documents each one.
 
 from __future__ import annotations
 
+import difflib
+import io
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_origin, get_type_hints
 
 from dotenv import dotenv_values
 
+from mealplan_cli.connection_strings import check_connection_string
 from mealplan_cli.errors import ConfigurationError, SettingsError
 from mealplan_cli.redact import Redactor, SecretStr, SecretValue
 from mealplan_cli.setting_values import SettingField, parser_for, setting
@@ -107,6 +110,19 @@ _BEFORE: dict[str, Callable[[str, Any], Any]] = {
 """What runs on a setting's raw value before it is parsed."""
 
 _HTTP_URLS = frozenset({"openai_base_url", "unsplash_api_url", "supabase_url"})
+
+
+def _connection_string(value: Any) -> Any:
+    if isinstance(value, SecretValue):
+        check_connection_string(value.get_secret_value())
+    return value
+
+
+_AFTER: dict[str, Callable[[Any], Any]] = {
+    **dict.fromkeys(_HTTP_URLS, _http_url),
+    "database_url": _connection_string,
+}
+"""What runs on a setting's parsed value."""
 
 
 class Settings:
@@ -220,7 +236,7 @@ class Settings:
         """
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        file_values = dotenv_values(env_file) if env_file and env_file.is_file() else {}
+        file_values = read_settings_file(env_file).values if env_file else {}
         env = os.environ if environ is None else environ
         for name in cls.model_fields:
             variable = name.upper()
@@ -258,6 +274,57 @@ class Settings:
         return shown
 
 
+@dataclass(frozen=True)
+class SettingsFile:
+    """A ``.env`` file as mealworker reads it: its values, and the names it does not know."""
+
+    path: Path
+    values: dict[str, str | None]
+    unknown: list[tuple[int, str, str | None]]
+    """(line, name, the setting it is probably a misspelling of) for each unknown name."""
+
+    def warnings(self) -> list[str]:
+        """One sentence per unknown name, for the CLI to print."""
+        return [
+            f"{self.path} line {line}: {name} is not a mealworker setting"
+            + (f" (did you mean {close}?)" if close else "")
+            + "; it is ignored"
+            for line, name, close in self.unknown
+        ]
+
+
+def read_settings_file(path: Path) -> SettingsFile:
+    """The settings in ``path`` (none when there is no such file).
+
+    A line that cannot be read (an unterminated quote, a line that is not ``NAME=value``) is a
+    ``ConfigurationError`` naming the file and the line, never the value: python-dotenv only
+    warns and skips it, and a skipped ``DATABASE_URL`` would send the command to another
+    database (the embedded one) without a word.
+    """
+    if not path.is_file():
+        return SettingsFile(path, {}, [])
+    from dotenv.parser import parse_stream
+
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    known = [name.upper() for name in Settings.model_fields]
+    unknown: list[tuple[int, str, str | None]] = []
+    for binding in parse_stream(io.StringIO(text)):
+        written = binding.original.string
+        statement = written.lstrip()
+        line = binding.original.line + written[: len(written) - len(statement)].count("\n")
+        if binding.error:
+            name = re.match(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", statement)
+            what = f" (the line setting {name[1]})" if name else ""
+            raise ConfigurationError(
+                f"settings file {path} line {line}: cannot read it{what}: write NAME=value, "
+                "with a quote closed on the same line, or # before a comment"
+            )
+        if binding.key is not None and binding.key not in known:
+            close = difflib.get_close_matches(binding.key.upper(), known, n=1, cutoff=0.75)
+            unknown.append((line, binding.key, close[0] if close else None))
+    return SettingsFile(path, dict(dotenv_values(stream=io.StringIO(text))), unknown)
+
+
 def _explain(problems: list[tuple[str, str]], sources: Mapping[str, str]) -> str:
     """One line per bad setting: where it came from and what is wrong; never the value."""
     return "; ".join(
@@ -279,7 +346,7 @@ def _collect_fields(cls: type[Settings]) -> dict[str, SettingField]:
         field.name, field.annotation = name, hints[name]
         field.parse = parser_for(hints[name])
         field.before = _BEFORE.get(name)
-        field.after = _http_url if name in _HTTP_URLS else None
+        field.after = _AFTER.get(name)
         fields[name] = field
         delattr(cls, name)
     return fields

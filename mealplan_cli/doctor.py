@@ -163,7 +163,11 @@ async def database_checks(settings: Settings, db: Database) -> list[Check]:
     elapsed = (time.monotonic() - started) * 1000
     pending = (stats.get("by_status") or {}).get("pending", 0)
     checks = [
-        Check("database", Verdict.ok, f"answered in {elapsed:.0f} ms; {pending} jobs pending"),
+        Check(
+            "database",
+            Verdict.ok,
+            f"answered in {elapsed:.0f} ms; {pending} job{'' if pending == 1 else 's'} pending",
+        ),
         history_check(stats),
     ]
     if transport_of(settings) == "rest":

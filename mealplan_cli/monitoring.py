@@ -22,9 +22,12 @@ METRICS = {
     "failed_1h": "jobs failed for good in the last hour",
     "failure_rate": "failed / (completed + failed) over the last hour",
     "retry_rate": "retries / (completed + failed) over the last hour",
-    "silent_workers": "workers not stopped but silent longer than a lease",
+    "silent_workers": "workers gone: not stopped, no heartbeat for longer than a lease",
     "throughput_5m": "jobs completed per minute over the last 5 minutes",
 }
+
+FORGET_AFTER_SECONDS = 3600.0
+"""How long ``stats`` keeps listing a worker after its last heartbeat (at least 3 leases)."""
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,18 @@ class QueueHealth:
 
     @property
     def workers(self) -> list[dict[str, Any]]:
+        """The workers seen lately. One that has not heartbeated for longer than a lease
+        without stopping is ``gone`` (killed, or cut off from the database): its leases have
+        expired. After ``FORGET_AFTER_SECONDS`` without a heartbeat a worker leaves the list,
+        so a crash an hour ago does not read as a problem today."""
         workers = []
         for worker in self.raw.get("workers") or []:
-            silent = (
-                worker.get("status") != "stopped"
-                and float(worker.get("seconds_since_seen") or 0) > self.lease_seconds
-            )
-            workers.append({**worker, "silent": silent})
+            quiet = float(worker.get("seconds_since_seen") or 0)
+            if quiet > max(FORGET_AFTER_SECONDS, 3 * self.lease_seconds):
+                continue
+            silent = worker.get("status") != "stopped" and quiet > self.lease_seconds
+            state = "gone" if silent else str(worker.get("status") or "")
+            workers.append({**worker, "silent": silent, "state": state})
         return workers
 
     def metrics(self) -> dict[str, float]:

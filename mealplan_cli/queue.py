@@ -360,8 +360,13 @@ class Queue:
         )
         return int(released or 0)
 
-    async def requeue_stale(self, limit: int = 1000) -> list[tuple[int, str]]:
-        rows = await self.db.call("mealworker_requeue_stale", p_limit=limit)
+    async def requeue_stale(
+        self, limit: int = 1000, *, dry_run: bool = False
+    ) -> list[tuple[int, str]]:
+        """Jobs whose lease expired, each with the status it got (``dry_run``: would get;
+        nothing written)."""
+        function = "mealworker_stale_jobs" if dry_run else "mealworker_requeue_stale"
+        rows = await self.db.call(function, p_limit=limit)
         return [(int(row["job_id"]), str(row["status"])) for row in rows]
 
     async def requeue_jobs(
@@ -430,6 +435,23 @@ class Queue:
 
     async def events_from(self, since: datetime, *, limit: int = 500) -> list[Row]:
         return await self.db.call("mealworker_events_from", p_since=since, p_limit=limit)
+
+    async def recent_events(
+        self,
+        limit: int = 20,
+        *,
+        job_id: int | None = None,
+        job_type: str | None = None,
+        events: Sequence[str] | None = None,
+    ) -> list[Row]:
+        """The last ``limit`` events (of this job, type and events), oldest first."""
+        return await self.db.call(
+            "mealworker_recent_events",
+            p_limit=limit,
+            p_job_id=job_id,
+            p_job_type=job_type,
+            p_events=list(events) if events else None,
+        )
 
     async def stats(self) -> dict[str, Any]:
         return dict(await self.db.value("mealworker_queue_stats") or {})

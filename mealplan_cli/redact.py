@@ -24,17 +24,22 @@ from urllib.parse import unquote
 
 MASK = "***"
 
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*):(?P<pw>[^\s@'\"]*)@")
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*):(?P<pw>\S*)@")
+"""The password runs to the last ``@`` before white space: a password holding ``@``, ``:``,
+``/`` or quotes is masked whole (libpq itself would stop at its first ``@``)."""
 _BARE_PASSWORD = re.compile(
     r"(?P<head>(?<![\w:/.@-])[A-Za-z_][\w.-]*):(?P<pw>[^\s@/:'\"]+)@(?=[\w.\[/%-])"
 )
-_PARAM_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s'\"]*)", re.IGNORECASE)
+_PARAM_PASSWORD = re.compile(
+    r"(?P<head>[?&]password=)(?P<pw>[^&\s]*[^&\s'\",:;.)]|[^&\s]*)", re.IGNORECASE
+)
 _KEYWORD_PASSWORD = re.compile(
-    r"(?P<head>\b(?:pg)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s'\",&]*[^\s'\",&:;.)])",
+    r"(?P<head>(?<![?&])\b(?:pg)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|\S*[^\s'\",:;.)])",
     re.IGNORECASE,
 )
-"""An unquoted value ends before trailing punctuation, so ``password=***: reason`` keeps its
-colon; a password ending in one is still masked by value when distinctive."""
+"""An unquoted value runs to white space (as libpq reads it) but ends before trailing
+punctuation, so ``password=***: reason`` keeps its colon; a password ending in one is still
+masked by value when distinctive. A URL's ``?password=`` is ``_PARAM_PASSWORD``'s."""
 
 COMMON_WORDS = frozenset(
     {"postgres", "postgresql", "supabase", "password", "localhost", "mealworker", "service_role"}

@@ -55,6 +55,8 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     },
     "mealworker_release_jobs": {"p_worker_id": "w", "p_job_ids": [], "p_lease_tokens": []},
     "mealworker_requeue_stale": {},
+    "mealworker_stale_jobs": {},
+    "mealworker_recent_events": {},
     "mealworker_requeue_jobs": {"p_dry_run": True},
     "mealworker_cancel_jobs": {"p_job_ids": []},
     "mealworker_prune": {"p_finished_before": "2000-01-01T00:00:00Z", "p_dry_run": True},

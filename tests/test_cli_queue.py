@@ -42,7 +42,7 @@ def test_enqueue_then_run_job_completes_it(database_url: str) -> None:
 
 def test_run_job_exit_codes(database_url: str) -> None:
     code, _, err = invoke(database_url, "run-job", "999999")
-    assert code == 2
+    assert code == 1  # an unknown id exits 1, as with cancel and requeue
     assert "no job 999999" in err
     code, out, _ = invoke(database_url, "enqueue", "--days", "1", "--json")
     job_id = json.loads(out)[0]["job_id"]
@@ -88,6 +88,25 @@ def test_ping_jobs_and_work_until_empty(database_url: str) -> None:
     code, _, err = invoke(database_url, "work", "--until-empty", "--concurrency", "10")
     assert code == 0, err
     assert "25 completed" in err
+
+
+def test_work_until_empty_rescues_jobs_whose_worker_died_first(database_url: str) -> None:
+    """A job left processing by a dead worker (its lease expired) is work to do: draining
+    used to stop at 'no pending job' and exit 0 with the job still processing."""
+    code, out, _ = invoke(database_url, "enqueue", "--type", "ping", "--count", "3", "--json")
+    assert code == 0
+    dead = int(json.loads(out)[0]["job_id"])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("select * from public.mealworker_claim_job(%s, 'dead-worker', 60)", (dead,))
+        conn.execute(
+            "update public.background_jobs set lease_expires_at = now() - interval '1 second'"
+            " where id = %s",
+            (dead,),
+        )
+    code, _, err = invoke(database_url, "work", "--until-empty")
+    assert code == 0, err
+    assert "3 completed" in err
+    assert job_status(database_url, dead) == ("completed", 2)
 
 
 def test_a_bad_request_is_refused_before_anything_is_queued(database_url: str) -> None:

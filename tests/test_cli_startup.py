@@ -9,11 +9,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
 
-from mealplan_cli.cli.app import Planner
-from mealplan_cli.config import PlannerChoice
+from mealplan_cli.cli import app
+from mealplan_cli.cli.app import SETTINGS_VARIABLES, Planner
+from mealplan_cli.config import PlannerChoice, Settings
 from tests.test_worker_process import clean_environment, wait_until
 
 HEAVY = (
@@ -121,3 +125,47 @@ def test_a_real_ping_worker_process_loads_no_pydantic_openai_or_rich(
     assert "mealplan_cli.worker.loop" in modules  # it did run the worker
     heavy = ("pydantic", "openai", "rich")
     assert sorted(m for m in modules if m.split(".")[0] in heavy) == []
+
+
+def test_help_names_every_setting_s_variable() -> None:
+    assert [name.upper() for name in Settings.model_fields] == SETTINGS_VARIABLES
+
+
+def every_parameter() -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+
+    def walk(command: Any, path: str) -> None:
+        found.extend((path, param) for param in command.params)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(get_command(app), "mealworker")
+    return found
+
+
+def test_every_option_is_described_and_settings_name_their_variable() -> None:
+    undescribed = [
+        f"{path} {param.opts[0]}"
+        for path, param in every_parameter()
+        if not getattr(param, "help", None) and param.param_type_name == "option"
+    ]
+    assert undescribed == []
+    variables = {
+        f"{path} {param.opts[0]}": param.envvar
+        for path, param in every_parameter()
+        if getattr(param, "envvar", None)
+    }
+    assert set(variables.values()) <= set(SETTINGS_VARIABLES)
+    for option in ("--planner", "--concurrency", "--poll-interval", "--worker-id"):
+        assert f"mealworker work {option}" in variables
+    assert "mealworker run-job --planner" in variables
+
+
+def test_help_lists_every_choice() -> None:
+    from mealplan_cli.cli.tail import EVENTS
+
+    result = CliRunner().invoke(app, ["tail", "--help"], terminal_width=200)
+    assert ", ".join(EVENTS) in " ".join(result.stdout.split())
+    result = CliRunner().invoke(app, ["work", "--help"], terminal_width=200)
+    assert "<auto|openai|catalog>" in result.stdout
+    assert "[env var: PLANNER]" in result.stdout

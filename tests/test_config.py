@@ -100,7 +100,7 @@ def test_an_option_filled_from_the_environment_names_the_environment() -> None:
 def test_a_missing_env_file_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.env"
     result = CliRunner().invoke(app, ["--env-file", str(missing), "stats"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # asked wrongly: nothing was done
     assert result.stderr.strip() == (
         f"error: --env-file {missing}: no such file; give the path of an existing settings file"
     )
@@ -228,3 +228,47 @@ def test_a_placeholder_is_refused_and_a_database_url_one_is_not_repeated() -> No
         Settings(database_url=pydantic.SecretStr(example))
     assert "(the example)" in str(caught.value)
     assert example not in str(caught.value)
+
+
+UNREADABLE_LINES = [
+    ('DATABASE_URL="postgresql://postgres:s3cret-Pa55@db.example.com/postgres', "DATABASE_URL"),
+    ("this is not a setting", None),
+    ("DATABASE_URL='postgresql://x:unclosed-Pa55@h/db", "DATABASE_URL"),
+]
+
+
+@pytest.mark.parametrize(("bad_line", "name"), UNREADABLE_LINES)
+@pytest.mark.parametrize("how", [".env", "--env-file"])
+def test_a_settings_file_that_cannot_be_read_stops_the_command(
+    tmp_path: Path, bad_line: str, name: str | None, how: str
+) -> None:
+    """python-dotenv warns and skips such a line; the command then ran on the embedded
+    database and exited 0. Now: one line naming the file and the line, exit 2, no value."""
+    settings = tmp_path / (".env" if how == ".env" else "worker.env")
+    settings.write_text(f"# mealworker\nLOG_LEVEL=info\n\n{bad_line}\nPLANNER=catalog\n")
+    args = ["stats"] if how == ".env" else ["--env-file", str(settings), "stats"]
+    result = CliRunner().invoke(app, args, env={"MEALWORKER_DATA_DIR": str(tmp_path / "db")})
+    assert result.exit_code == 2
+    shown = settings.name if how == ".env" else str(settings)
+    assert result.stderr.startswith(f"error: settings file {shown} line 4: cannot read it")
+    assert len(result.stderr.strip().splitlines()) == 1
+    if name:
+        assert f"(the line setting {name})" in result.stderr
+    assert "Pa55" not in result.stderr + result.stdout
+    assert not (tmp_path / "db").exists()  # no embedded database was started
+
+
+def test_an_unknown_setting_in_the_file_is_a_warning_naming_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "PLANNER=catalog\nOPENAI_APIKEY=sk-abc\nlog_level=debug\nNODE_ENV=production\n"
+    )
+    result = CliRunner().invoke(app, ["generate", "--days", "1", "--json"])
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: .env line 2: OPENAI_APIKEY is not a mealworker setting "
+        "(did you mean OPENAI_API_KEY?); it is ignored",
+        "warning: .env line 3: log_level is not a mealworker setting (did you mean LOG_LEVEL?); "
+        "it is ignored",
+        "warning: .env line 4: NODE_ENV is not a mealworker setting; it is ignored",
+    ]

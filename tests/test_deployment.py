@@ -349,4 +349,4 @@ def test_the_cron_prune_line_logs_its_report_and_its_failure(
     subprocess.run(["/bin/sh", "-c", runnable], env={**env, "DATABASE_URL": "nope://"}, check=True)
     failure = log.read_text().splitlines()[-1]
     assert "-p user.warning -t mealworker-prune: mealworker prune failed (exit 1)" in failure
-    assert "DATABASE_URL is not a valid connection string" in failure
+    assert "invalid setting DATABASE_URL (from environment): not a valid connection" in failure

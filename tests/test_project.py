@@ -50,6 +50,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # The layers, bottom up: what each part of the package must never import.
     "mealplan_cli/errors.py": ("mealplan_cli.", "typer", "rich", "pydantic"),
     "mealplan_cli/redact.py": ("mealplan_cli.", "typer", "rich"),
+    "mealplan_cli/connection_strings.py": ("mealplan_cli.", "typer", "rich", "psycopg"),
     "mealplan_cli/signals.py": ("mealplan_cli.", "typer", "rich"),
     "mealplan_cli/db/": (
         "mealplan_cli.generation",

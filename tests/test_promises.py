@@ -115,7 +115,7 @@ def test_run_job_takes_the_meal_plan_id_the_app_knows(database_url: str) -> None
     assert code == 0, err
     assert f"job {queued['job_id']} completed" in out
     code, _, err = cli(env, "run-job", str(uuid.uuid4()))
-    assert code == 2
+    assert code == 1  # an unknown id exits 1 everywhere; 2 is a malformed one
     assert "no job for meal plan" in err
     code, _, err = cli(env, "run-job", "tomorrow")
     assert code == 2

@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
+from mealplan_cli.connection_strings import check_connection_string
 from mealplan_cli.redact import Redactor, dsn_passwords, mask_positions, redact_dsn
 from tests.test_worker_process import clean_environment, wait_until
 
@@ -219,3 +220,58 @@ def test_no_command_prints_an_api_key(debug: list[str], tmp_path: Path) -> None:
     for file in (tmp_path / "logs").glob("*.log*"):
         for key in KEYS.values():
             assert key not in file.read_text(), file
+
+
+@pytest.mark.parametrize(
+    ("dsn", "why"),
+    [
+        ("postgresql://user:abc%def123@db.example/db", "not UTF-8 text"),
+        ("postgresql://user:x%2@db.example/db", "a % that does not start"),
+        ("postgresql://postgres:p@ss@word1@db.example:5432/db", "more than one @"),
+        ("postgresql://postgres:a/b:c@db.example:5432/db", "a / in the user name or password"),
+        ("postgresql://postgres:two words@db.example/db", "white space"),
+        ("postgresql://db.example/db?password=a&b", "not name=value"),
+        ("postgres:Secret1@db.example/db", 'a key without "="'),
+        ("host=db.example password='unclosed", "without its closing '"),
+    ],
+)
+def test_a_connection_string_libpq_would_misread_is_refused_without_quoting_it(
+    dsn: str, why: str
+) -> None:
+    result = runner.invoke(app, ["stats"], env={"DATABASE_URL": dsn})
+    assert result.exit_code == 1
+    assert why in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    for fragment in ("abc%def", "x%2", "ss@word1", "a/b:c", "two words", "a&b", "Secret1"):
+        assert fragment not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://u:p%40ss@h:5432/db",
+        "postgresql://u:pa:ss@h/db?sslmode=require&application_name=a@b",
+        "postgresql://h:5432/db?password=x%26y",
+        "postgresql:///db?host=%2Frun%2Fpostgresql",
+        "host=h password='a \\' b' user=u",
+        "host=h port=5432 dbname=d",
+        "",
+    ],
+)
+def test_a_connection_string_libpq_reads_is_accepted(dsn: str) -> None:
+    check_connection_string(dsn)
+
+
+def test_a_password_holding_separators_is_masked_whole() -> None:
+    assert redact_dsn("postgresql://postgres:p@ss@word1@h:5432/db") == (
+        "postgresql://postgres:***@h:5432/db"
+    )
+    assert redact_dsn("postgresql://u:a'b\"c@h/db") == "postgresql://u:***@h/db"
+    assert redact_dsn("postgresql://h/db?password=a'b\"c&sslmode=require") == (
+        "postgresql://h/db?password=***&sslmode=require"
+    )
+    assert redact_dsn('host=h password=ab"c&d user=u') == "host=h password=*** user=u"
+    assert mask_positions("reading postgres, the word, at localhost") == (
+        "reading postgres, the word, at localhost"
+    )

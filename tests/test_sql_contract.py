@@ -34,6 +34,8 @@ STABLE_FUNCTIONS = {
     "mealworker_get_meal_plan",
     "mealworker_queue_stats",
     "mealworker_events_since",
+    "mealworker_stale_jobs",
+    "mealworker_recent_events",
 }
 CONTRACT_FUNCTIONS = {
     "mealworker_enqueue_meal_plan",

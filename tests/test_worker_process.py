@@ -216,7 +216,7 @@ def test_a_killed_worker_s_job_is_completed_exactly_once_by_another(
     wait_until(lambda: statuses(database_url) == {"completed": 1}, timeout=30, what="rescue")
     second.signal(signal.SIGTERM)
     assert second.wait() == 0, second.output
-    assert "requeued 1 jobs whose lease expired" in second.output
+    assert "requeued 1 job whose lease expired" in second.output
     assert completions_per_job(database_url) == {job_id: 1}
     (job,) = query(database_url, "select attempts from public.background_jobs")
     assert job["attempts"] == 2

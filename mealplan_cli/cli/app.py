@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
+from typer.core import TyperGroup
 
 from mealplan_cli import __version__, redact
 from mealplan_cli.errors import MealworkerError
+
+try:  # typer keeps its own copy of click from 0.26 on
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef, import-not-found, unused-ignore]
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,6 +27,10 @@ if TYPE_CHECKING:
     from mealplan_cli.config import Settings
 
 T = TypeVar("T")
+
+USAGE_EXIT_CODE = 2
+"""A command that was asked wrongly: an unknown option, a malformed value, an unreadable
+settings file. Nothing was done. (1 is every other error; README's Troubleshooting.)"""
 
 
 class Planner(StrEnum):
@@ -31,9 +42,58 @@ class Planner(StrEnum):
     catalog = "catalog"
 
 
+class _Commands(TyperGroup):
+    """The command group, with usage errors in the same one-line style as every other error
+    (``error: <what> (see mealworker <command> --help)``, exit code 2), rather than click's
+    usage, hint and blank line before the error."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as error:
+            _usage_error(error)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as error:
+            _usage_error(error)
+
+
+def _usage_error(error: UsageError) -> NoReturn:
+    if isinstance(error, NoArgsIsHelpError):
+        raise error  # the help itself
+    where = f" (see {error.ctx.command_path} --help)" if error.ctx is not None else ""
+    line = f"{typer.style('error:', fg='red', bold=True)} {error.format_message()}{where}"
+    typer.echo(redact.mask(line), err=True)
+    raise typer.Exit(USAGE_EXIT_CODE) from None
+
+
+PLANNER_HELP = (
+    "Who writes the plans: openai, catalog (offline, the bundled recipes), or auto (OpenAI "
+    "when OPENAI_API_KEY is set, else the catalogue)."
+)
+
+SETTINGS_VARIABLES = (
+    "PLANNER OPENAI_API_KEY OPENAI_BASE_URL OPENAI_MODEL OPENAI_TIMEOUT_SECONDS "
+    "OPENAI_MAX_ATTEMPTS OPENAI_CONCURRENCY OPENAI_PRICE_INPUT_PER_MTOK "
+    "OPENAI_PRICE_CACHED_PER_MTOK OPENAI_PRICE_OUTPUT_PER_MTOK UNSPLASH_ACCESS_KEY "
+    "UNSPLASH_API_URL UNSPLASH_APP_NAME UNSPLASH_MIN_REMAINING UNSPLASH_TIMEOUT_SECONDS "
+    "SUPABASE_URL SUPABASE_SERVICE_ROLE_KEY DATABASE_URL MEALWORKER_DATA_DIR MEALWORKER_EMBEDDED "
+    "DATABASE_CONNECT_TIMEOUT_SECONDS WORKER_ID POLL_INTERVAL_MS MAX_CONCURRENT_JOBS "
+    "LEASE_SECONDS JOB_TIMEOUT_SECONDS SHUTDOWN_GRACE_SECONDS STALE_SWEEP_SECONDS LOG_LEVEL "
+    "LOG_FORMAT LOG_DIR METRICS_PORT"
+).split()
+"""Every setting's environment variable, for ``--help`` without loading the settings
+(tests/test_cli_startup.py keeps it equal to ``Settings.model_fields``)."""
+
 app = typer.Typer(
+    cls=_Commands,
     name="mealworker",
     help="Generate meal plans, and run the worker that generates them for a Supabase app.",
+    epilog="Settings are environment variables, or lines of the --env-file (.env): "
+    + ", ".join(SETTINGS_VARIABLES)
+    + ". env.example describes each; a command's option, where it has one, wins.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,9 +113,16 @@ class _LazyConsole:
 
     def _made(self) -> Console:
         if self._console is None:
+            import os
+
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            console = Console(**self._options)
+            if not console.is_terminal and not os.environ.get("COLUMNS"):
+                # Off a terminal (a pipe, a file, a log collector) there is no width to fit:
+                # rich's 80 columns would break lines that scripts and greps read whole.
+                console = Console(width=OFF_TERMINAL_WIDTH, **self._options)
+            self._console = console
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -67,6 +134,9 @@ class _LazyConsole:
     def __exit__(self, *exc_info: Any) -> None:
         self._made().__exit__(*exc_info)
 
+
+OFF_TERMINAL_WIDTH = 10_000
+"""Wide enough that no line of mealworker's output wraps when it goes to a pipe or a file."""
 
 stdout = cast("Console", _LazyConsole())
 stderr = cast("Console", _LazyConsole(stderr=True))
@@ -107,17 +177,33 @@ def main(
 
     quiet_drivers()
     if _source(ctx, "env_file") != "DEFAULT" and not env_file.is_file():
-        fail(f"--env-file {env_file}: no such file; give the path of an existing settings file")
+        fail(
+            f"--env-file {env_file}: no such file; give the path of an existing settings file",
+            USAGE_EXIT_CODE,
+        )
     ctx.obj = GlobalOptions(env_file=env_file, debug=debug)
 
 
-def fail(message: str) -> NoReturn:
-    """One line on stderr (secrets masked) and exit code 1."""
+def error_line(message: str) -> None:
+    """``error: <message>``, one line on stderr, secrets masked: every error looks alike."""
     from rich.text import Text
 
     line = Text.assemble(("error:", "bold red"), " ", redact.mask(message))
     stderr.print(line, highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+
+
+def warning_line(message: str) -> None:
+    """``warning: <message>``, one line on stderr, secrets masked; the command goes on."""
+    from rich.text import Text
+
+    line = Text.assemble(("warning:", "bold yellow"), " ", redact.mask(message))
+    stderr.print(line, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr (secrets masked) and exit code 1 (or ``code``)."""
+    error_line(message)
+    raise typer.Exit(code)
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -131,7 +217,16 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     An option that Typer filled from its ``envvar`` is left out of the overrides: the setting
     reads the same variable itself, so an error names the environment, not the command line.
     """
-    from mealplan_cli.config import Settings  # loaded when a command runs, not for --help
+    from mealplan_cli.config import Settings, read_settings_file  # not loaded for --help
+    from mealplan_cli.errors import ConfigurationError
+
+    env_file = options(ctx).env_file
+    try:
+        settings_file = read_settings_file(env_file)
+    except ConfigurationError as error:
+        fail(str(error), USAGE_EXIT_CODE)
+    for warning in settings_file.warnings():
+        warning_line(warning)
 
     from_environment = {
         str(param.envvar).lower()
@@ -141,11 +236,29 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
         and _source(ctx, param.name) == "ENVIRONMENT"
     }
     overrides = {k: v for k, v in overrides.items() if k not in from_environment}
-    settings: Settings = run_checked(
-        ctx, lambda: Settings.load(overrides, env_file=options(ctx).env_file)
-    )
+    settings: Settings = run_checked(ctx, lambda: Settings.load(overrides, env_file=env_file))
     redact.install(settings.redactor())
+    from mealplan_cli.db import first_start
+
+    first_start.install(_creating_database)
     return settings
+
+
+@contextmanager
+def _creating_database(data_dir: Path) -> Iterator[None]:
+    """A spinner with a sentence on stderr while initdb runs (the line alone off a terminal,
+    where a spinner would only be noise in a log)."""
+    sentence = (
+        f"creating the embedded PostgreSQL database in {data_dir} (first run only; about "
+        "half a minute)"
+    )
+    if not stderr.is_terminal:
+        stderr.print(sentence, highlight=False, soft_wrap=True)
+        yield
+        return
+    with stderr.status(sentence, spinner="dots"):
+        yield
+    stderr.print(f"created the embedded PostgreSQL database in {data_dir}", highlight=False)
 
 
 def run_checked(ctx: typer.Context, action: Any) -> Any:

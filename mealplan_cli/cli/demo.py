@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
+from mealplan_cli.cli.wording import plural
 from mealplan_cli.signals import STOP
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ SAMPLES: list[dict[str, Any]] = [
 
 def _summary(request: dict[str, Any]) -> str:
     diet = "+".join(request.get("diet", ["omnivore"]))
-    parts = [f"{request['days']} days", diet]
+    parts = [plural(request["days"], "day"), diet]
     if request.get("allergies"):
         parts.append("no " + ", ".join(request["allergies"]))
     if request.get("household_size"):
@@ -79,7 +80,7 @@ def demo(
     setup_logging(settings.model_copy(update={"log_level": LogLevel.WARNING}), to_files=False)
     plan = run_async(ctx, _demo(settings, concurrency))
     if plan is not None:
-        stdout.print(plan_view(plan))
+        stdout.print(plan_view(plan, fill=stdout.is_terminal))
 
 
 async def _demo(settings: Settings, concurrency: int) -> MealPlan | None:
@@ -114,7 +115,7 @@ async def _demo(settings: Settings, concurrency: int) -> MealPlan | None:
                     await asyncio.sleep(0.15)
             report = await run
         stderr.print(
-            f"\n{report.completed} plans completed, {report.failed} failed, in "
+            f"\n{plural(report.completed, 'plan')} completed, {report.failed} failed, in "
             f"{time.monotonic() - started:.1f}s; the last one:"
         )
         for item in reversed(queued):

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mealplan_cli.cli import request_options as ro
-from mealplan_cli.cli.app import Planner, app, fail, load_settings, run_async, stderr, stdout
+from mealplan_cli.cli.app import (
+    PLANNER_HELP,
+    Planner,
+    app,
+    fail,
+    load_settings,
+    run_async,
+    stderr,
+    stdout,
+)
 from mealplan_cli.errors import ProviderUnavailableError
 
 if TYPE_CHECKING:
@@ -34,7 +43,7 @@ def generate(
     notes: ro.Notes = None,
     planner: Annotated[
         Planner | None,
-        typer.Option(envvar="PLANNER", help="auto: OpenAI when OPENAI_API_KEY is set."),
+        typer.Option(envvar="PLANNER", help=PLANNER_HELP),
     ] = None,
     model: Annotated[str | None, typer.Option(envvar="OPENAI_MODEL", help="OpenAI model.")] = None,
     seed: Annotated[
@@ -61,7 +70,7 @@ def generate(
     else:
         from mealplan_cli.cli.render import plan_view
 
-        stdout.print(plan_view(plan))
+        stdout.print(plan_view(plan, fill=stdout.is_terminal))
         if out is not None:
             stdout.print(f"plan written to {out}")
 

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.text import Text
 
+from mealplan_cli.cli.wording import plural
 from mealplan_cli.generation.models import Day, MealPlan
 from mealplan_cli.generation.planner import Progress as PlanProgress
 from mealplan_cli.generation.planner import ProgressCallback
@@ -56,12 +57,12 @@ def _number(value: float) -> str:
     return f"{value:.0f}"
 
 
-def day_table(day: Day) -> Table:
+def day_table(day: Day, *, fill: bool = True) -> Table:
     table = Table(
         title=f"Day {day.day}",
         title_justify="left",
         show_footer=True,
-        expand=True,
+        expand=fill,
         header_style="bold",
     )
     table.add_column("Meal", footer="Total")
@@ -90,12 +91,12 @@ def day_table(day: Day) -> Table:
     return table
 
 
-def shopping_table(plan: MealPlan) -> Table:
+def shopping_table(plan: MealPlan, *, fill: bool = True) -> Table:
     household = plan.request.household_size
     table = Table(
         title=f"Shopping list ({household} serving{'s' if household > 1 else ''} per meal)",
         title_justify="left",
-        expand=True,
+        expand=fill,
         header_style="bold",
     )
     table.add_column("Aisle")
@@ -114,11 +115,11 @@ def shopping_table(plan: MealPlan) -> Table:
     return table
 
 
-def summary_panel(plan: MealPlan) -> Panel:
+def summary_panel(plan: MealPlan, *, fill: bool = True) -> Panel:
     request, meta = plan.request, plan.metadata
     report = meta.validation
     lines = [
-        f"[bold]{request.days} days[/], {', '.join(s.value for s in request.meals)}; "
+        f"[bold]{plural(request.days, 'day')}[/], {', '.join(s.value for s in request.meals)}; "
         f"{request.calories} kcal/day; diet {' + '.join(d.value for d in request.diet)}",
         "allergies: " + (", ".join(a.value for a in request.allergies) or "none"),
         f"average per day: {plan.daily_average.kcal:.0f} kcal, protein "
@@ -128,14 +129,15 @@ def summary_panel(plan: MealPlan) -> Panel:
         + (f" ({meta.model})" if meta.model else "")
         + (f", seed {meta.seed}" if meta.seed is not None else "")
         + f", {meta.duration_ms} ms",
-        f"validation: passed; {len(report.scaled)} portions scaled, "
-        f"{len(report.rejected)} meals rejected and rewritten",
+        f"validation: passed; {plural(len(report.scaled), 'portion')} scaled, "
+        f"{plural(len(report.rejected), 'meal')} rejected and rewritten",
         f"photos: {meta.photos}",
     ]
     if meta.usage.calls:
         u = meta.usage
         lines.append(
-            f"OpenAI: {u.calls} calls, {u.input_tokens} tokens in ({u.cached_tokens} cached), "
+            f"OpenAI: {plural(u.calls, 'call')}, {plural(u.input_tokens, 'token')} in "
+            f"({u.cached_tokens} cached), "
             f"{u.output_tokens} out, about ${u.cost_usd:.4f}"
         )
     if request.macros is not None:
@@ -149,7 +151,7 @@ def summary_panel(plan: MealPlan) -> Panel:
     if meta.exclusions:
         lines.append(exclusions_line(plan))
     lines += [f"[yellow]note:[/] {note}" for note in report.notes]
-    return Panel("\n".join(lines), title="Meal plan", title_align="left")
+    return Panel("\n".join(lines), title="Meal plan", title_align="left", expand=fill)
 
 
 def _some(names: list[str], shown: int = 4) -> str:
@@ -188,5 +190,11 @@ def exclusions_line(plan: MealPlan) -> str:
     return "excluded " + " | ".join(parts)
 
 
-def plan_view(plan: MealPlan) -> Group:
-    return Group(summary_panel(plan), *(day_table(day) for day in plan.days), shopping_table(plan))
+def plan_view(plan: MealPlan, *, fill: bool = True) -> Group:
+    """The whole plan; ``fill`` stretches it to the terminal's width (off a terminal the
+    console is very wide, so that nothing wraps, and the view keeps its natural width)."""
+    return Group(
+        summary_panel(plan, fill=fill),
+        *(day_table(day, fill=fill) for day in plan.days),
+        shopping_table(plan, fill=fill),
+    )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
+from mealplan_cli.cli.app import app, error_line, load_settings, run_async, stdout
 from mealplan_cli.cli.durations import ago
+from mealplan_cli.cli.job_refs import JobRef, missing, parse_refs, resolve
 from mealplan_cli.cli.wording import plural
 from mealplan_cli.db.base import Row
 from mealplan_cli.queue import Cancellation, Queue
@@ -17,11 +19,15 @@ from mealplan_cli.queue import Cancellation, Queue
 if TYPE_CHECKING:
     from mealplan_cli.config import Settings
 
+JOBS_HELP = "Job ids, or meal plan ids (uuids)."
+
 
 @app.command()
 def requeue(
     ctx: typer.Context,
-    job_ids: Annotated[list[int] | None, typer.Argument(help="Jobs to requeue by id.")] = None,
+    job_ids: Annotated[
+        list[str] | None, typer.Argument(help=f"Jobs to requeue: {JOBS_HELP}", show_default=False)
+    ] = None,
     stale: Annotated[
         bool, typer.Option("--stale", help="Jobs whose worker died (lease expired). For cron.")
     ] = False,
@@ -39,28 +45,37 @@ def requeue(
     reset_attempts: Annotated[
         bool, typer.Option("--reset-attempts", help="Give them their full attempts again.")
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be requeued; change nothing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Put jobs back in the queue: --stale (from cron), --failed with filters, or by id.
-    A meal plan job's meal plan goes back to pending with it."""
+    A meal plan job's meal plan goes back to pending with it. Exit 1 when a job named by id
+    was not requeued (unknown, or being processed)."""
     if sum((stale, failed, bool(job_ids))) != 1:
         raise typer.BadParameter("give exactly one of --stale, --failed or job ids")
+    refs = parse_refs(job_ids or [])
     changed_since = ago(since, "--since")  # a typo is refused before any connection
     settings = load_settings(ctx)
     if stale:
-        moved = run_async(ctx, _stale(settings))
+        moved = run_async(ctx, _stale(settings, limit=limit, dry_run=dry_run))
         if as_json:
-            stdout.out(json.dumps([{"job_id": i, "status": s} for i, s in moved]))
+            stdout.out(
+                json.dumps([{"job_id": i, "status": s, "dry_run": dry_run} for i, s in moved])
+            )
         elif moved:  # silent when nothing changed, so cron mails only news
+            now = "would be" if dry_run else "now"
             for job_id, status in moved:
-                stdout.print(f"job {job_id}: lease expired, now {status}", highlight=False)
+                stdout.print(f"job {job_id}: lease expired, {now} {status}", highlight=False)
+        elif dry_run:
+            stdout.print("would requeue no job: no lease has expired", highlight=False)
         return
-    rows = run_async(
+    outcome = run_async(
         ctx,
         _requeue(
             settings,
-            job_ids=job_ids,
+            refs=refs,
             since=changed_since,
             job_type=job_type,
             error_contains=error_contains,
@@ -69,43 +84,65 @@ def requeue(
             dry_run=dry_run,
         ),
     )
+    rows = outcome.rows
     if as_json:
         stdout.out(json.dumps(rows, default=str))
-        return
-    verb = "would requeue" if dry_run else "requeued"
-    from rich.table import Table
+    else:
+        verb = "would requeue" if dry_run else "requeued"
+        from rich.table import Table
 
-    table = Table("job", "type", "was", "last error", title=f"{verb} {plural(len(rows), 'job')}")
-    for row in rows:
-        table.add_row(
-            str(row["job_id"]), row["job_type"], row["previous_status"], row.get("last_error") or ""
+        table = Table(
+            "job", "type", "was", "last error", title=f"{verb} {plural(len(rows), 'job')}"
         )
-    stdout.print(table)
+        for row in rows:
+            table.add_row(
+                str(row["job_id"]),
+                row["job_type"],
+                row["previous_status"],
+                row.get("last_error") or "",
+            )
+        stdout.print(table)
+    for problem in outcome.problems:
+        error_line(problem)
+    if outcome.problems:
+        raise typer.Exit(1)
 
 
-async def _stale(settings: Settings) -> list[tuple[int, str]]:
+@dataclass
+class Requeued:
+    rows: list[Row]
+    problems: list[str] = field(default_factory=list)
+    """Why a job named by id was not requeued, one line each."""
+
+
+async def _stale(settings: Settings, *, limit: int, dry_run: bool) -> list[tuple[int, str]]:
     from mealplan_cli.db.connect import open_database
 
     async with open_database(settings) as db:
-        return await Queue(db).requeue_stale()
+        return await Queue(db).requeue_stale(limit, dry_run=dry_run)
 
 
 async def _requeue(
     settings: Settings,
     *,
-    job_ids: list[int] | None,
+    refs: list[JobRef],
     since: datetime | None,
     job_type: str | None,
     error_contains: str | None,
     limit: int,
     reset_attempts: bool,
     dry_run: bool,
-) -> list[Row]:
+) -> Requeued:
     from mealplan_cli.db.connect import open_database
 
     async with open_database(settings) as db:
-        return await Queue(db).requeue_jobs(
-            job_ids=job_ids,
+        queue = Queue(db)
+        job_ids, unknown = await resolve(db, refs)
+        problems = [missing(ref) for ref in unknown]
+        if refs and not job_ids:
+            return Requeued([], problems)
+        rows = await queue.requeue_jobs(
+            job_ids=job_ids or None,
             statuses=("failed", "cancelled") if job_ids else ("failed",),
             job_type=job_type,
             since=since,
@@ -114,6 +151,20 @@ async def _requeue(
             limit=limit,
             dry_run=dry_run,
         )
+        done = {int(row["job_id"]) for row in rows}
+        for job_id in job_ids:
+            if job_id in done:
+                continue
+            info = await queue.get_job(job_id)
+            if info is None:
+                problems.append(f"no job {job_id}")
+            elif info.status == "processing":
+                problems.append(
+                    f"job {job_id} was not requeued: it is being processed by {info.locked_by}"
+                )
+            else:
+                problems.append(f"job {job_id} was not requeued (it is {info.status})")
+        return Requeued(rows, problems)
 
 
 CANCEL_MESSAGES = {
@@ -127,15 +178,16 @@ CANCEL_MESSAGES = {
 @app.command()
 def cancel(
     ctx: typer.Context,
-    job_ids: Annotated[list[int], typer.Argument(help="Jobs to cancel.")],
+    job_ids: Annotated[list[str], typer.Argument(help=f"Jobs to cancel: {JOBS_HELP}")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Cancel jobs: a pending one at once, a processing one when its worker next checks in.
     Exit 1 when a job could not be cancelled (completed, failed or unknown)."""
+    refs = parse_refs(job_ids)
     settings = load_settings(ctx)
-    outcome = run_async(ctx, _cancel(settings, job_ids))
+    outcome, wanted, unknown = run_async(ctx, _cancel(settings, refs))
     found = {item.job_id for item in outcome}
-    missing = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in found]
+    absent = [job_id for job_id in wanted if job_id not in found]
     refused = [item for item in outcome if item.refused]
     if as_json:
         rows: list[dict[str, object]] = [
@@ -147,28 +199,29 @@ def cancel(
             }
             for item in outcome
         ]
-        rows += [{"job_id": job_id, "outcome": "not_found"} for job_id in missing]
+        rows += [{"job_id": job_id, "outcome": "not_found"} for job_id in absent]
+        rows += [{"meal_plan_id": str(ref.meal_plan_id), "outcome": "not_found"} for ref in unknown]
         stdout.out(json.dumps(rows))
     else:
         for item in outcome:
             if not item.refused:
                 stdout.print(f"job {item.job_id}: {CANCEL_MESSAGES[item.outcome]}", highlight=False)
-        for item in refused:
-            stderr.print(
-                f"[bold red]error:[/] job {item.job_id} was not cancelled: it is already "
-                f"{item.status}",
-                highlight=False,
-            )
-        if missing:
-            stderr.print(
-                f"[bold red]error:[/] no job {', '.join(map(str, missing))}", highlight=False
-            )
-    if refused or missing:
+    for item in refused:
+        error_line(f"job {item.job_id} was not cancelled: it is already {item.status}")
+    if absent:
+        error_line(f"no job {', '.join(map(str, absent))}")
+    for ref in unknown:
+        error_line(missing(ref))
+    if refused or absent or unknown:
         raise typer.Exit(1)
 
 
-async def _cancel(settings: Settings, job_ids: list[int]) -> list[Cancellation]:
+async def _cancel(
+    settings: Settings, refs: list[JobRef]
+) -> tuple[list[Cancellation], list[int], list[JobRef]]:
     from mealplan_cli.db.connect import open_database
 
     async with open_database(settings) as db:
-        return await Queue(db).cancel(job_ids)
+        job_ids, unknown = await resolve(db, refs)
+        outcome = await Queue(db).cancel(job_ids) if job_ids else []
+        return outcome, job_ids, unknown

@@ -13,12 +13,12 @@ from mealplan_cli.cli.app import (
     load_settings,
     ready,
     run_async,
-    run_checked,
     stderr,
     stdout,
 )
 from mealplan_cli.cli.wording import plural
-from mealplan_cli.monitoring import QueueHealth, Threshold
+from mealplan_cli.errors import ConfigurationError
+from mealplan_cli.monitoring import METRICS, QueueHealth, Threshold
 from mealplan_cli.queue import Queue
 
 if TYPE_CHECKING:
@@ -38,12 +38,13 @@ def _seconds(value: Any) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def health_view(health: QueueHealth) -> Group:
+def health_view(health: QueueHealth, database: str = "") -> Group:
     from rich.console import Group
     from rich.table import Table
 
     raw, metrics = health.raw, health.metrics()
-    overview = Table(title="Queue", title_justify="left", show_header=False)
+    title = f"Queue in {database}" if database else "Queue"
+    overview = Table(title=title, title_justify="left", show_header=False)
     overview.add_column()
     overview.add_column(justify="right")
     for status, count in (raw.get("by_status") or {}).items():
@@ -80,7 +81,7 @@ def health_view(health: QueueHealth) -> Group:
         types.add_row(job_type, *(str(counts.get(status, 0)) for status in statuses))
     workers = Table("worker", "host", "pid", "version", "jobs", "RSS", "last seen", "state")
     for worker in health.workers:
-        state = "SILENT" if worker["silent"] else worker.get("status", "")
+        state = worker["state"]
         rss = worker.get("rss_bytes")
         workers.add_row(
             str(worker["id"]),
@@ -108,23 +109,30 @@ def stats(
         list[str] | None,
         typer.Option(
             "--fail-if",
+            metavar="METRIC>VALUE",
             help="Exit 1 when a metric crosses a threshold, e.g. lag>300 or "
-            "failure_rate>0.1 (repeatable). Metrics: lag, pending, processing, failed_1h, "
-            "failure_rate, retry_rate, silent_workers, throughput_5m.",
+            "failure_rate>0.1 (repeatable; a malformed one exits 2). Metrics: "
+            f"{', '.join(METRICS)}.",
         ),
     ] = None,
 ) -> None:
-    """Counts, lag, throughput, processing times, failures, recent errors, workers and cost."""
+    """Counts, lag, throughput, processing times, failures, recent errors, workers and cost,
+    and which database they were read from. Exit 1 when a --fail-if threshold is crossed."""
+    thresholds = [_threshold(text) for text in fail_if or []]
     settings = load_settings(ctx)
-    thresholds = [run_checked(ctx, lambda t=text: Threshold.parse(t)) for text in fail_if or []]
+    from mealplan_cli.db.connect import describe_database
+
+    database = describe_database(settings)
     if watch:
-        run_async(ctx, _watch(settings, interval), until_interrupted=True)
+        run_async(ctx, _watch(settings, interval, database), until_interrupted=True)
         return
     health, budgets = run_async(ctx, _health(settings))
     if as_json:
-        stdout.out(json.dumps({**health.as_json(), "budget": budgets}, default=str))
+        stdout.out(
+            json.dumps({"database": database, **health.as_json(), "budget": budgets}, default=str)
+        )
     else:
-        stdout.print(health_view(health))
+        stdout.print(health_view(health, database))
     crossed = [t for t in thresholds if t.crossed(health.metrics())]
     if crossed:
         values = health.metrics()
@@ -133,7 +141,22 @@ def stats(
                 f"threshold crossed: {threshold} (now {values[threshold.metric]:g})",
                 highlight=False,
             )
-        raise typer.Exit(1)
+        raise typer.Exit(ALERT_EXIT_CODE)
+
+
+ALERT_EXIT_CODE = 1
+"""``stats --fail-if`` when a threshold is crossed; a malformed threshold is a usage error (2)."""
+
+
+def _threshold(text: str) -> Threshold:
+    """A ``--fail-if`` expression; a malformed one is refused like any bad option (exit 2),
+    so a monitor can tell a typo in its own command from an alert."""
+    try:
+        return Threshold.parse(text)
+    except ConfigurationError as error:
+        raise typer.BadParameter(
+            str(error).removeprefix(f"--fail-if {text!r}: "), param_hint=f"--fail-if {text!r}"
+        ) from None
 
 
 async def _health(settings: Settings) -> tuple[QueueHealth, list[dict[str, Any]]]:
@@ -145,7 +168,7 @@ async def _health(settings: Settings) -> tuple[QueueHealth, list[dict[str, Any]]
         return health, await budget_stats(db)
 
 
-async def _watch(settings: Settings, interval: float) -> None:
+async def _watch(settings: Settings, interval: float, database: str) -> None:
     from rich.live import Live
 
     from mealplan_cli.db.connect import open_database
@@ -157,7 +180,9 @@ async def _watch(settings: Settings, interval: float) -> None:
             try:
                 while True:
                     live.update(
-                        health_view(QueueHealth(await queue.stats(), settings.lease_seconds))
+                        health_view(
+                            QueueHealth(await queue.stats(), settings.lease_seconds), database
+                        )
                     )
                     said = said or ready(f"refreshing every {interval:g}s; Ctrl-C to stop")
                     await asyncio.sleep(interval)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mealplan_cli.cli.app import app, load_settings, ready, run_async, stdout
+from mealplan_cli.cli.app import app, fail, load_settings, ready, run_async, stdout
 from mealplan_cli.cli.durations import ago
+from mealplan_cli.cli.job_refs import JobRef, missing, parse_ref, resolve
 from mealplan_cli.db.base import Row
 from mealplan_cli.queue import Queue
 
@@ -74,63 +76,116 @@ def _line(row: Row) -> Text:
 @app.command()
 def tail(
     ctx: typer.Context,
-    job: Annotated[int | None, typer.Option("--job", help="Only this job.")] = None,
+    job: Annotated[
+        str | None,
+        typer.Option("--job", help="Only this job: its id, or its meal plan's id (a uuid)."),
+    ] = None,
     job_type: Annotated[str | None, typer.Option("--type", help="Only this job type.")] = None,
     event: Annotated[
-        list[str] | None, typer.Option("--event", help="Only these events (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--event", help=f"Only these events (repeatable): {', '.join(EVENTS)}.", metavar="EVENT"
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="Show history from this long ago first, e.g. 10m.")
     ] = None,
+    last: Annotated[
+        int,
+        typer.Option(min=0, max=10_000, help="Without --since, show the last this many first."),
+    ] = 20,
     follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Keep following.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Follow job events live: time, job, type, event, worker, attempt, detail. Ctrl-C exits."""
+    """Job events: the last ones (or those since --since), then new ones as they happen, one
+    line each: time, job, type, event, worker, attempt, detail. Ctrl-C exits."""
     unknown = [name for name in event or [] if name not in EVENTS]
     if unknown:
         raise typer.BadParameter(
             f"unknown event {', '.join(map(repr, unknown))}; the events are {', '.join(EVENTS)}",
             param_hint="--event",
         )
+    ref = parse_ref(job, "--job") if job is not None else None
+    start = ago(since, "--since")
     settings = load_settings(ctx)
-
-    def wanted(row: Row) -> bool:
-        return (
-            (job is None or row["job_id"] == job)
-            and (job_type is None or row.get("job_type") == job_type)
-            and (not event or row["event"] in event)
-        )
+    wanted = Filter(ref, job_type, tuple(event or ()))
 
     def show(row: Row) -> None:
-        if not wanted(row):
-            return
         if as_json:
             stdout.out(json.dumps(row, default=str))
         else:
             stdout.print(_line(row), soft_wrap=True)
 
-    start = ago(since, "--since") or datetime.now(UTC)
-    run_async(ctx, _follow(settings, start, follow, show), until_interrupted=True)
+    window = History(start) if start is not None else History(None, last)
+    found = run_async(ctx, _follow(settings, window, wanted, follow, show), until_interrupted=True)
+    if not found:
+        assert ref is not None
+        fail(missing(ref))
 
 
-async def _follow(settings: Settings, start: datetime, follow: bool, show: Any) -> None:
+@dataclass(frozen=True)
+class Filter:
+    """Which events ``tail`` shows."""
+
+    job: JobRef | None
+    job_type: str | None
+    events: tuple[str, ...]
+
+    def matches(self, row: Row, job_id: int | None) -> bool:
+        return (
+            (job_id is None or row["job_id"] == job_id)
+            and (self.job_type is None or row.get("job_type") == self.job_type)
+            and (not self.events or row["event"] in self.events)
+        )
+
+
+@dataclass(frozen=True)
+class History:
+    """What ``tail`` shows before it follows: events since a time, or the last few."""
+
+    since: datetime | None
+    last: int = 20
+
+
+async def _follow(
+    settings: Settings, history: History, wanted: Filter, follow: bool, show: Any
+) -> bool:
+    """Show the history, then follow; False when ``--job`` names a meal plan without a job."""
     from mealplan_cli.db.connect import open_database
 
     async with open_database(settings) as db:
         queue = Queue(db)
-        last_id: int | None = None
-        ready_said = False
-        while True:
-            if last_id is None:
-                rows = await queue.events_from(start)
-            else:
-                rows = await queue.events_since(last_id)
+        job_id: int | None = None
+        if wanted.job is not None:
+            ids, unknown = await resolve(db, [wanted.job])
+            if unknown or await queue.get_job(ids[0]) is None:
+                return False
+            job_id = ids[0]
+        last_id = 0
+        start = history.since or datetime.now(UTC)
+        if history.since is None:
+            rows = await queue.recent_events(
+                history.last, job_id=job_id, job_type=wanted.job_type, events=wanted.events
+            )
             for row in rows:
                 show(row)
                 last_id = int(row["id"])
-            if len(rows) == 500:
+            if not follow:
+                return True
+        ready_said = False
+        while True:
+            # From a time until the first event is seen, then by id: no event twice, none lost.
+            if last_id == 0:
+                pending = await queue.events_from(start)
+            else:
+                pending = await queue.events_since(last_id, job_id=job_id)
+            for row in pending:
+                if int(row["id"]) > last_id and wanted.matches(row, job_id):
+                    show(row)
+                last_id = max(last_id, int(row["id"]))
+            if len(pending) == 500:
                 continue  # more history waiting
             if not follow:
-                return
+                return True
             ready_said = ready_said or ready("following job events; Ctrl-C to stop")
             await asyncio.sleep(0.5)

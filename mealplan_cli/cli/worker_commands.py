@@ -6,20 +6,23 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
-from uuid import UUID
 
 import typer
 
 from mealplan_cli import __version__
 from mealplan_cli.cli.app import (
+    PLANNER_HELP,
     Planner,
     app,
+    error_line,
+    fail,
     load_settings,
     options,
     run_async,
     stderr,
     stdout,
 )
+from mealplan_cli.cli.job_refs import JobRef, missing, parse_ref, resolve
 from mealplan_cli.errors import MealworkerError
 from mealplan_cli.signals import STOP
 
@@ -52,7 +55,7 @@ def work(
     job_type: Annotated[
         list[str] | None, typer.Option("--job-type", help="Only these job types (repeatable).")
     ] = None,
-    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER", help=PLANNER_HELP)] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(envvar="METRICS_PORT", help="Serve /metrics and /healthz on this port."),
@@ -147,9 +150,10 @@ def run_job(
     force: Annotated[
         bool, typer.Option("--force", help="Also reprocess a failed, completed or cancelled job.")
     ] = False,
-    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER")] = None,
+    planner: Annotated[Planner | None, typer.Option(envvar="PLANNER", help=PLANNER_HELP)] = None,
 ) -> None:
-    """Process one job in the foreground. Exit 0 done, 1 failed, 2 no such job."""
+    """Process one job in the foreground. Exit 0 done, 1 failed or no such job."""
+    parse_ref(job)  # a malformed id is refused before any connection
     STOP.install()
     from mealplan_cli.logs import setup_logging
     from mealplan_cli.worker import default_worker_id
@@ -160,45 +164,33 @@ def run_job(
     job_id = _job_id(ctx, settings, job)
     claim = run_async(ctx, _run_job(settings, job_id, force, worker_id))
     if claim is None:
-        stderr.print(f"[bold red]error:[/] no job {job_id}")
-        raise typer.Exit(2)
+        fail(f"no job {job_id}")
     if claim.outcome == "released":
-        stderr.print(f"job {job_id} interrupted: released back to the queue", highlight=False)
-        raise typer.Exit(1)
+        fail(f"job {job_id} interrupted: released back to the queue")
     if claim.outcome != "completed":
         written = claim.outcome in ("pending", "failed", "cancelled")
         where = f" (now {claim.outcome})" if written else ""
-        stderr.print(f"[bold red]job {job_id} failed{where}:[/] {claim.error}", highlight=False)
+        error_line(f"job {job_id} failed{where}: {claim.error}")
         raise typer.Exit(1)
     stdout.print(f"job {job_id} completed")
 
 
 def _job_id(ctx: typer.Context, settings: Settings, job: str) -> int:
     """``JOB`` as a job id: a number is one; a meal plan's uuid is looked up."""
-    if job.strip().isdigit():
-        return int(job)
-    try:
-        meal_plan_id = UUID(job.strip())
-    except ValueError:
-        stderr.print(
-            f"[bold red]error:[/] {job!r} is neither a job id (a number) nor a meal plan id "
-            "(a uuid)",
-            highlight=False,
-        )
-        raise typer.Exit(2) from None
-    job_id = run_async(ctx, _job_for_meal_plan(settings, meal_plan_id))
-    if job_id is None:
-        stderr.print(f"[bold red]error:[/] no job for meal plan {meal_plan_id}", highlight=False)
-        raise typer.Exit(2)
-    return job_id
+    ref = parse_ref(job)
+    if ref.job_id is not None:
+        return ref.job_id
+    ids, _ = run_async(ctx, _resolve(settings, ref))
+    if not ids:
+        fail(missing(ref))
+    return int(ids[0])
 
 
-async def _job_for_meal_plan(settings: Settings, meal_plan_id: UUID) -> int | None:
+async def _resolve(settings: Settings, ref: JobRef) -> tuple[list[int], list[JobRef]]:
     from mealplan_cli.db.connect import open_database
-    from mealplan_cli.mealplans import MealPlans
 
     async with open_database(settings) as db:
-        return await MealPlans(db).job_for(meal_plan_id)
+        return await resolve(db, [ref])
 
 
 async def _run_job(settings: Settings, job_id: int, force: bool, worker_id: str) -> Claim | None:

@@ -16,6 +16,7 @@ from mealplan_cli.config import Settings
 from mealplan_cli.db.base import Database
 from mealplan_cli.db.postgres import PostgresDatabase, connect
 from mealplan_cli.errors import ConfigurationError
+from mealplan_cli.redact import redact_dsn
 
 if TYPE_CHECKING:
     from mealplan_cli.db.rest import RestDatabase
@@ -33,6 +34,18 @@ def transport_of(settings: Settings) -> str:
     if settings.supabase_url is not None:
         return "rest"
     return "embedded"
+
+
+def describe_database(settings: Settings) -> str:
+    """Which database the settings select, in words an operator can check, never a password:
+    the connection string masked, the Supabase project's URL, or the embedded folder."""
+    transport = transport_of(settings)
+    if transport == "postgres":
+        assert settings.database_url is not None
+        return redact_dsn(settings.database_url.get_secret_value())
+    if transport == "rest":
+        return f"{redact_dsn(str(settings.supabase_url))} (over REST)"
+    return f"the embedded database in {data_dir_of(settings)}"
 
 
 def data_dir_of(settings: Settings) -> Path:

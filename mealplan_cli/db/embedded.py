@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 from mealplan_cli.db.base import DatabaseUnavailableError
+from mealplan_cli.db.first_start import announced
 
 log = logging.getLogger("mealworker.db")
 
@@ -324,7 +325,8 @@ async def start_embedded(data_dir: Path) -> str:
     state = running_server(data_dir)
     if state is None:
         try:
-            state = await asyncio.to_thread(ensure_server, data_dir)
+            with announced(data_dir):
+                state = await asyncio.to_thread(ensure_server, data_dir)
         except (OSError, RuntimeError) as error:
             detail = error.strerror if isinstance(error, OSError) and error.strerror else error
             if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EROFS):

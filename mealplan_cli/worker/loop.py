@@ -279,6 +279,8 @@ class Worker:
                 if self._maybe_more:
                     continue
                 if config.until_empty and not lifecycle.claims and not lifecycle.completer.busy:
+                    if await self.sweeper.sweep():
+                        continue  # jobs whose worker died are runnable again: drain them too
                     return
             with contextlib.suppress(TimeoutError):  # not wait_for: no task per wait
                 async with asyncio.timeout(self._poll_delay()):

@@ -42,6 +42,7 @@ class Sweeper:
             return 0
         self.outage.recovered()
         if requeued:
-            log.warning("requeued %d jobs whose lease expired", len(requeued))
+            count = len(requeued)
+            log.warning("requeued %d job%s whose lease expired", count, "" if count == 1 else "s")
             self.on_requeued()
         return len(requeued)

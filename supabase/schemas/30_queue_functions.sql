@@ -715,6 +715,21 @@ CREATE FUNCTION public.mealworker_queue_stats() RETURNS jsonb
   )
 $$;
 
+CREATE FUNCTION public.mealworker_recent_events(p_limit integer DEFAULT 20, p_job_id bigint DEFAULT NULL::bigint, p_job_type text DEFAULT NULL::text, p_events text[] DEFAULT NULL::text[]) RETURNS SETOF public.background_job_events
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select r.*
+    from (select e.*
+            from public.background_job_events e
+           where (p_job_id is null or e.job_id = p_job_id)
+             and (p_job_type is null or e.job_type = p_job_type)
+             and (p_events is null or e.event = any(p_events))
+           order by e.id desc
+           limit greatest(coalesce(p_limit, 20), 0)) r
+   order by r.id;
+$$;
+
 CREATE FUNCTION public.mealworker_register_worker(p_worker_id text, p_host text, p_pid integer, p_version text, p_max_jobs integer, p_job_types text[]) RETURNS void
     LANGUAGE sql
     SET search_path TO ''
@@ -919,6 +934,23 @@ CREATE FUNCTION public.mealworker_requeue_stale(p_limit integer DEFAULT 1000) RE
   select r.id, r.status from requeued r order by r.id;
 $$;
 
+CREATE FUNCTION public.mealworker_stale_jobs(p_limit integer DEFAULT 1000) RETURNS TABLE(job_id bigint, status text)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select x.id, x.status
+    from (select s.id,
+                 case when s.cancel_requested then 'cancelled'
+                      when s.attempts >= s.max_attempts then 'failed'
+                      else 'pending' end as status
+            from public.background_jobs s
+           where s.status = 'processing'
+             and s.lease_expires_at < now()
+           order by s.lease_expires_at, s.id
+           limit greatest(p_limit, 0)) x
+   order by x.id;
+$$;
+
 CREATE FUNCTION public.mealworker_stop_worker(p_worker_id text) RETURNS void
     LANGUAGE sql
     SET search_path TO ''
@@ -976,6 +1008,9 @@ GRANT ALL ON FUNCTION public.mealworker_prune(p_finished_before timestamp with t
 REVOKE ALL ON FUNCTION public.mealworker_queue_stats() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_queue_stats() TO service_role;
 
+REVOKE ALL ON FUNCTION public.mealworker_recent_events(p_limit integer, p_job_id bigint, p_job_type text, p_events text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_recent_events(p_limit integer, p_job_id bigint, p_job_type text, p_events text[]) TO service_role;
+
 REVOKE ALL ON FUNCTION public.mealworker_register_worker(p_worker_id text, p_host text, p_pid integer, p_version text, p_max_jobs integer, p_job_types text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_register_worker(p_worker_id text, p_host text, p_pid integer, p_version text, p_max_jobs integer, p_job_types text[]) TO service_role;
 
@@ -990,6 +1025,9 @@ GRANT ALL ON FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[], p_statu
 
 REVOKE ALL ON FUNCTION public.mealworker_requeue_stale(p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_requeue_stale(p_limit integer) TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_stale_jobs(p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_stale_jobs(p_limit integer) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_stop_worker(p_worker_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_stop_worker(p_worker_id text) TO service_role;
