@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 
+from mealplan_cli.db import sqlstate
 from mealplan_cli.errors import DatabaseError
 from mealplan_cli.metrics import Health
 
@@ -58,29 +58,16 @@ ROWS_HOLD = 120.0
 """Seconds a hold resting on a streak alone lasts before its rows fail with their own refusal
 and claiming resumes, one job at a time (a hold of a refused check lasts until accepted)."""
 
-_TEMPORARY_STATES = ("08", "40", "53", "55P03", "57014", "57P")
-"""SQLSTATEs a later try may get past: connection, serialization failure and deadlock, out of
-resources, lock not available, statement timeout, server shutting down."""
-
-_PRIVILEGE = re.compile(
-    r"permission denied for (table|function|schema|sequence|view|relation|column) ", re.I
-)
-
 
 def may_pass(error: DatabaseError) -> bool:
     """Whether the same write may succeed later (a deadlock may; a trigger's refusal may not)."""
-    return bool(error.code) and str(error.code).startswith(_TEMPORARY_STATES)
+    return sqlstate.temporary(error.code)
 
 
 def describe(error: DatabaseError) -> str:
     """The database's own words, with the SQLSTATE: what an operator searches for."""
     text = str(error)
     return f"{text} (SQLSTATE {error.code})" if error.code else text
-
-
-def missing_privilege(message: str) -> bool:
-    """The server's own "permission denied for table ..." (a grant), not a trigger's text."""
-    return bool(_PRIVILEGE.search(message))
 
 
 class Refusals:
