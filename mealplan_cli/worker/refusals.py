@@ -39,13 +39,9 @@ from collections.abc import Callable
 from mealplan_cli.db import sqlstate
 from mealplan_cli.errors import DatabaseError
 from mealplan_cli.metrics import Health
+from mealplan_cli.retry_policies import REFUSED_WRITES, REMINDERS, Backoff
 
 log = logging.getLogger("mealworker.worker")
-
-FIRST_REMINDER = 5.0
-MAX_REMINDER = 60.0
-FIRST_RETRY = 0.5
-MAX_RETRY = 30.0
 
 SYSTEMIC_STREAK = 3
 """Rows refused in a row, in batches of which no row was saved, after which the refusal is
@@ -98,8 +94,8 @@ class Refusals:
         self._accepted = asyncio.Event()
         self._accepted.set()
         self._next_reminder = 0.0
-        self._reminder_gap = FIRST_REMINDER
-        self._retry_gap = FIRST_RETRY
+        self._reminders = Backoff(REMINDERS)
+        self._retries = Backoff(REFUSED_WRITES)
 
     @property
     def systemic(self) -> bool:
@@ -132,9 +128,9 @@ class Refusals:
             self.what = what
             self.rows_only = rows_only
             self._accepted.clear()
-            self._reminder_gap = FIRST_REMINDER
-            self._next_reminder = now + self._reminder_gap
-            self._retry_gap = FIRST_RETRY
+            self._reminders.reset()
+            self._next_reminder = now + self._reminders.next()
+            self._retries.reset()
             log.error(
                 "the database refuses to %s: %s; not claiming new jobs until it accepts "
                 "(retrying with backoff%s)",
@@ -143,8 +139,7 @@ class Refusals:
                 f", failing the held jobs after {self.rows_hold:g}s" if rows_only else "",
             )
         elif now >= self._next_reminder:
-            self._reminder_gap = min(self._reminder_gap * 2, MAX_REMINDER)
-            self._next_reminder = now + self._reminder_gap
+            self._next_reminder = now + self._reminders.next()
             log.error(
                 "the database still refuses to %s after %.0fs: %s; retrying with backoff",
                 what,
@@ -199,10 +194,8 @@ class Refusals:
         self._accepted.set()
 
     def next_retry(self) -> float:
-        """Seconds to wait before the next try while refused (doubling, capped)."""
-        gap = self._retry_gap
-        self._retry_gap = min(self._retry_gap * 2, MAX_RETRY)
-        return gap
+        """Seconds to wait before the next try while refused (``REFUSED_WRITES``)."""
+        return self._retries.next()
 
     async def wait_accepted(self) -> None:
         """Until a write is accepted again."""
