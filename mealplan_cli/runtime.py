@@ -13,7 +13,6 @@ handlers include ``generate_meal_plan``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from mealplan_cli.errors import ConfigurationError, DatabaseUnavailableError
 from mealplan_cli.job_handlers import HandlerRegistry, JobContext, ping_job
 from mealplan_cli.metrics import Health, WorkerMetrics
 from mealplan_cli.queue import PING_JOB, ClaimedJob, Queue
+from mealplan_cli.retry_policies import DATABASE_AT_START
 from mealplan_cli.signals import STOP, StopSignals
 from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
 from mealplan_cli.worker.outage import Outage
@@ -118,27 +118,30 @@ async def open_runtime(
     services are opened from the settings. With ``wait_for_database`` (a worker), a database
     that cannot be reached yet is retried with backoff, and said so, until it answers.
     """
+    from tenacity import AsyncRetrying, retry_if_exception_type, retry_never
+
     from mealplan_cli.db.connect import open_database
 
     handlers = handlers if handlers is not None else builtin_handlers(job_types)
     size = pool_size or WorkerConfig.from_settings(settings).pool_size
     async with AsyncExitStack() as stack:
         outage = Outage(WorkerMetrics(), Health(stale_after=60))
-        delay = 0.5
-        while True:
-            try:
+
+        def unreachable(state: Any) -> None:
+            outage.failed(state.outcome.exception())
+
+        waiting = retry_if_exception_type(DatabaseUnavailableError)
+        async for attempt in AsyncRetrying(
+            retry=waiting if wait_for_database else retry_never,
+            wait=DATABASE_AT_START,
+            before_sleep=unreachable,
+            reraise=True,
+        ):
+            with attempt:
                 db = await stack.enter_async_context(
                     open_database(settings, pool_size=size, keep_open=keep_open)
                 )
-            except DatabaseUnavailableError as error:
-                if not wait_for_database:
-                    raise
-                outage.failed(error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            outage.recovered()
-            break
+        outage.recovered()
         description = "no meal-plan services"
         if resources is None and MEAL_PLAN_JOB in handlers:
             from mealplan_cli.generation.services import generation_services

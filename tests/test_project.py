@@ -52,6 +52,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "mealplan_cli/redact.py": ("mealplan_cli.", "typer", "rich"),
     "mealplan_cli/connection_strings.py": ("mealplan_cli.", "typer", "rich", "psycopg"),
     "mealplan_cli/signals.py": ("mealplan_cli.", "typer", "rich"),
+    "mealplan_cli/retry_policies.py": ("mealplan_cli.", "typer", "rich", "pydantic"),
     "mealplan_cli/db/": (
         "mealplan_cli.generation",
         "mealplan_cli.cli",

@@ -8,6 +8,7 @@ plan for a while. Over both transports: psycopg, and supabase-py against the Pos
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import signal
@@ -416,3 +417,120 @@ def test_when_every_plan_is_refused_the_worker_stops_failing_them_and_waits(
     rows = jobs(database_url)
     assert [r["id"] for r in rows if r["status"] == "failed"] == failed
     assert sum(r["status"] == "completed" for r in rows) == 6 - len(failed)
+
+
+def refuse_each(url: str, reasons: dict[str, str]) -> None:
+    """The app's guard refuses these plans, each for a reason of its own (SQLSTATE 42501)."""
+    cases = " ".join(
+        f"when '{plan_id}'::uuid then raise exception '{reason}' using errcode = '42501';"
+        for plan_id, reason in reasons.items()
+    )
+    execute(
+        url,
+        "create function public.app_refuse_each() returns trigger language plpgsql as $$"
+        f" begin if new.status = 'completed' then case new.id {cases} else null; end case;"
+        " end if; return new; end $$;"
+        " create trigger app_refuse_each before update on public.meal_plans"
+        " for each row execute function public.app_refuse_each()",
+    )
+
+
+async def until(condition: Callable[[], bool], running: asyncio.Task[Any], why: str) -> None:
+    while not condition():
+        assert not running.done(), why
+        await asyncio.sleep(0.05)
+
+
+def test_three_bad_plans_in_a_row_fail_after_a_hold_and_the_queue_goes_on(
+    database_url: str, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three plans refused in a row, nothing saved between, look like a refusal of every
+    plan and hold the worker; but the check of no row passes, so the hold ends (after
+    ``refused_rows_hold``): the plans fail, each with its own refusal, and the plans after
+    them are made (before: held until SIGTERM, the queue stuck)."""
+    plans = enqueue_plans(database_url, 6)
+    reasons = {
+        plans[0]: "plan is over the allergy budget",
+        plans[1]: "plan repeats yesterday",
+        plans[2]: "plan needs a dietitian",
+    }
+    refuse_each(database_url, reasons)
+
+    async def main() -> Any:
+        async with queue_over(database_url, transport) as queue:
+            held = config(concurrency=3, refused_rows_hold=0.3)
+            worker = Worker(queue, finishing_together(3), held)  # the three bad: one batch
+            running = asyncio.create_task(worker.run())
+            await until(lambda: statuses_of(database_url) == {"completed", "failed"}, running, "")
+            await until(lambda: worker.health.healthy()[0], running, "healthy again")
+            worker.stop()
+            return await asyncio.wait_for(running, 30)
+
+    with caplog.at_level(logging.INFO, logger="mealworker"):
+        report = asyncio.run(main())
+    assert "the database refuses to complete jobs" in caplog.text  # it held, a while
+    assert "failing the held jobs after 0.3s" in caplog.text
+    assert "claiming resumes" in caplog.text
+    assert (report.completed, report.failed) == (3, 3)
+    rows = jobs(database_url)
+    assert [r["status"] for r in rows] == ["failed"] * 3 + ["completed"] * 3
+    for row in rows[:3]:
+        for text in (row["last_error"], row["plan_error"]):
+            assert reasons[row["plan_id"]] in text  # its own reason, not its neighbour's
+            assert "SQLSTATE 42501" in text
+        assert row["attempts"] == 1
+
+
+def test_a_guard_refusing_every_plan_fails_them_slowly_one_per_hold(
+    database_url: str, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every plan refused, by rows (the check of no row passes): after each hold the worker
+    fails what it held and probes with one job, which is held again. The queue is not burnt
+    at full speed: a bounded number of plans fails per hold, and the worker says so."""
+    enqueue_plans(database_url, 30)
+    execute(
+        database_url,
+        "create function public.app_hold_all() returns trigger language plpgsql as $$"
+        " begin if new.status = 'completed' then"
+        "   raise exception 'no plan is completed today' using errcode = '42501';"
+        " end if; return new; end $$;"
+        " create trigger app_hold_all before update on public.meal_plans"
+        " for each row execute function public.app_hold_all()",
+    )
+    concurrency, hold, windows = 2, 0.3, 5
+
+    def released() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "claiming resumes" in r.getMessage()]
+
+    async def main() -> Any:
+        async with queue_over(database_url, transport) as queue:
+            settings = config(concurrency=concurrency, refused_rows_hold=hold)
+            worker = Worker(queue, finishing_together(1), settings)
+            running = asyncio.create_task(worker.run())
+
+            def done() -> bool:  # or the whole queue burnt (what must not happen)
+                return len(released()) >= windows or "pending" not in statuses_of(database_url)
+
+            await until(done, running, "holds that end")
+            worker.stop()
+            return await asyncio.wait_for(running, 30)
+
+    with caplog.at_level(logging.INFO, logger="mealworker"):
+        report = asyncio.run(main())
+    failures = [r for r in caplog.records if "failed: the database refused" in r.getMessage()]
+    first_hold = next(r for r in caplog.records if "refuses to complete jobs" in r.getMessage())
+    assert len(released()) >= windows, caplog.text
+    ends = [r.created for r in released()][:windows]
+    per_window = [
+        sum(start < r.created <= end for r in failures)
+        for start, end in zip([0.0, *ends], ends, strict=False)
+    ]
+    assert sum(r.created < first_hold.created for r in failures) < SYSTEMIC_STREAK
+    assert all(count <= 1 for count in per_window[2:]), per_window  # one probe per hold
+    for earlier, later in itertools.pairwise(ends):
+        assert later - earlier >= hold  # held between, not failing as fast as it claims
+    assert report.failed == len(failures) <= 30 - 10, per_window  # the queue is not burnt
+    assert "no plan is completed today (SQLSTATE 42501)" in released()[0].getMessage()
+    statuses = {r["status"] for r in jobs(database_url)}
+    assert "completed" not in statuses
+    assert "pending" in statuses  # the rest of the queue waits

@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from mealplan_cli.db import sqlstate
 from mealplan_cli.db.base import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -40,14 +41,6 @@ select pg_get_function_identity_arguments(p.oid)
 from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
 where n.nspname = 'public' and p.proname = %s
 """
-_UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03")
-_ANSWERED_STATES = ("40", "55P03")
-"""Deadlocks, serialization failures, locks not available: the database answered, about this
-write (psycopg counts them as operational errors). A caller decides whether to try again
-(``worker.refusals.may_pass``); retried blindly as an outage, a trigger raising one would be
-tried until the lease ran out."""
-_PRIVILEGE = re.compile(r"permission denied for [a-z ]+ ")
-"""The server's own privilege check (a missing grant), as opposed to a trigger's text."""
 
 
 _REASON_PREFIXES = re.compile(
@@ -154,38 +147,39 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def _translate(error: psycopg.Error, function: str) -> DatabaseError:
-    state = error.sqlstate or ""
+    """A driver error as one of ours, by the SQLSTATE table (``db.sqlstate``) both transports
+    share. psycopg counts deadlocks, lock waits and refused passwords as operational errors
+    too; the table keeps them what they are (a caller decides whether to try again): retried
+    blindly as an outage, a trigger raising a deadlock would be tried until the lease ran out.
+    An operational error with a code the table does not know, or none, is a connection that
+    failed."""
+    code = error.sqlstate or None
     detail = error.diag.message_primary or str(error).strip().splitlines()[0]
-    unreachable = isinstance(error, psycopg.OperationalError) and not state.startswith(
-        _ANSWERED_STATES
-    )
-    if unreachable or state.startswith(_UNAVAILABLE_STATES):
-        return DatabaseUnavailableError(f"database unavailable: {detail}", code=state or None)
-    if state in ("42883", "42P01", "3F000"):
+    state = sqlstate.lookup(code)
+    unreachable = isinstance(error, psycopg.OperationalError) and state is sqlstate.REFUSED
+    if unreachable or state.error is DatabaseUnavailableError:
+        return DatabaseUnavailableError(f"database unavailable: {detail}", code=code)
+    if state.error is SchemaMissingError:
         return SchemaMissingError(
             f"{function}: {detail}; the mealworker schema is missing or outdated: "
             "run `mealworker migrate`",
-            code=state,
+            code=code,
         )
-    if state.startswith("28"):
+    if state.meaning is sqlstate.Meaning.AUTHENTICATION:
         return DatabaseError(
             f"{function}: authentication failed ({detail}); check the user and password in "
             "DATABASE_URL",
-            code=state,
+            code=code,
         )
-    if (
-        state == "42501"
-        and _PRIVILEGE.match(detail)
-        and "at RAISE" not in (error.diag.context or "")
-    ):
+    if sqlstate.privilege_check(code, detail) and "at RAISE" not in (error.diag.context or ""):
         return DatabaseError(
             f"{function}: {detail}; the role in DATABASE_URL lacks a privilege: grant it, or "
             "connect as the database owner or service_role",
-            code=state,
+            code=code,
         )
     # Anything else is the database's own words: a trigger's refusal (whatever SQLSTATE it
     # raised with, 42501 included) says nothing about the credentials.
-    return DatabaseError(f"{function}: {detail}", code=state or None)
+    return DatabaseError(f"{function}: {detail}", code=code)
 
 
 class PostgresDatabase:

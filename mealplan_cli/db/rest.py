@@ -10,7 +10,6 @@ The client's own retries are off: a 503 or a dropped connection becomes
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -18,6 +17,7 @@ from uuid import UUID
 
 import httpx
 
+from mealplan_cli.db import sqlstate
 from mealplan_cli.db.base import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -26,9 +26,11 @@ from mealplan_cli.db.base import (
 )
 from mealplan_cli.redact import SecretValue, mask_positions
 
-_PRIVILEGE = re.compile(r"permission denied for [a-z ]+ ")
-"""PostgreSQL's own privilege check (a missing grant), as opposed to a trigger's text: only
-then, or when the key itself is refused (a JWT error), may a message name the key."""
+_UNAVAILABLE_CODES = ("PGRST000", "PGRST001", "502", "503", "504")
+"""PostgREST's own: it cannot reach the database, or a proxy in front of it cannot reach it."""
+_KEY_CODES = ("PGRST301", "PGRST302", "PGRST303")
+"""PostgREST's own: the key (a JWT) is refused. Only then, or when PostgreSQL's privilege
+check or authentication refuses, may a message name the key."""
 
 REQUEST_TIMEOUT_SECONDS = 6.0
 """Well under the service role's 8 s statement timeout, so a slow call fails on our side."""
@@ -64,32 +66,27 @@ def _translate(error: Any, function: str, key: str) -> DatabaseError:
     hint = getattr(error, "hint", None)
     text = f"{function}: {message}" + (f" (hint: {hint})" if hint else "")
     text = mask_positions(text.replace(key, "***"))
-    if code in ("PGRST202", "42883", "42P01"):
+    state = sqlstate.lookup(code)
+    if code == "PGRST202" or state.error is SchemaMissingError:
         return SchemaMissingError(
             f"{text}; the mealworker functions are missing or outdated: apply the migrations "
             "(`mealworker migrate` with DATABASE_URL, or `mealworker migrate --sql` in "
             "Supabase's SQL editor)",
             code=code,
         )
-    if code in ("PGRST301", "PGRST302", "PGRST303") or code.startswith("28"):
+    if code in _KEY_CODES or state.meaning is sqlstate.Meaning.AUTHENTICATION:
         return DatabaseError(
             f"{text}; check SUPABASE_SERVICE_ROLE_KEY (it must be the service role key or an "
             "sb_secret_ key, not the anon key)",
             code=code,
         )
-    if code == "42501" and _PRIVILEGE.match(message):
+    if sqlstate.privilege_check(code, message):
         return DatabaseError(
             f"{text}; the key's role lacks a privilege: grant it to service_role, or use the "
             "service role key (SUPABASE_SERVICE_ROLE_KEY) rather than the anon key",
             code=code,
         )
-    if code.startswith(("08", "53", "57P")) or code in (
-        "PGRST000",
-        "PGRST001",
-        "502",
-        "503",
-        "504",
-    ):
+    if code in _UNAVAILABLE_CODES or state.error is DatabaseUnavailableError:
         return DatabaseUnavailableError(f"database unavailable: {text}", code=code)
     return DatabaseError(text, code=code or None)
 

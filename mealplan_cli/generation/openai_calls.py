@@ -22,7 +22,7 @@ import openai
 import pydantic
 from openai import AsyncOpenAI
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception
 
 from mealplan_cli.errors import (
     AnswerTruncatedError,
@@ -45,6 +45,7 @@ from mealplan_cli.generation.openai_errors import (
 )
 from mealplan_cli.generation.planner_prompts import INSTRUCTIONS
 from mealplan_cli.generation.pricing import Price, cost_usd
+from mealplan_cli.retry_policies import openai_attempts
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -187,7 +188,7 @@ class StructuredCalls:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(transient),
                 wait=retry_wait,
-                stop=stop_after_attempt(self.max_attempts),
+                stop=openai_attempts(self.max_attempts),
                 reraise=True,
             ):
                 with attempt:

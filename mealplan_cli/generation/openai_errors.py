@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import openai
 import pydantic
-from tenacity import RetryCallState, wait_random_exponential
+from tenacity import RetryCallState
 
 from mealplan_cli.errors import ProviderRejectedError, ProviderUnavailableError
-
-MAX_RETRY_AFTER_SECONDS = 60.0
+from mealplan_cli.retry_policies import OPENAI_BACKOFF, OPENAI_MAX_RETRY_AFTER
 
 
 def retry_wait(state: RetryCallState) -> float:
@@ -21,10 +20,10 @@ def retry_wait(state: RetryCallState) -> float:
             value = response.headers.get(header)
             try:
                 if value is not None:
-                    return min(max(float(value) / divisor, 0.0), MAX_RETRY_AFTER_SECONDS)
+                    return min(max(float(value) / divisor, 0.0), OPENAI_MAX_RETRY_AFTER)
             except ValueError:
                 pass
-    return float(wait_random_exponential(multiplier=1, max=30)(state))
+    return float(OPENAI_BACKOFF(state))
 
 
 def transient(error: BaseException) -> bool:

@@ -9,7 +9,9 @@ again row by row: the rows that can be saved are saved, and each refused one goe
 ``on_refused`` (the lifecycle fails that job with the database's message). When the refusal is
 not the rows' but every completion's (``check_completions`` is refused too, or every row of
 several batches in a row was), the batch is kept and retried with backoff while ``Refusals``
-holds the claiming back (see ``refusals``).
+holds the claiming back. A hold resting on the streak alone ends after ``ROWS_HOLD``: the
+held rows are written row by row once more, and those still refused fail like any refused row
+(see ``refusals`` for why, and for the one-job-at-a-time claiming that follows).
 """
 
 from __future__ import annotations
@@ -117,7 +119,11 @@ class Completer:
                         self.on_written(claim, False, f"the database refused it: {describe(error)}")
                     return
                 else:
-                    batch = await self._one_by_one(batch, error)
+                    self.refusals.sorting = True  # claims one job at a time meanwhile
+                    try:
+                        batch = await self._one_by_one(batch, error)
+                    finally:
+                        self.refusals.sorting = False
                     if batch:
                         await asyncio.sleep(self.refusals.next_retry())
                     continue
@@ -138,8 +144,9 @@ class Completer:
         """The batch was refused: save what can be saved, one row at a time, and hand each
         refused job to ``on_refused``. Returns what is kept to be tried again: nothing, or the
         rows the database refuses for reasons of its own (a refusal of every completion)."""
-        if self.refusals.systemic:
-            self.refusals.refused("complete jobs", error)  # still: reminded with backoff
+        releasing = self.refusals.hold_over()
+        if self.refusals.systemic and not releasing:
+            self.refusals.refused("complete jobs", error, rows_only=True)  # reminded, backoff
             return batch
         if await self._every_completion_refused():
             return batch
@@ -163,11 +170,13 @@ class Completer:
                 continue
             saved += 1
             self.on_written(claim, claim.job.id in written, None)
-        if not saved and refused and self.refusals.rows_refused(len(refused)):
-            self.refusals.refused("complete jobs", errors[0])
+        if not releasing and not saved and refused and self.refusals.rows_refused(len(refused)):
+            self.refusals.refused("complete jobs", errors[0], rows_only=True)
             return refused
         for (claim, _), refusal in zip(refused, errors, strict=True):
             await self.on_refused(claim, refusal)
+        if releasing:
+            self.refusals.release(len(refused), errors[0] if errors else error)
         return []
 
     async def _every_completion_refused(self) -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mealplan_cli.config import Settings
+from mealplan_cli.worker.refusals import ROWS_HOLD
 
 
 def default_worker_id(prefix: str = "") -> str:
@@ -31,6 +32,8 @@ class WorkerConfig:
     sweep_interval: float = _default("stale_sweep_seconds")
     until_empty: bool = False
     listen: bool = True
+    refused_rows_hold: float = ROWS_HOLD
+    """How long a streak of refused completions holds the worker (``worker.refusals``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:

@@ -91,7 +91,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.health = Health(stale_after=max(3 * config.poll_interval, config.lease_seconds))
         self.outage = Outage(self.metrics, self.health)
-        self.refusals = Refusals(self.health)
+        self.refusals = Refusals(self.health, rows_hold=config.refused_rows_hold)
         self.lifecycle = Lifecycle(
             queue,
             handlers,
@@ -247,8 +247,10 @@ class Worker:
                     continue  # the completer's retries of its batch tell when writes pass
             self._wake.clear()  # before claiming: a wake-up during the claim is not lost
             free = self._free_slots()
+            if self.refusals.one_at_a_time and (lifecycle.claims or self._to_start):
+                free = 0  # since a refused completion: one job at a time (``refusals``)
             if free > 0:
-                wanted = min(free, self._claim_batch)
+                wanted = 1 if self.refusals.one_at_a_time else min(free, self._claim_batch)
                 try:
                     jobs = await self._claim(wanted)
                 except DatabaseUnavailableError:

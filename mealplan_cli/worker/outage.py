@@ -16,13 +16,16 @@ from typing import Any, TypeVar
 
 from mealplan_cli.errors import DatabaseUnavailableError
 from mealplan_cli.metrics import Health, WorkerMetrics
+from mealplan_cli.retry_policies import (
+    DATABASE_OUTAGE,
+    DATABASE_OUTAGE_FIRST_RETRY,
+    REMINDERS,
+    Backoff,
+)
 
 log = logging.getLogger("mealworker.worker")
 
 T = TypeVar("T")
-
-FIRST_REMINDER = 5.0
-MAX_REMINDER = 60.0
 
 
 class Outage:
@@ -40,7 +43,7 @@ class Outage:
         self.clock = clock
         self.since: float | None = None
         self._next_reminder = 0.0
-        self._reminder_gap = FIRST_REMINDER
+        self._reminders = Backoff(REMINDERS)
 
     def failed(self, error: BaseException) -> None:
         self.metrics.database_errors += 1
@@ -48,12 +51,11 @@ class Outage:
         now = self.clock()
         if self.since is None:
             self.since = now
-            self._reminder_gap = FIRST_REMINDER
-            self._next_reminder = now + self._reminder_gap
+            self._reminders.reset()
+            self._next_reminder = now + self._reminders.next()
             log.error("database unavailable (%s); retrying with backoff", error)
         elif now >= self._next_reminder:
-            self._reminder_gap = min(self._reminder_gap * 2, MAX_REMINDER)
-            self._next_reminder = now + self._reminder_gap
+            self._next_reminder = now + self._reminders.next()
             log.error(
                 "database still unavailable after %.0fs (%s); retrying with backoff",
                 now - self.since,
@@ -79,13 +81,13 @@ async def retrying(
         outage.failed(error)
         if give_up():
             raise
-        await asyncio.sleep(random.uniform(0, 0.2))
+        await asyncio.sleep(random.uniform(0, DATABASE_OUTAGE_FIRST_RETRY))
     else:
         outage.recovered()
         return result
 
-    # tenacity loads on the first failure only: a healthy worker never needs it.
-    from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+    # tenacity's loop starts on the first failure only: a healthy call has no bookkeeping.
+    from tenacity import AsyncRetrying, retry_if_exception_type
 
     def stop(state: Any) -> bool:
         return give_up()
@@ -96,7 +98,7 @@ async def retrying(
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(DatabaseUnavailableError),
-            wait=wait_random_exponential(multiplier=0.2, max=10),
+            wait=DATABASE_OUTAGE,
             stop=stop,
             before_sleep=before_sleep,
             reraise=True,
