@@ -266,12 +266,17 @@ class CatalogPlanner:
             for attempt in range(attempts):
                 rng = random.Random(f"{seed}:{'spread' if spread else 'plan'}:{attempt}")
                 course = _Course(supply.copy(), goal, request, spread=spread)
-                plan = self._try_arrangement(request, pools, order, rng, course=course)
+                plan = self._try_arrangement(
+                    request, pools, order, rng, course=course, cuisines_first=True
+                )
                 if plan is not None:
                     return plan, self._cuisine_note(request, pools, order, seed, plan, supply)
         for attempt in range(ATTEMPTS):
             rng = random.Random(f"{seed}:{attempt}")
-            plan = self._try_arrangement(request, pools, order, rng)
+            # First tries serve the cuisines asked for wherever one fits; later ones only
+            # favour them, in case that rigour is what makes the days impossible.
+            first = attempt < ATTEMPTS // 2
+            plan = self._try_arrangement(request, pools, order, rng, cuisines_first=first)
             if plan is not None:
                 return plan, self._cuisine_note(request, pools, order, seed, plan, supply)
         # Name the rule that ran out: only blame protein variety if dropping it would help.
@@ -340,6 +345,7 @@ class CatalogPlanner:
         variety: bool = True,
         energy: bool = True,
         course: _Course | None = None,
+        cuisines_first: bool = False,
     ) -> list[list[tuple[Slot, _Candidate]]] | None:
         used: set[str] = set()
         history: list[set[str]] = []
@@ -350,7 +356,9 @@ class CatalogPlanner:
             blocked = set.intersection(*recent) if full else set()
             for _try in range(DAY_TRIES):
                 today_course = course.for_day(day) if course is not None else None
-                today = _pick_day(request, pools, order, rng, used, blocked, today_course)
+                today = _pick_day(
+                    request, pools, order, rng, used, blocked, today_course, cuisines_first
+                )
                 if today is None:
                     return None
                 if not energy or _carries_the_day(request, today.values()):
@@ -450,10 +458,12 @@ def _pick_day(
     used: set[str],
     blocked: set[str],
     course: _Course | None = None,
+    cuisines_first: bool = False,
 ) -> dict[Slot, _Candidate] | None:
     """One day's recipes, slot by slot, the scarcest slot first: from the asked cuisines
-    wherever one is left; with a ``course``, only recipes after which the plan can still make
-    its asked-cuisine goal (so a scarce one is kept for the slot that needs it)."""
+    wherever one is left if ``cuisines_first``; with a ``course``, only recipes after which
+    the plan can still make its asked-cuisine goal (so a scarce one is kept for the slot that
+    needs it)."""
     shares = _shares(request.meals)
     today: dict[Slot, _Candidate] = {}
     proteins: set[str] = set()
@@ -467,7 +477,7 @@ def _pick_day(
         ]
         if course is not None:
             candidates = course.allows(slot, candidates, len(order) - left)
-        if request.cuisines:
+        if cuisines_first:
             wanted = [c for c in candidates if c.recipe.cuisine in request.cuisines]
             candidates = wanted or candidates
         if not candidates:
