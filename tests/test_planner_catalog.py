@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from typing import Any
 
@@ -456,3 +457,43 @@ def test_the_pipeline_prechecks_before_the_planner_runs() -> None:
     with pytest.raises(InfeasibleRequestError, match="could not arrange 4000 kcal a day in 1 meal"):
         asyncio.run(generate_meal_plan(request, planner=Counting()))
     assert Counting.calls == 0
+
+
+def test_scarce_cuisine_recipes_are_kept_for_the_slots_that_need_them() -> None:
+    """The bench's ``--seed 7`` request 60: the day-by-day choice served 13 of 21 italian meals,
+    though 14 distinct ones could be arranged; planning the whole plan's cuisine places first
+    reaches 2 of 3."""
+    request = parse_request(
+        {"days": 7, "calories": 1400, "diet": "pescatarian", "cuisines": "italian"}
+    )
+    report = plan(request, seed=7060).metadata.cuisines
+    assert report is not None
+    assert report.from_asked >= 14, report
+    assert report.note is None
+
+
+def test_too_few_recipes_for_a_slot_are_named_with_what_could_be_served() -> None:
+    """21 american or mexican recipes fit, more than the 14 meals asked, but most only for
+    breakfast: the note says so from the count per slot, not that too few dishes fit."""
+    request = parse_request(
+        {
+            "days": 7,
+            "diet": "vegan",
+            "allergies": "eggs",
+            "exclude": "mushrooms",
+            "cuisines": "american,mexican",
+        }
+    )
+    report = plan(request, seed=1).metadata.cuisines
+    assert report is not None
+    assert report.from_asked < 14
+    assert report.note is not None
+    assert "american or mexican recipes that fit vegan + no eggs + without mushrooms" in (
+        report.note
+    )
+    assert "for breakfast" in report.note
+    assert "for dinner" in report.note
+    most = re.search(r"at most (\d+) of 21 meals", report.note)
+    assert most is not None, report.note
+    assert int(most.group(1)) == report.from_asked
+    assert report.note.endswith(f"{report.from_asked} of 21 served")

@@ -108,7 +108,7 @@ async def generate_meal_plan(
                 macros=macro_declines(request, days),
             ),
             exclusions=validator.exclusions.report(table),
-            cuisines=cuisine_report(request, days),
+            cuisines=cuisine_report(request, days, result.cuisine_note),
         ),
     )
 

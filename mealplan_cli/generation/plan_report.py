@@ -67,8 +67,11 @@ def macro_declines(request: MealPlanRequest, days: Sequence[Day]) -> list[MacroD
     return declines
 
 
-def cuisine_report(request: MealPlanRequest, days: Sequence[Day]) -> CuisineReport | None:
-    """How many meals come from the cuisines asked for, and a note when under 2 of 3."""
+def cuisine_report(
+    request: MealPlanRequest, days: Sequence[Day], reason: str | None = None
+) -> CuisineReport | None:
+    """How many meals come from the cuisines asked for, and a note when under 2 of 3: the
+    planner's ``reason`` if it checked one, else only what was served."""
     if not request.cuisines:
         return None
     meals = [meal for day in days for meal in day.meals]
@@ -76,11 +79,9 @@ def cuisine_report(request: MealPlanRequest, days: Sequence[Day]) -> CuisineRepo
     share = hits / max(len(meals), 1)
     note = None
     if share < CUISINE_SHARE - 1e-9:
-        constraints = constraints_phrase(request)
-        note = (
-            "too few dishes from those cuisines "
-            + (f"fit {constraints} " if constraints else "are in the catalogue for these slots ")
-            + "to make 2 of 3 meals without repeating one"
+        note = reason or (
+            f"{hits} of {len(meals)} meals come from the cuisines asked for; this planner "
+            "gives no reason for fewer"
         )
     return CuisineReport(
         asked=list(request.cuisines),

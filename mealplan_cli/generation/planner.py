@@ -48,6 +48,8 @@ class PlannerResult:
     scaled: list[ScaledMeal] = field(default_factory=list)
     rejected: list[RejectedMeal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cuisine_note: str | None = None
+    """Why fewer than 2 of 3 meals come from the asked cuisines, if the planner checked."""
 
 
 class Planner(Protocol):

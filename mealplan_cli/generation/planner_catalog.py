@@ -16,6 +16,12 @@ from dataclasses import dataclass
 
 from mealplan_cli.errors import InfeasibleRequestError
 from mealplan_cli.generation.catalog import Recipe, default_catalog
+from mealplan_cli.generation.cuisine_share import (
+    CuisineSupply,
+    cuisine_target,
+    other_rules_note,
+    too_few_note,
+)
 from mealplan_cli.generation.day_balance import SIDES, Balanced, Dish, balance, side_foods
 from mealplan_cli.generation.diets import KETO_MAX_NET_CARB_ENERGY
 from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
@@ -33,7 +39,7 @@ from mealplan_cli.generation.meal_facts import (
     meal_facts,
 )
 from mealplan_cli.generation.models import ScaledMeal
-from mealplan_cli.generation.plan_report import CUISINE_SHARE, constraints_phrase
+from mealplan_cli.generation.plan_report import constraints_phrase
 from mealplan_cli.generation.planner import (
     DayCallback,
     PlannerResult,
@@ -58,6 +64,10 @@ DAY_TRIES = 12
 
 ATTEMPTS = 60
 """Arrangements tried (each with its own derived seed) before declaring the request infeasible."""
+
+COURSE_ATTEMPTS = 20
+"""Arrangements tried on course for the asked cuisines, per way of spreading them, before
+settling for what a day-by-day choice gives."""
 
 _LAST_POOLS: dict[str, tuple[str, FoodTable, tuple[Recipe, ...], dict[Slot, list[_Candidate]]]] = {}
 """The last request's pools, with the table and recipes they were judged from."""
@@ -112,9 +122,9 @@ class CatalogPlanner:
         on_progress(Progress("outline", 0, 1, "choosing recipes from the catalogue"))
         sides = _sides(request, validator)
         pools = self._eligible(request, validator, sides)
-        arrangement = self._arrange(request, pools, seed)
+        arrangement, cuisine_note = self._arrange(request, pools, seed)
         on_progress(Progress("outline", 1, 1, "recipes chosen"))
-        result = PlannerResult(days=[], seed=seed)
+        result = PlannerResult(days=[], seed=seed, cuisine_note=cuisine_note)
         for day_number, picks in enumerate(arrangement, start=1):
             on_progress(Progress("day", day_number - 1, request.days, f"day {day_number}"))
             balanced = balance(
@@ -238,17 +248,37 @@ class CatalogPlanner:
 
     def _arrange(
         self, request: MealPlanRequest, pools: dict[Slot, list[_Candidate]], seed: int
-    ) -> list[list[tuple[Slot, _Candidate]]]:
-        """Recipes for every day and slot; a few seeded tries before giving up."""
+    ) -> tuple[list[list[tuple[Slot, _Candidate]]], str | None]:
+        """Recipes for every day and slot, and why the asked cuisines make fewer than 2 of 3
+        meals if they do; a bounded number of seeded tries before giving up.
+
+        When cuisines are asked for, the first tries keep every pick on course for as many
+        asked-cuisine meals as the recipes allow (up to 2 of 3), spread over the days, then
+        anywhere in the plan; only then does it settle for what a day-by-day choice gives."""
         order = sorted(request.meals, key=lambda slot: len(pools[slot]))
+        target = cuisine_target(request)
+        supply = _supply(request, pools)
+        reachable = supply.bound([request.days] * len(request.meals))
+        goal = min(target, reachable)
+        for spread, attempts in ((True, COURSE_ATTEMPTS), (False, COURSE_ATTEMPTS)):
+            if not goal:
+                break
+            for attempt in range(attempts):
+                rng = random.Random(f"{seed}:{'spread' if spread else 'plan'}:{attempt}")
+                course = _Course(supply.copy(), goal, request, spread=spread)
+                plan = self._try_arrangement(
+                    request, pools, order, rng, course=course, cuisines_first=True
+                )
+                if plan is not None:
+                    return plan, self._cuisine_note(request, pools, order, seed, plan, supply)
         for attempt in range(ATTEMPTS):
             rng = random.Random(f"{seed}:{attempt}")
-            # First tries serve the cuisines asked for wherever one fits; later ones settle
-            # for 2 of 3 a day, in case that rigour is what makes the days impossible.
-            strict = attempt < ATTEMPTS // 2
-            plan = self._try_arrangement(request, pools, order, rng, cuisines_first=strict)
+            # First tries serve the cuisines asked for wherever one fits; later ones only
+            # favour them, in case that rigour is what makes the days impossible.
+            first = attempt < ATTEMPTS // 2
+            plan = self._try_arrangement(request, pools, order, rng, cuisines_first=first)
             if plan is not None:
-                return plan
+                return plan, self._cuisine_note(request, pools, order, seed, plan, supply)
         # Name the rule that ran out: only blame protein variety if dropping it would help.
         for attempt in range(ATTEMPTS):
             rng = random.Random(f"{seed}:{attempt}")
@@ -278,6 +308,33 @@ class CatalogPlanner:
             "the diet, allergies or exclusions, or use --planner openai"
         )
 
+    def _cuisine_note(
+        self,
+        request: MealPlanRequest,
+        pools: dict[Slot, list[_Candidate]],
+        order: list[Slot],
+        seed: int,
+        plan: list[list[tuple[Slot, _Candidate]]],
+        supply: CuisineSupply,
+    ) -> str | None:
+        """Why fewer than 2 of 3 meals come from the asked cuisines, from a check rather than
+        a guess: too few recipes by the bound, or else the rule whose relaxing reaches it."""
+        target = cuisine_target(request)
+        served = sum(1 for day in plan for _, c in day if c.recipe.cuisine in request.cuisines)
+        if served >= target:
+            return None
+        reachable = supply.bound([request.days] * len(request.meals))
+        if reachable < target:
+            return too_few_note(request, supply, served)
+        for rule, relaxed in (("protein", {"variety": False}), ("energy", {"energy": False})):
+            for attempt in range(COURSE_ATTEMPTS):
+                rng = random.Random(f"{seed}:{rule}:{attempt}")
+                course = _Course(supply.copy(), target, request, spread=False)
+                tried = self._try_arrangement(request, pools, order, rng, course=course, **relaxed)
+                if tried is not None:
+                    return other_rules_note(request, reachable, served, rule)
+        return other_rules_note(request, reachable, served, "both")
+
     def _try_arrangement(
         self,
         request: MealPlanRequest,
@@ -287,27 +344,110 @@ class CatalogPlanner:
         *,
         variety: bool = True,
         energy: bool = True,
+        course: _Course | None = None,
         cuisines_first: bool = False,
     ) -> list[list[tuple[Slot, _Candidate]]] | None:
         used: set[str] = set()
         history: list[set[str]] = []
         days: list[list[tuple[Slot, _Candidate]]] = []
-        for _ in range(request.days):
+        for day in range(request.days):
             recent = history[-MAX_DAYS_IN_A_ROW:]
             full = variety and len(recent) == MAX_DAYS_IN_A_ROW
             blocked = set.intersection(*recent) if full else set()
             for _try in range(DAY_TRIES):
-                today = _pick_day(request, pools, order, rng, used, blocked, cuisines_first)
+                today_course = course.for_day(day) if course is not None else None
+                today = _pick_day(
+                    request, pools, order, rng, used, blocked, today_course, cuisines_first
+                )
                 if today is None:
                     return None
                 if not energy or _carries_the_day(request, today.values()):
                     break
             else:
                 return None
+            course = today_course
             used |= {c.recipe.id for c in today.values()}
             history.append({c.protein for c in today.values() if c.protein})
             days.append([(slot, today[slot]) for slot in request.meals])
         return days
+
+
+@dataclass
+class _Course:
+    """Where an arrangement stands on its cuisine goal: the asked-cuisine recipes not yet
+    served, the asked meals still owed and the places still open per slot. ``spread`` also
+    owes each day its own even share, so the asked meals are not all spent in the first days
+    and every day of a plan that can have 2 of 3 from the asked cuisines has them."""
+
+    supply: CuisineSupply
+    goal: int
+    request: MealPlanRequest
+    spread: bool
+    served: int = 0
+    places: list[int] | None = None
+    due_today: int = 0
+    served_today: int = 0
+
+    def for_day(self, day: int) -> _Course:
+        """A copy for trying day ``day`` (from 0), so a refused try leaves this one as it was."""
+        days = self.request.days
+        places = self.places or [days] * len(self.request.meals)
+        due = 0
+        if self.spread:
+            due = math.ceil(self.goal * (day + 1) / days - 1e-9)
+            due -= math.ceil(self.goal * day / days - 1e-9)
+        return _Course(
+            self.supply.copy(),
+            self.goal,
+            self.request,
+            self.spread,
+            self.served,
+            list(places),
+            max(due, 0),
+            0,
+        )
+
+    def allows(self, slot: Slot, candidates: list[_Candidate], left_today: int) -> list[_Candidate]:
+        """The candidates after which the goal stays reachable (and today's share, if spread)."""
+        index = self.request.meals.index(slot)
+        places = list(self.places or [])
+        places[index] -= 1
+        owed = self.goal - self.served
+        plain = (
+            self.due_today - self.served_today < left_today and self.supply.bound(places) >= owed
+        )
+        masks = self.supply.masks
+        fits: dict[int, bool] = {}
+        kept = []
+        for c in candidates:
+            mask = masks.get(c.recipe.id)
+            if mask is None:
+                if plain:
+                    kept.append(c)
+                continue
+            if mask not in fits:
+                fits[mask] = self.supply.bound(places, without=mask) >= owed - 1
+            if fits[mask]:
+                kept.append(c)
+        return kept
+
+    def take(self, slot: Slot, candidate: _Candidate) -> None:
+        assert self.places is not None
+        self.places[self.request.meals.index(slot)] -= 1
+        if candidate.recipe.id in self.supply.masks:
+            self.supply.take(candidate.recipe.id)
+            self.served += 1
+            self.served_today += 1
+
+
+def _supply(request: MealPlanRequest, pools: dict[Slot, list[_Candidate]]) -> CuisineSupply:
+    """The asked-cuisine recipes this request allows, with the slots each fits."""
+    fits: dict[str, list[Slot]] = {}
+    for slot in request.meals:
+        for c in pools[slot]:
+            if c.recipe.cuisine in request.cuisines:
+                fits.setdefault(c.recipe.id, []).append(slot)
+    return CuisineSupply(request.meals, fits)
 
 
 def _pick_day(
@@ -317,12 +457,14 @@ def _pick_day(
     rng: random.Random,
     used: set[str],
     blocked: set[str],
+    course: _Course | None = None,
     cuisines_first: bool = False,
 ) -> dict[Slot, _Candidate] | None:
-    """One day's recipes, slot by slot: from the cuisines asked for in every slot that has
-    one left (``cuisines_first``), or at least in 2 of 3 slots when the recipes left allow."""
+    """One day's recipes, slot by slot, the scarcest slot first: from the asked cuisines
+    wherever one is left if ``cuisines_first``; with a ``course``, only recipes after which
+    the plan can still make its asked-cuisine goal (so a scarce one is kept for the slot that
+    needs it)."""
     shares = _shares(request.meals)
-    quota = math.ceil(CUISINE_SHARE * len(request.meals) - 1e-9) if request.cuisines else 0
     today: dict[Slot, _Candidate] = {}
     proteins: set[str] = set()
     for left, slot in enumerate(order):
@@ -333,17 +475,20 @@ def _pick_day(
             and all(c.recipe.id != p.recipe.id for p in today.values())
             and (c.protein is None or c.protein not in blocked)
         ]
-        if not candidates:
-            return None
-        have = sum(1 for c in today.values() if c.recipe.cuisine in request.cuisines)
-        if cuisines_first or quota - have >= len(order) - left:
+        if course is not None:
+            candidates = course.allows(slot, candidates, len(order) - left)
+        if cuisines_first:
             wanted = [c for c in candidates if c.recipe.cuisine in request.cuisines]
             candidates = wanted or candidates
+        if not candidates:
+            return None
         weights = [
             _weight(request, c, request.calories * shares[slot], proteins) for c in candidates
         ]
         pick = rng.choices(candidates, weights)[0]
         today[slot] = pick
+        if course is not None:
+            course.take(slot, pick)
         if pick.protein:
             proteins.add(pick.protein)
     return today
