@@ -110,6 +110,7 @@ def callers(server: FakePostgrest) -> dict[str, str | None]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("function", sorted(QUEUE_FUNCTIONS))
 def test_queue_functions_belong_to_the_service_role(server: FakePostgrest, function: str) -> None:
     tokens = callers(server)

@@ -9,6 +9,9 @@ import pytest
 
 from tests.helpers.cli import cli, sql
 
+# Every operator command over both transports, end to end: about a minute.
+pytestmark = pytest.mark.slow
+
 
 def enqueue_ping(url: str, count: int = 1) -> list[int]:
     rows = sql(

@@ -124,6 +124,7 @@ def test_a_job_type_without_a_handler_is_refused(database_url: str) -> None:
     assert "no handler for job type resize" in err
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_demo_runs_on_the_embedded_database(embedded_data_dir: Path) -> None:
     result = runner.invoke(app, ["demo"], env={"MEALWORKER_DATA_DIR": str(embedded_data_dir)})

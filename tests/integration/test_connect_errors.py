@@ -146,6 +146,7 @@ def test_an_unknown_host_says_so_at_once() -> None:
     assert elapsed < FAST
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_times_out_as_set(silent: StartupServer) -> None:
     url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{silent.port}/postgres"
     env = {"DATABASE_URL": url, "DATABASE_CONNECT_TIMEOUT_SECONDS": "2"}

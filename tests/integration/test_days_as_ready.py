@@ -184,6 +184,7 @@ def test_days_are_merged_at_their_number_and_fenced_by_the_lease(database_url: s
     assert lost == [("report_days",)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("days", [[{"day": 1}], {"one": {}}, {"0": {}}, "1"])
 def test_days_must_be_keyed_by_day_number(database_url: str, days: Any) -> None:
     job_id, token, _ = claimed_meal_plan(database_url)

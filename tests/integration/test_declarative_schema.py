@@ -99,6 +99,7 @@ def two_databases(pg_server_url: str) -> Iterator[tuple[str, str]]:
         drop(pg_server_url, name)
 
 
+@pytest.mark.slow
 def test_the_declarative_schema_is_what_the_migrations_make(
     two_databases: tuple[str, str],
 ) -> None:

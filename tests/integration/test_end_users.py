@@ -36,6 +36,7 @@ def test_a_user_requests_a_plan_and_sees_only_their_own(database_url: str) -> No
     assert job == {"job_type": "generate_meal_plan", "request": {"days": 3, "diet": ["vegan"]}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("request_body", "field"),
     [

@@ -34,6 +34,9 @@ from tests.fakes.postgrest_server import (
     verify_jwt,
 )
 
+# The fake's own contract, a minute of HTTP round trips; the suite's users of it stay quick.
+pytestmark = pytest.mark.slow
+
 SECRET_KEY = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"
 PUBLISHABLE_KEY = "sb_publishable_ZaD5a2hhHq8dEXA6HTdQAg_bTWzsuJk"
 USER_ID = uuid.UUID("5f0c1e2a-4b7d-4e59-9a3c-2d8b6f1e0a47")

@@ -113,6 +113,7 @@ def test_our_estimate_is_never_below_what_the_fake_charges(
     assert ours + 100 >= charge_of(sent.body, sent.prompt_text)
 
 
+@pytest.mark.slow
 def test_two_workers_sharing_a_budget_never_exceed_it(
     limited_openai: FakeOpenAI, db_settings: Settings, database_url: str
 ) -> None:
@@ -142,6 +143,7 @@ def test_two_workers_sharing_a_budget_never_exceed_it(
     assert row["waited_ms"] > 5_000
 
 
+@pytest.mark.slow
 def test_a_429_empties_the_budget_for_every_worker(
     limited_openai: FakeOpenAI, db_settings: Settings, database_url: str
 ) -> None:
@@ -177,6 +179,7 @@ def test_a_429_empties_the_budget_for_every_worker(
     assert row["refused"] == 1
 
 
+@pytest.mark.slow
 def test_a_rate_limit_wait_keeps_the_lease_and_spends_no_attempt(
     fake_openai: FakeOpenAI, database_url: str
 ) -> None:

@@ -238,6 +238,7 @@ def requests(draw: st.DrawFn) -> Any:
     return {key: draw(st.one_of(VALID[key], VALID[key], VALID[key], FIELDS[key])) for key in keys}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=600,
     deadline=None,

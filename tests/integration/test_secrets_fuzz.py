@@ -111,6 +111,7 @@ def targets(pg_server_url: str) -> dict[str, dict[str, str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @settings(
     max_examples=40,

@@ -931,6 +931,7 @@ def test_events_since_pages_through_the_log(conn: Conn) -> None:
 # --- wake-ups --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_notify_wakes_workers_on_enqueue_release_and_requeue(db_url: str, conn: Conn) -> None:
     with psycopg.connect(db_url, autocommit=True) as listener:
         listener.execute("listen mealworker_jobs")
@@ -1206,6 +1207,7 @@ def test_the_migration_can_be_applied_again(conn: Conn) -> None:
 # --- the claim plan on a large table ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_claim_stays_on_the_index_with_200k_pending_jobs(conn: Conn) -> None:
     with conn.transaction():
         conn.execute("set local session_replication_role = replica")  # skip the event triggers

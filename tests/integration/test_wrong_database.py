@@ -89,6 +89,7 @@ def test_an_explicit_setting_allows_the_embedded_database() -> None:
     assert worker_database_notice(Settings(), environ={}, interactive=True) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_work_on_the_embedded_database_says_so_naming_the_folder(
     tmp_path: Path, embedded_data_dir: Path

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scripts.bench.catalog_plans import measure
+
+# Fifteen whole catalogue plans.
+pytestmark = pytest.mark.slow
 
 
 def test_fifteen_mixed_catalogue_plans_keep_what_they_were_asked() -> None:

@@ -192,6 +192,7 @@ requests = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests)
 def test_every_catalogue_plan_keeps_the_request(fields: dict[str, Any]) -> None:

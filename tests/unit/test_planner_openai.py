@@ -113,6 +113,7 @@ def test_server_errors_are_retried(fake_openai: FakeOpenAI) -> None:
     assert len(fake_openai.requests) == 5 + 2
 
 
+@pytest.mark.slow
 def test_persistent_server_errors_become_a_retryable_failure(fake_openai: FakeOpenAI) -> None:
     fake_openai.inject(Fault.server_error, times=10)
     with pytest.raises(ProviderUnavailableError, match="after 3 attempts") as caught:

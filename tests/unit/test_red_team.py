@@ -43,6 +43,9 @@ from tests.fakes.red_team import (
     title,
 )
 
+# Over 200 attacks, each through the real openai client: about 100 s of the quick loop.
+pytestmark = pytest.mark.slow
+
 PERSISTENT = [s for s in SCENARIOS if s.family not in {"calories"}][::5]
 
 
