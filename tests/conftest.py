@@ -17,11 +17,15 @@ from pydantic import SecretStr
 
 from mealplan_cli.config import Settings
 from mealplan_cli.db.embedded import stop_server
-from tests import pg
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.postgrest_server import FakePostgrest
 from tests.fakes.unsplash_server import FakeUnsplash
+from tests.helpers import pg
+
+# Helper modules that define fixtures used by several test modules: registered here once, so
+# no test module imports a fixture (or anything else) from another.
+pytest_plugins = ["tests.helpers.processes", "tests.helpers.transports"]
 
 OPENAI_TEST_KEY = "sk-test-4f9c2b7e1d"
 UNSPLASH_TEST_KEY = "unsplash-test-7a1e5c"
@@ -72,7 +76,7 @@ def unsplash_settings(fake: FakeUnsplash, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
-    """A superuser URL of the test server (see ``tests/pg.py``)."""
+    """A superuser URL of the test server (see ``tests/helpers/pg.py``)."""
     url, handle = pg.start_server()
     yield url
     del handle
@@ -147,3 +151,14 @@ def env(request: pytest.FixtureRequest, database_url: str) -> Iterator[dict[str,
             "SUPABASE_URL": server.base_url,
             "SUPABASE_SERVICE_ROLE_KEY": server.service_role_key,
         }
+
+
+PROCESS_TESTS = Path(__file__).parent / "process"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under ``tests/process`` spawns programs, so it is slow: ``pytest -m "not slow"``
+    leaves them out of the quick loop, and plain ``pytest`` (CI) still runs them."""
+    for item in items:
+        if item.path.is_relative_to(PROCESS_TESTS):
+            item.add_marker(pytest.mark.slow)

@@ -14,7 +14,7 @@ from mealplan_cli.handlers import HandlerRegistry
 from mealplan_cli.redact import SecretStr
 from mealplan_cli.runtime import open_runtime
 from mealplan_cli.worker import WorkerReport
-from tests import pg
+from tests.helpers import pg
 
 
 @contextmanager

@@ -4,7 +4,7 @@
 changes the lunch of the first ``times`` day answers with the scenario's mutation: an allergen in
 a step, a title or a display name, a prepared food whose allergen is not in the word, look-alike
 letters, a food id outside the safe list, fudged amounts, broken structure. ``SCENARIOS`` is the
-corpus; ``tests/test_red_team.py`` drives each through the real openai client and checks that
+corpus; ``tests/unit/test_red_team.py`` drives each through the real openai client and checks that
 the plan comes back corrected or fails clearly, with nothing leaked.
 """
 

@@ -1,5 +1,5 @@
 // handleRequest against a real PostgREST-compatible server (Supabase's Data API, a local
-// Supabase stack, or the Python suite's FakePostgrest: tests/test_edge_function.py).
+// Supabase stack, or the Python suite's FakePostgrest: tests/process/test_edge_function.py).
 //
 // Environment:
 //   SUPABASE_URL       the project URL (the Data API is at <url>/rest/v1); unset: all skipped
