@@ -21,11 +21,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from mealplan_cli.config import Settings
-from mealplan_cli.errors import InvalidRequestError
+from mealplan_cli.core.queue import ClaimedJob
 from mealplan_cli.handlers import HandlerRegistry, JobContext
-from mealplan_cli.queue import ClaimedJob
+from mealplan_cli.ops.errors import InvalidRequestError
 from mealplan_cli.runtime import open_runtime
+from mealplan_cli.settings.config import Settings
 
 JOB_TYPE = "count_words"
 

@@ -1,4 +1,4 @@
-from mealplan_cli.signals import STOP
+from mealplan_cli.core.signals import STOP
 
 STOP.install()  # before the CLI's imports: a SIGTERM while they run exits 0
 

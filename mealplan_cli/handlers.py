@@ -7,7 +7,7 @@ handlers, meal plans included) keeps working without the generic layer knowing a
 
 from __future__ import annotations
 
-from mealplan_cli.job_handlers import Handler, HandlerRegistry, JobContext, ping_job
+from mealplan_cli.core.handlers import Handler, HandlerRegistry, JobContext, ping_job
 from mealplan_cli.runtime import builtin_handlers as default_handlers
 
 __all__ = ["Handler", "HandlerRegistry", "JobContext", "default_handlers", "ping_job"]

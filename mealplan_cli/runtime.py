@@ -18,16 +18,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.base import Database
-from mealplan_cli.errors import ConfigurationError, DatabaseUnavailableError
-from mealplan_cli.job_handlers import HandlerRegistry, JobContext, ping_job
-from mealplan_cli.metrics import Health, WorkerMetrics
-from mealplan_cli.queue import PING_JOB, ClaimedJob, Queue
-from mealplan_cli.retry_policies import DATABASE_AT_START
-from mealplan_cli.signals import STOP, StopSignals
-from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
-from mealplan_cli.worker.outage import Outage
+from mealplan_cli.core.db.base import Database
+from mealplan_cli.core.handlers import HandlerRegistry, JobContext, ping_job
+from mealplan_cli.core.queue import PING_JOB, ClaimedJob, Queue
+from mealplan_cli.core.signals import STOP, StopSignals
+from mealplan_cli.core.worker import Worker, WorkerConfig, WorkerReport
+from mealplan_cli.core.worker.outage import Outage
+from mealplan_cli.ops.errors import ConfigurationError, DatabaseUnavailableError
+from mealplan_cli.ops.metrics import Health, WorkerMetrics
+from mealplan_cli.ops.retry_policies import DATABASE_AT_START
+from mealplan_cli.settings.config import Settings
 
 MEAL_PLAN_JOB = "generate_meal_plan"  # the same name as mealplans.MEAL_PLAN_JOB, kept light
 
@@ -35,7 +35,7 @@ MEAL_PLAN_JOB = "generate_meal_plan"  # the same name as mealplans.MEAL_PLAN_JOB
 async def generate_meal_plan(job: ClaimedJob, context: JobContext) -> dict[str, Any]:
     """The meal-plan handler, loaded with the generation library on its first job: a worker
     that never sees one starts faster and stays smaller."""
-    from mealplan_cli.mealplan_jobs import generate_meal_plan_job
+    from mealplan_cli.mealplans.job import generate_meal_plan_job
 
     return await generate_meal_plan_job(job, context)
 
@@ -120,7 +120,7 @@ async def open_runtime(
     """
     from tenacity import AsyncRetrying, retry_if_exception_type, retry_never
 
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     handlers = handlers if handlers is not None else builtin_handlers(job_types)
     size = pool_size or WorkerConfig.from_settings(settings).pool_size
@@ -144,9 +144,9 @@ async def open_runtime(
         outage.recovered()
         description = "no meal-plan services"
         if resources is None and MEAL_PLAN_JOB in handlers:
-            from mealplan_cli.generation.services import generation_services
-            from mealplan_cli.mealplan_budget import DatabaseBudget
-            from mealplan_cli.mealplans import DatabaseImageCache
+            from mealplan_cli.mealplans.budget import DatabaseBudget
+            from mealplan_cli.mealplans.generation.services import generation_services
+            from mealplan_cli.mealplans.plans import DatabaseImageCache
 
             resources = await stack.enter_async_context(
                 generation_services(

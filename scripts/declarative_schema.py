@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from mealplan_cli.db.migrations import apply_migrations
+from mealplan_cli.core.db.migrations import apply_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "supabase" / "migrations"

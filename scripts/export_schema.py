@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from mealplan_cli.generation.models import plan_json_schema
+from mealplan_cli.mealplans.generation.models import plan_json_schema
 
 TARGET = Path(__file__).resolve().parent.parent / "schema" / "meal-plan.schema.json"
 

@@ -15,8 +15,8 @@ import pytest
 from psycopg.rows import dict_row
 from pydantic import SecretStr
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.embedded import stop_server
+from mealplan_cli.core.db.embedded import stop_server
+from mealplan_cli.settings.config import Settings
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.postgrest_server import FakePostgrest

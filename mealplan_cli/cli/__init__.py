@@ -2,7 +2,7 @@
 
 import signal
 
-from mealplan_cli.signals import STOP
+from mealplan_cli.core.signals import STOP
 
 STOP.install()  # first, before anything slow: a SIGTERM while importing exits 0
 

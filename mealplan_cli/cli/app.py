@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 import typer
 from typer.core import TyperGroup
 
-from mealplan_cli import __version__, redact
-from mealplan_cli.errors import MealworkerError
+from mealplan_cli import __version__
+from mealplan_cli.ops import redact
+from mealplan_cli.ops.errors import MealworkerError
 
 try:  # typer keeps its own copy of click from 0.26 on
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -24,7 +25,7 @@ except ImportError:  # pragma: no cover
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mealplan_cli.config import Settings
+    from mealplan_cli.settings.config import Settings
 
 T = TypeVar("T")
 
@@ -35,7 +36,7 @@ settings file. Nothing was done. (1 is every other error; README's Troubleshooti
 
 class Planner(StrEnum):
     """``--planner``'s choices: ``config.PlannerChoice``'s values, without importing the
-    settings for ``--help`` (tests/test_cli_startup.py keeps the two equal)."""
+    settings for ``--help`` (tests/process/test_cli_startup.py keeps the two equal)."""
 
     auto = "auto"
     openai = "openai"
@@ -87,7 +88,7 @@ SETTINGS_VARIABLES = (
     "LOG_FORMAT LOG_DIR METRICS_PORT"
 ).split()
 """Every setting's environment variable, for ``--help`` without loading the settings
-(tests/test_cli_startup.py keeps it equal to ``Settings.model_fields``)."""
+(tests/process/test_cli_startup.py keeps it equal to ``Settings.model_fields``)."""
 
 app = typer.Typer(
     cls=_Commands,
@@ -175,7 +176,7 @@ def main(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    from mealplan_cli.logs import quiet_drivers
+    from mealplan_cli.ops.logs import quiet_drivers
 
     quiet_drivers()
     if _source(ctx, "env_file") != "DEFAULT" and not env_file.is_file():
@@ -219,8 +220,8 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     An option that Typer filled from its ``envvar`` is left out of the overrides: the setting
     reads the same variable itself, so an error names the environment, not the command line.
     """
-    from mealplan_cli.config import Settings, read_settings_file  # not loaded for --help
-    from mealplan_cli.errors import ConfigurationError
+    from mealplan_cli.ops.errors import ConfigurationError
+    from mealplan_cli.settings.config import Settings, read_settings_file  # not loaded for --help
 
     env_file = options(ctx).env_file
     try:
@@ -240,7 +241,7 @@ def load_settings(ctx: typer.Context, **overrides: Any) -> Settings:
     overrides = {k: v for k, v in overrides.items() if k not in from_environment}
     settings: Settings = run_checked(ctx, lambda: Settings.load(overrides, env_file=env_file))
     redact.install(settings.redactor())
-    from mealplan_cli.db import first_start
+    from mealplan_cli.core.db import first_start
 
     first_start.install(_creating_database)
     return settings

@@ -12,9 +12,9 @@ import typer
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
 
 if TYPE_CHECKING:
-    from mealplan_cli.config import Settings
-    from mealplan_cli.db.embedded import ServerState
-    from mealplan_cli.db.migrations import Migration, MigrationStatus
+    from mealplan_cli.core.db.embedded import ServerState
+    from mealplan_cli.core.db.migrations import Migration, MigrationStatus
+    from mealplan_cli.settings.config import Settings
 
 
 @app.command()
@@ -46,8 +46,8 @@ def migrate(
 ) -> None:
     """Apply the SQL migrations in order (each in its own transaction), recorded in
     mealworker's own ledger (never in the app's Supabase CLI ledger)."""
-    from mealplan_cli.db.connect import transport_of
-    from mealplan_cli.db.migrations import (
+    from mealplan_cli.core.db.connect import transport_of
+    from mealplan_cli.core.db.migrations import (
         LEDGER,
         MigrationStatus,
         bundled_migrations,
@@ -106,9 +106,9 @@ async def _migrate(
     settings: Settings, *, apply: bool, adopt: bool
 ) -> tuple[list[MigrationStatus], list[Migration], list[str], str | None]:
     """(statuses, files applied, what adoption did, why the database needs --adopt)"""
-    from mealplan_cli.db import legacy_schema
-    from mealplan_cli.db.connect import direct_connection, postgres_url
-    from mealplan_cli.db.migrations import apply_migrations, migration_status
+    from mealplan_cli.core.db import legacy_schema
+    from mealplan_cli.core.db.connect import direct_connection, postgres_url
+    from mealplan_cli.core.db.migrations import apply_migrations, migration_status
 
     url = await postgres_url(settings, rest_advice=MIGRATE_NEEDS_SQL)
     notes: list[str] = []
@@ -139,8 +139,8 @@ def db_status(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Whether the embedded PostgreSQL is running, and where."""
-    from mealplan_cli.db.connect import data_dir_of
-    from mealplan_cli.db.embedded import running_server
+    from mealplan_cli.core.db.connect import data_dir_of
+    from mealplan_cli.core.db.embedded import running_server
 
     data_dir = data_dir_of(load_settings(ctx))
     view = _server_view(running_server(data_dir), data_dir)
@@ -155,8 +155,8 @@ def db_status(
 @db_app.command("stop")
 def db_stop(ctx: typer.Context) -> None:
     """Stop the embedded PostgreSQL; the next command starts it again."""
-    from mealplan_cli.db.connect import data_dir_of
-    from mealplan_cli.db.embedded import stop_server
+    from mealplan_cli.core.db.connect import data_dir_of
+    from mealplan_cli.core.db.embedded import stop_server
 
     data_dir = data_dir_of(load_settings(ctx))
     stopped = run_checked(ctx, lambda: stop_server(data_dir))

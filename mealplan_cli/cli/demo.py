@@ -10,14 +10,14 @@ import typer
 
 from mealplan_cli.cli.app import app, load_settings, run_async, stderr, stdout
 from mealplan_cli.cli.wording import plural
-from mealplan_cli.signals import STOP
+from mealplan_cli.core.signals import STOP
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from mealplan_cli.config import Settings
-    from mealplan_cli.generation.models import MealPlan
-    from mealplan_cli.mealplans import Enqueued, MealPlanRow, MealPlans
+    from mealplan_cli.mealplans.generation.models import MealPlan
+    from mealplan_cli.mealplans.plans import Enqueued, MealPlanRow, MealPlans
+    from mealplan_cli.settings.config import Settings
 
 SAMPLES: list[dict[str, Any]] = [
     {"days": 3, "diet": ["vegan"], "allergies": ["tree_nuts", "sesame"], "calories": 2200},
@@ -73,8 +73,8 @@ def demo(
     default: nothing to set up)."""
     STOP.install()
     from mealplan_cli.cli.render import plan_view
-    from mealplan_cli.config import LogLevel
-    from mealplan_cli.logs import setup_logging
+    from mealplan_cli.ops.logs import setup_logging
+    from mealplan_cli.settings.config import LogLevel
 
     settings = load_settings(ctx)
     setup_logging(settings.model_copy(update={"log_level": LogLevel.WARNING}), to_files=False)
@@ -86,11 +86,11 @@ def demo(
 async def _demo(settings: Settings, concurrency: int) -> MealPlan | None:
     from rich.live import Live
 
-    from mealplan_cli.generation.models import MealPlan
-    from mealplan_cli.generation.request import parse_request
-    from mealplan_cli.mealplans import MealPlans
+    from mealplan_cli.core.worker import default_worker_id
+    from mealplan_cli.mealplans.generation.models import MealPlan
+    from mealplan_cli.mealplans.generation.request import parse_request
+    from mealplan_cli.mealplans.plans import MealPlans
     from mealplan_cli.runtime import open_runtime
-    from mealplan_cli.worker import default_worker_id
 
     stderr.print("[dim]starting the database and applying migrations...[/]")
     async with open_runtime(settings) as rt:

@@ -10,7 +10,7 @@ import typer
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
 
 if TYPE_CHECKING:
-    from mealplan_cli.doctor import Check
+    from mealplan_cli.ops.doctor import Check
 
 
 @app.command()
@@ -28,7 +28,7 @@ def doctor(
 
     from rich.text import Text
 
-    from mealplan_cli.doctor import Verdict, run_checks
+    from mealplan_cli.ops.doctor import Verdict, run_checks
 
     styles = {Verdict.ok: "green", Verdict.warn: "yellow", Verdict.fail: "bold red"}
 

@@ -13,8 +13,8 @@ from mealplan_cli.cli import request_options as ro
 from mealplan_cli.cli.app import app, load_settings, run_async, run_checked, stdout
 
 if TYPE_CHECKING:
-    from mealplan_cli.config import Settings
-    from mealplan_cli.generation.request import MealPlanRequest
+    from mealplan_cli.mealplans.generation.request import MealPlanRequest
+    from mealplan_cli.settings.config import Settings
 
 MEAL_PLAN_JOB = "generate_meal_plan"
 _JOB_TYPE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
@@ -110,8 +110,8 @@ async def _enqueue_jobs(
     idempotency_key: str | None,
     delay: float | None,
 ) -> list[dict[str, object]]:
-    from mealplan_cli.db.connect import open_database
-    from mealplan_cli.queue import Queue
+    from mealplan_cli.core.db.connect import open_database
+    from mealplan_cli.core.queue import Queue
 
     async with open_database(settings) as db:
         queue = Queue(db)
@@ -138,8 +138,8 @@ async def _enqueue(
     count: int,
     idempotency_key: str | None,
 ) -> list[dict[str, object]]:
-    from mealplan_cli.db.connect import open_database
-    from mealplan_cli.mealplans import MealPlans
+    from mealplan_cli.core.db.connect import open_database
+    from mealplan_cli.mealplans.plans import MealPlans
 
     async with open_database(settings) as db:
         plans = MealPlans(db)

@@ -18,12 +18,12 @@ from mealplan_cli.cli.app import (
     stderr,
     stdout,
 )
-from mealplan_cli.errors import ProviderUnavailableError
+from mealplan_cli.ops.errors import ProviderUnavailableError
 
 if TYPE_CHECKING:
-    from mealplan_cli.config import Settings
-    from mealplan_cli.generation import MealPlan
-    from mealplan_cli.generation.request import MealPlanRequest
+    from mealplan_cli.mealplans.generation import MealPlan
+    from mealplan_cli.mealplans.generation.request import MealPlanRequest
+    from mealplan_cli.settings.config import Settings
 
 
 @app.command()
@@ -91,7 +91,7 @@ async def _plan(
     settings: Settings, request: MealPlanRequest, seed: int | None, show_progress: bool
 ) -> MealPlan:
     from mealplan_cli.cli.render import progress_display
-    from mealplan_cli.generation import generate_meal_plan, generation_services
+    from mealplan_cli.mealplans.generation import generate_meal_plan, generation_services
 
     async with generation_services(settings, seed=seed) as services:
         stderr.print(f"[dim]{services.description}[/]", highlight=False)

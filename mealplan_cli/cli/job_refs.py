@@ -15,7 +15,7 @@ from uuid import UUID
 import typer
 
 if TYPE_CHECKING:
-    from mealplan_cli.db.base import Database
+    from mealplan_cli.core.db.base import Database
 
 BIGINT_MAX = 2**63 - 1
 
@@ -63,7 +63,7 @@ def parse_refs(texts: Sequence[str], param_hint: str = "JOB_IDS") -> list[JobRef
 async def resolve(db: Database, refs: Sequence[JobRef]) -> tuple[list[int], list[JobRef]]:
     """The job ids ``refs`` name, in order without repeats, and the meal plans that have no
     job (unknown ones included)."""
-    from mealplan_cli.mealplans import MealPlans
+    from mealplan_cli.mealplans.plans import MealPlans
 
     ids: list[int] = []
     unknown: list[JobRef] = []

@@ -11,10 +11,10 @@ import typer
 from mealplan_cli.cli.app import app, load_settings, run_async, stdout
 from mealplan_cli.cli.durations import ago
 from mealplan_cli.cli.wording import plural
-from mealplan_cli.queue import Pruned, Queue
+from mealplan_cli.core.queue import Pruned, Queue
 
 if TYPE_CHECKING:
-    from mealplan_cli.config import Settings
+    from mealplan_cli.settings.config import Settings
 
 
 @app.command()
@@ -83,7 +83,7 @@ async def _prune(
     *,
     dry_run: bool,
 ) -> Pruned:
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
         return await Queue(db).prune(

@@ -12,9 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from mealplan_cli.cli.wording import plural
-from mealplan_cli.generation.models import Day, MealPlan
-from mealplan_cli.generation.planner import Progress as PlanProgress
-from mealplan_cli.generation.planner import ProgressCallback
+from mealplan_cli.mealplans.generation.models import Day, MealPlan
+from mealplan_cli.mealplans.generation.planner import Progress as PlanProgress
+from mealplan_cli.mealplans.generation.planner import ProgressCallback
 
 STAGE_LABELS = {
     "outline": "Outline",

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.vocabulary import alias_help
+from mealplan_cli.mealplans.generation.vocabulary import alias_help
+from mealplan_cli.ops.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from mealplan_cli.generation.request import MealPlanRequest
+    from mealplan_cli.mealplans.generation.request import MealPlanRequest
 
 RequestFile = Annotated[
     Path | None,
@@ -87,7 +87,7 @@ class RequestOptions:
 
     def build(self) -> MealPlanRequest:
         """The request from the file (if any) with the given options on top."""
-        from mealplan_cli.generation.request import MacroSplit, parse_request
+        from mealplan_cli.mealplans.generation.request import MacroSplit, parse_request
 
         data: dict[str, Any] = {}
         if self.file is not None:

@@ -13,11 +13,11 @@ from mealplan_cli.cli.app import app, error_line, load_settings, run_async, stdo
 from mealplan_cli.cli.durations import ago
 from mealplan_cli.cli.job_refs import JobRef, missing, parse_refs, resolve
 from mealplan_cli.cli.wording import plural
-from mealplan_cli.db.base import Row
-from mealplan_cli.queue import Cancellation, Queue
+from mealplan_cli.core.db.base import Row
+from mealplan_cli.core.queue import Cancellation, Queue
 
 if TYPE_CHECKING:
-    from mealplan_cli.config import Settings
+    from mealplan_cli.settings.config import Settings
 
 JOBS_HELP = "Job ids, or meal plan ids (uuids)."
 
@@ -116,7 +116,7 @@ class Requeued:
 
 
 async def _stale(settings: Settings, *, limit: int, dry_run: bool) -> list[tuple[int, str]]:
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
         return await Queue(db).requeue_stale(limit, dry_run=dry_run)
@@ -133,7 +133,7 @@ async def _requeue(
     reset_attempts: bool,
     dry_run: bool,
 ) -> Requeued:
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
         queue = Queue(db)
@@ -219,7 +219,7 @@ def cancel(
 async def _cancel(
     settings: Settings, refs: list[JobRef]
 ) -> tuple[list[Cancellation], list[int], list[JobRef]]:
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
         job_ids, unknown = await resolve(db, refs)

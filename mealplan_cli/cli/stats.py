@@ -17,14 +17,14 @@ from mealplan_cli.cli.app import (
     stdout,
 )
 from mealplan_cli.cli.wording import plural
-from mealplan_cli.errors import ConfigurationError
-from mealplan_cli.monitoring import METRICS, QueueHealth, Threshold
-from mealplan_cli.queue import Queue
+from mealplan_cli.core.queue import Queue
+from mealplan_cli.ops.errors import ConfigurationError
+from mealplan_cli.ops.monitoring import METRICS, QueueHealth, Threshold
 
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from mealplan_cli.config import Settings
+    from mealplan_cli.settings.config import Settings
 
 
 def _seconds(value: Any) -> str:
@@ -120,7 +120,7 @@ def stats(
     and which database they were read from. Exit 1 when a --fail-if threshold is crossed."""
     thresholds = [_threshold(text) for text in fail_if or []]
     settings = load_settings(ctx)
-    from mealplan_cli.db.connect import describe_database
+    from mealplan_cli.core.db.connect import describe_database
 
     database = describe_database(settings)
     if watch:
@@ -160,8 +160,8 @@ def _threshold(text: str) -> Threshold:
 
 
 async def _health(settings: Settings) -> tuple[QueueHealth, list[dict[str, Any]]]:
-    from mealplan_cli.db.connect import open_database
-    from mealplan_cli.mealplan_budget import budget_stats
+    from mealplan_cli.core.db.connect import open_database
+    from mealplan_cli.mealplans.budget import budget_stats
 
     async with open_database(settings) as db:
         health = QueueHealth(await Queue(db).stats(), settings.lease_seconds)
@@ -171,7 +171,7 @@ async def _health(settings: Settings) -> tuple[QueueHealth, list[dict[str, Any]]
 async def _watch(settings: Settings, interval: float, database: str) -> None:
     from rich.live import Live
 
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
         queue = Queue(db)

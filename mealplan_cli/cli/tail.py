@@ -13,8 +13,8 @@ import typer
 from mealplan_cli.cli.app import app, fail, load_settings, ready, run_async, stdout
 from mealplan_cli.cli.durations import ago
 from mealplan_cli.cli.job_refs import JobRef, missing, parse_ref, resolve
-from mealplan_cli.db.base import Row
-from mealplan_cli.queue import Queue
+from mealplan_cli.core.db.base import Row
+from mealplan_cli.core.queue import Queue
 
 EVENTS = (
     "enqueued",
@@ -34,7 +34,7 @@ EVENTS = (
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from mealplan_cli.config import Settings
+    from mealplan_cli.settings.config import Settings
 
 EVENT_STYLES = {
     "failed": "bold red",
@@ -151,7 +151,7 @@ async def _follow(
     settings: Settings, history: History, wanted: Filter, follow: bool, show: Any
 ) -> bool:
     """Show the history, then follow; False when ``--job`` names a meal plan without a job."""
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
         queue = Queue(db)

@@ -23,13 +23,13 @@ from mealplan_cli.cli.app import (
     stdout,
 )
 from mealplan_cli.cli.job_refs import JobRef, missing, parse_ref, resolve
-from mealplan_cli.errors import MealworkerError
-from mealplan_cli.signals import STOP
+from mealplan_cli.core.signals import STOP
+from mealplan_cli.ops.errors import MealworkerError
 
 if TYPE_CHECKING:
-    from mealplan_cli.config import Settings
-    from mealplan_cli.worker import WorkerReport
-    from mealplan_cli.worker.claims import Claim
+    from mealplan_cli.core.worker import WorkerReport
+    from mealplan_cli.core.worker.claims import Claim
+    from mealplan_cli.settings.config import Settings
 
 log = logging.getLogger("mealworker.worker")
 
@@ -71,14 +71,14 @@ def work(
         planner=planner,
         metrics_port=metrics_port,
     )
-    from mealplan_cli.logs import setup_logging
-    from mealplan_cli.worker import WorkerConfig
+    from mealplan_cli.core.worker import WorkerConfig
+    from mealplan_cli.ops.logs import setup_logging
 
     config = WorkerConfig.from_settings(settings, until_empty=until_empty)
     setup_logging(settings, worker_id=config.worker_id)
     # From here on, what the worker has to say (a failure to start included) is a log record:
     # in LOG_FORMAT, in combined.log, and in error.log when it failed.
-    from mealplan_cli.db.connect import worker_database_notice
+    from mealplan_cli.core.db.connect import worker_database_notice
 
     if notice := _logged(ctx, lambda: worker_database_notice(settings)):
         log.warning(notice)
@@ -108,7 +108,7 @@ def _logged(ctx: typer.Context, action: Callable[[], T]) -> T:
 
 
 async def _work(settings: Settings, until_empty: bool, job_types: list[str] | None) -> WorkerReport:
-    from mealplan_cli.metrics import serve_metrics
+    from mealplan_cli.ops.metrics import serve_metrics
     from mealplan_cli.runtime import builtin_handlers, open_runtime
 
     handlers = builtin_handlers(job_types)
@@ -155,8 +155,8 @@ def run_job(
     """Process one job in the foreground. Exit 0 done, 1 failed or no such job."""
     parse_ref(job)  # a malformed id is refused before any connection
     STOP.install()
-    from mealplan_cli.logs import setup_logging
-    from mealplan_cli.worker import default_worker_id
+    from mealplan_cli.core.worker import default_worker_id
+    from mealplan_cli.ops.logs import setup_logging
 
     settings = load_settings(ctx, planner=planner)
     worker_id = default_worker_id("run-job")
@@ -187,7 +187,7 @@ def _job_id(ctx: typer.Context, settings: Settings, job: str) -> int:
 
 
 async def _resolve(settings: Settings, ref: JobRef) -> tuple[list[int], list[JobRef]]:
-    from mealplan_cli.db.connect import open_database
+    from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
         return await resolve(db, [ref])

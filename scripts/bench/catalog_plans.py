@@ -30,15 +30,15 @@ import time
 from collections import Counter
 from typing import Any
 
-from mealplan_cli.errors import InfeasibleRequestError
-from mealplan_cli.generation import generate_meal_plan
-from mealplan_cli.generation.catalog import default_catalog
-from mealplan_cli.generation.day_balance import MACRO_TOLERANCE, shares
-from mealplan_cli.generation.exclusions import exclusions_for
-from mealplan_cli.generation.foods import default_table, words
-from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.portions import max_serving_grams
-from mealplan_cli.generation.request import MealPlanRequest, parse_request
+from mealplan_cli.mealplans.generation import generate_meal_plan
+from mealplan_cli.mealplans.generation.catalog import default_catalog
+from mealplan_cli.mealplans.generation.day_balance import MACRO_TOLERANCE, shares
+from mealplan_cli.mealplans.generation.exclusions import exclusions_for
+from mealplan_cli.mealplans.generation.foods import default_table, words
+from mealplan_cli.mealplans.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.mealplans.generation.portions import max_serving_grams
+from mealplan_cli.mealplans.generation.request import MealPlanRequest, parse_request
+from mealplan_cli.ops.errors import InfeasibleRequestError
 
 DIETS = [[], [], ["vegetarian"], ["vegan"], ["pescatarian"], ["gluten_free"], ["keto"]]
 DIETS += [["dairy_free"], ["mediterranean"], ["vegetarian", "gluten_free"], ["paleo"]]

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mealplan_cli import mealplan_jobs  # noqa: F401  (loaded up front, not in the timing)
-from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.core.worker import WorkerReport
 from mealplan_cli.handlers import HandlerRegistry
-from mealplan_cli.redact import SecretStr
+from mealplan_cli.mealplans import job  # noqa: F401  (loaded up front, not in the timing)
+from mealplan_cli.ops.redact import SecretStr
 from mealplan_cli.runtime import open_runtime
-from mealplan_cli.worker import WorkerReport
+from mealplan_cli.settings.config import PlannerChoice, Settings
 from tests.helpers import pg
 
 

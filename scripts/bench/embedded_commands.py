@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mealplan_cli.db.embedded import stop_server
+from mealplan_cli.core.db.embedded import stop_server
 
 
 def _environment(data_dir: Path) -> dict[str, str]:

@@ -32,11 +32,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.connect import open_database
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.mealplans import MealPlans
-from mealplan_cli.redact import SecretStr
+from mealplan_cli.core.db.connect import open_database
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.plans import MealPlans
+from mealplan_cli.ops.redact import SecretStr
+from mealplan_cli.settings.config import Settings
 from scripts.bench.common import fresh_database, server_description
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI

@@ -28,8 +28,8 @@ from typing import Any
 
 import psycopg
 
+from mealplan_cli.core.queue import PING_JOB, ClaimedJob, Queue
 from mealplan_cli.handlers import HandlerRegistry, JobContext
-from mealplan_cli.queue import PING_JOB, ClaimedJob, Queue
 from scripts.bench.common import fresh_database, run_worker, server_description
 
 

@@ -32,16 +32,16 @@ from typing import Any
 from openai import AsyncOpenAI
 from pydantic import BaseModel, create_model
 
-from mealplan_cli.generation import generate_meal_plan
-from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.models import Day
-from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.planner_openai import OpenAIPlanner
-from mealplan_cli.generation.planner_prompts import INSTRUCTIONS, outline_prompt
-from mealplan_cli.generation.planner_schema import day_schema, safe_foods
-from mealplan_cli.generation.pricing import price_for
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.validation import PlanValidator
+from mealplan_cli.mealplans.generation import generate_meal_plan
+from mealplan_cli.mealplans.generation.foods import default_table
+from mealplan_cli.mealplans.generation.models import Day
+from mealplan_cli.mealplans.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.mealplans.generation.planner_openai import OpenAIPlanner
+from mealplan_cli.mealplans.generation.planner_prompts import INSTRUCTIONS, outline_prompt
+from mealplan_cli.mealplans.generation.planner_schema import day_schema, safe_foods
+from mealplan_cli.mealplans.generation.pricing import price_for
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.validation import PlanValidator
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import FakeOpenAI, estimate_tokens
 

@@ -32,10 +32,10 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.queue import PING_JOB, Queue
-from mealplan_cli.worker import rss_bytes
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.queue import PING_JOB, Queue
+from mealplan_cli.core.worker import rss_bytes
+from mealplan_cli.settings.config import Settings
 from scripts.bench.common import fresh_database, run_worker, server_description
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from mealplan_cli.config import Settings
+from mealplan_cli.settings.config import Settings
 from scripts.bench.common import fresh_database, server_description
 
 

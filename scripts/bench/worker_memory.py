@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from mealplan_cli.config import Settings
+from mealplan_cli.settings.config import Settings
 from scripts.bench.common import fresh_database, server_description
 
 

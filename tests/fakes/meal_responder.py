@@ -19,15 +19,15 @@ import re
 import threading
 from typing import Any
 
-from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.ingredient_names import description_from, title_from
-from mealplan_cli.generation.meal_facts import ViolationKind, meal_facts
-from mealplan_cli.generation.models import Meal
-from mealplan_cli.generation.planner import no_progress
-from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.portions import per_serving_draft
-from mealplan_cli.generation.request import MealPlanRequest
-from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.mealplans.generation.foods import default_table
+from mealplan_cli.mealplans.generation.ingredient_names import description_from, title_from
+from mealplan_cli.mealplans.generation.meal_facts import ViolationKind, meal_facts
+from mealplan_cli.mealplans.generation.models import Meal
+from mealplan_cli.mealplans.generation.planner import no_progress
+from mealplan_cli.mealplans.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.mealplans.generation.portions import per_serving_draft
+from mealplan_cli.mealplans.generation.request import MealPlanRequest
+from mealplan_cli.mealplans.generation.validation import CheckedMeal, PlanValidator
 from tests.fakes.openai_server import ChatRequest
 
 _REQUEST_LINE = re.compile(r"^Request \(JSON\): (?P<json>.+)$", re.MULTILINE)

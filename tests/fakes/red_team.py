@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.vocabulary import Allergen
+from mealplan_cli.mealplans.generation.foods import default_table
+from mealplan_cli.mealplans.generation.vocabulary import Allergen
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import ChatRequest
 

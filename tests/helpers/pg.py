@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from mealplan_cli.db.embedded import start_server as start_embedded_server
-from mealplan_cli.db.migrations import apply_migrations
+from mealplan_cli.core.db.embedded import start_server as start_embedded_server
+from mealplan_cli.core.db.migrations import apply_migrations
 
 ENV_VAR = "MEALWORKER_TEST_DATABASE_URL"
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
-from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.meal_facts import Violation
-from mealplan_cli.generation.models import Day
-from mealplan_cli.generation.portions import scale_draft
-from mealplan_cli.generation.request import MealPlanRequest
-from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
-from mealplan_cli.generation.vocabulary import Slot
+from mealplan_cli.mealplans.generation.drafts import DraftIngredient, DraftMeal
+from mealplan_cli.mealplans.generation.foods import default_table
+from mealplan_cli.mealplans.generation.meal_facts import Violation
+from mealplan_cli.mealplans.generation.models import Day
+from mealplan_cli.mealplans.generation.portions import scale_draft
+from mealplan_cli.mealplans.generation.request import MealPlanRequest
+from mealplan_cli.mealplans.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.mealplans.generation.vocabulary import Slot
 
 
 def ingredient(name: str, grams: float, **figures: float) -> DraftIngredient:

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from mealplan_cli.config import Settings
-from mealplan_cli.generation.models import MealPlan
+from mealplan_cli.mealplans.generation.models import MealPlan
+from mealplan_cli.settings.config import Settings
 from tests.conftest import OPENAI_TEST_KEY
 from tests.fakes.openai_server import FakeOpenAI
 

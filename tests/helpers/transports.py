@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from mealplan_cli.db.base import (
+from mealplan_cli.core.db.base import (
     Database,
 )
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.db.rest import RestDatabase
-from mealplan_cli.queue import Queue
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.db.rest import RestDatabase
+from mealplan_cli.core.queue import Queue
 from tests.fakes.postgrest_server import FakePostgrest
 
 SECRET_KEY = "sb_secret_test_4f1d6a0c9b2e7d3f"

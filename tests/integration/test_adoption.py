@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.generation.request import parse_request
+from mealplan_cli.mealplans.generation.request import parse_request
 from tests.helpers import pg
 
 runner = CliRunner()

@@ -15,15 +15,15 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.generation import generate_meal_plan
-from mealplan_cli.generation.models import Day
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.services import generation_services
-from mealplan_cli.mealplans import MealPlans
-from mealplan_cli.queue import Queue
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.queue import Queue
+from mealplan_cli.core.worker import Worker, WorkerConfig
+from mealplan_cli.mealplans.generation import generate_meal_plan
+from mealplan_cli.mealplans.generation.models import Day
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.services import generation_services
+from mealplan_cli.mealplans.plans import MealPlans
 from mealplan_cli.runtime import builtin_handlers
-from mealplan_cli.worker import Worker, WorkerConfig
 from tests.conftest import openai_settings
 from tests.fakes.meal_responder import CatalogResponder
 from tests.fakes.openai_server import ChatRequest, FakeOpenAI

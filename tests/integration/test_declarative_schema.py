@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mealplan_cli.db.migrations import apply_migrations
+from mealplan_cli.core.db.migrations import apply_migrations
 from tests.helpers.pg import create_empty, drop, with_database
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "supabase" / "schemas"

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from mealplan_cli.db.migrations import apply_migrations, bundled_migrations
+from mealplan_cli.core.db.migrations import apply_migrations, bundled_migrations
 from tests.helpers import pg
 from tests.helpers.end_users import as_role, request_plan, set_database
 

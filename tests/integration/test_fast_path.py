@@ -13,8 +13,8 @@ import pytest
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.queue import ClaimedJob, Completion, Queue
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.queue import ClaimedJob, Completion, Queue
 
 Conn = psycopg.Connection[dict[str, Any]]
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.connect import open_database
-from mealplan_cli.generation import generation_services
+from mealplan_cli.core.db.connect import open_database
+from mealplan_cli.core.queue import ClaimedJob, Queue
+from mealplan_cli.core.worker import Worker, WorkerConfig
 from mealplan_cli.handlers import JobContext, default_handlers
-from mealplan_cli.queue import ClaimedJob, Queue
-from mealplan_cli.worker import Worker, WorkerConfig
+from mealplan_cli.mealplans.generation import generation_services
+from mealplan_cli.settings.config import Settings
 
 
 def test_the_0_1_worker_api_drains_a_custom_job_type(database_url: str) -> None:

@@ -16,17 +16,17 @@ from openai import AsyncOpenAI
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.base import Database
-from mealplan_cli.db.connect import open_database
-from mealplan_cli.generation.budget import RateLimits, duration_ms, estimate_prompt_tokens
-from mealplan_cli.generation.openai_calls import StructuredCalls, Tally
-from mealplan_cli.generation.planner_prompts import INSTRUCTIONS
-from mealplan_cli.generation.request import MealPlanRequest
-from mealplan_cli.mealplan_budget import DatabaseBudget, budget_key
-from mealplan_cli.mealplans import MealPlans
-from mealplan_cli.redact import SecretStr
+from mealplan_cli.core.db.base import Database
+from mealplan_cli.core.db.connect import open_database
+from mealplan_cli.mealplans.budget import DatabaseBudget, budget_key
+from mealplan_cli.mealplans.generation.budget import RateLimits, duration_ms, estimate_prompt_tokens
+from mealplan_cli.mealplans.generation.openai_calls import StructuredCalls, Tally
+from mealplan_cli.mealplans.generation.planner_prompts import INSTRUCTIONS
+from mealplan_cli.mealplans.generation.request import MealPlanRequest
+from mealplan_cli.mealplans.plans import MealPlans
+from mealplan_cli.ops.redact import SecretStr
 from mealplan_cli.runtime import open_runtime
+from mealplan_cli.settings.config import Settings
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import ChatRequest, FakeOpenAI, Fault
 from tests.fakes.postgrest_server import FakePostgrest
@@ -363,7 +363,7 @@ def test_stats_json_shows_the_budget(env: dict[str, str], database_url: str) -> 
 
 
 def test_metrics_count_tokens_charged_and_unforeseen_429s() -> None:
-    from mealplan_cli.metrics import WorkerMetrics
+    from mealplan_cli.ops.metrics import WorkerMetrics
 
     metrics = WorkerMetrics()
     metrics.handler_finished(

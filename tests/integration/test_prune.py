@@ -14,8 +14,8 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.queue import Pruned, Queue
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.queue import Pruned, Queue
 from tests.helpers.cli import cli
 
 Conn = psycopg.Connection[dict[str, Any]]

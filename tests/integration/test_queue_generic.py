@@ -6,8 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.queue import Completion, Queue
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.queue import Completion, Queue
 
 
 def run(url: str, body: Any) -> Any:

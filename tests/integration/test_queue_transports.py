@@ -13,17 +13,17 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from mealplan_cli.db.base import (
+from mealplan_cli.core.db.base import (
     DatabaseError,
     DatabaseUnavailableError,
     SchemaMissingError,
 )
-from mealplan_cli.db.rest import RestDatabase
-from mealplan_cli.generation.images import CachedPhoto
-from mealplan_cli.generation.models import Photo
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.mealplans import DatabaseImageCache, MealPlans
-from mealplan_cli.queue import Completion, Queue
+from mealplan_cli.core.db.rest import RestDatabase
+from mealplan_cli.core.queue import Completion, Queue
+from mealplan_cli.mealplans.generation.images import CachedPhoto
+from mealplan_cli.mealplans.generation.models import Photo
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.plans import DatabaseImageCache, MealPlans
 from tests.fakes.postgrest_server import FakePostgrest
 from tests.helpers.transports import SECRET_KEY, Opener, run
 

@@ -26,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.vocabulary import ALLERGEN_ALIASES, Allergen, Diet, Slot
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.vocabulary import ALLERGEN_ALIASES, Allergen, Diet, Slot
+from mealplan_cli.ops.errors import InvalidRequestError
 from tests.helpers import pg
 
 WHITESPACE = [" ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\x85", "\xa0", "\u2009", "\u3000"]

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.connection_strings import check_connection_string
+from mealplan_cli.settings.connection_strings import check_connection_string
 
 runner = CliRunner()
 

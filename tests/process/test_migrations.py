@@ -15,14 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.db.migrations import (
+from mealplan_cli.core.db.migrations import (
     Migration,
     apply_migrations,
     bundled_migrations,
     migration_status,
     split_statements,
 )
-from mealplan_cli.errors import MigrationEditedError
+from mealplan_cli.ops.errors import MigrationEditedError
 from tests.helpers import pg
 
 runner = CliRunner()
@@ -262,4 +262,4 @@ def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("mealworker-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "mealplan_cli/migrations/20240101000000_create_background_jobs.sql" in names
-    assert "mealplan_cli/generation/data/ingredients.json" in names
+    assert "mealplan_cli/mealplans/generation/data/ingredients.json" in names

@@ -21,16 +21,16 @@ import pytest
 from psycopg.rows import dict_row
 from pydantic import SecretStr
 
-from mealplan_cli.config import Settings
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.db.rest import RestDatabase
-from mealplan_cli.generation.services import generation_services
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.db.rest import RestDatabase
+from mealplan_cli.core.queue import ClaimedJob, Queue
+from mealplan_cli.core.worker import Worker, WorkerConfig
+from mealplan_cli.core.worker.refusals import SYSTEMIC_STREAK
 from mealplan_cli.handlers import HandlerRegistry, JobContext
-from mealplan_cli.mealplans import MEAL_PLAN_JOB
-from mealplan_cli.queue import ClaimedJob, Queue
+from mealplan_cli.mealplans.generation.services import generation_services
+from mealplan_cli.mealplans.plans import MEAL_PLAN_JOB
 from mealplan_cli.runtime import builtin_handlers
-from mealplan_cli.worker import Worker, WorkerConfig
-from mealplan_cli.worker.refusals import SYSTEMIC_STREAK
+from mealplan_cli.settings.config import Settings
 from tests.fakes.postgrest_server import FakePostgrest
 from tests.helpers.processes import WorkerProcess, env_for, statuses, wait_until
 

@@ -21,8 +21,8 @@ from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.connection_strings import check_connection_string
-from mealplan_cli.redact import Redactor, dsn_passwords, mask_positions, redact_dsn
+from mealplan_cli.ops.redact import Redactor, dsn_passwords, mask_positions, redact_dsn
+from mealplan_cli.settings.connection_strings import check_connection_string
 from tests.helpers.processes import clean_environment, wait_until
 
 PASSWORD = "Tr0ub4dor-xyz"

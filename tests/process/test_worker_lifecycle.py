@@ -22,13 +22,13 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from mealplan_cli.db.postgres import PostgresDatabase
-from mealplan_cli.errors import ProviderUnavailableError
+from mealplan_cli.core.db.postgres import PostgresDatabase
+from mealplan_cli.core.queue import ClaimedJob, Queue
+from mealplan_cli.core.worker import Worker, WorkerConfig
+from mealplan_cli.core.worker.outage import Outage
 from mealplan_cli.handlers import HandlerRegistry, JobContext
-from mealplan_cli.metrics import Health, WorkerMetrics
-from mealplan_cli.queue import ClaimedJob, Queue
-from mealplan_cli.worker import Worker, WorkerConfig
-from mealplan_cli.worker.outage import Outage
+from mealplan_cli.ops.errors import ProviderUnavailableError
+from mealplan_cli.ops.metrics import Health, WorkerMetrics
 from tests.helpers.sql_faults import SqlFaults
 
 pytestmark = pytest.mark.timeout(60)
@@ -520,8 +520,8 @@ def test_freezing_the_start_up_heap_walks_no_old_objects() -> None:
     young generations are collected."""
     code = (
         "import gc\n"
-        "import mealplan_cli.worker\n"
-        "from mealplan_cli.worker.heap import settle_garbage_collector\n"
+        "import mealplan_cli.core.worker\n"
+        "from mealplan_cli.core.worker.heap import settle_garbage_collector\n"
         "full = gc.get_stats()[2]['collections']\n"
         "settle_garbage_collector()\n"
         "print(gc.get_stats()[2]['collections'] - full, gc.get_freeze_count())\n"

@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 
-from mealplan_cli.generation.catalog import CUISINES, default_catalog
-from mealplan_cli.generation.foods import default_table, lookup_key
-from mealplan_cli.generation.meal_facts import meal_facts
-from mealplan_cli.generation.models import Nutrition
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.validation import PlanValidator
-from mealplan_cli.generation.vocabulary import Allergen, Slot
+from mealplan_cli.mealplans.generation.catalog import CUISINES, default_catalog
+from mealplan_cli.mealplans.generation.foods import default_table, lookup_key
+from mealplan_cli.mealplans.generation.meal_facts import meal_facts
+from mealplan_cli.mealplans.generation.models import Nutrition
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.validation import PlanValidator
+from mealplan_cli.mealplans.generation.vocabulary import Allergen, Slot
 
 KCAL_PER_SERVING = {
     Slot.breakfast: (350, 550),

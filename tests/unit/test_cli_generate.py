@@ -158,14 +158,14 @@ def test_help_lists_the_allergy_aliases() -> None:
     text = " ".join(result.output.replace("\u2502", " ").split())
     assert "shellfish = crustaceans + molluscs" in text
     assert "nuts = tree_nuts + peanuts" in text
-    from mealplan_cli.generation.vocabulary import ALLERGEN_ALIASES
+    from mealplan_cli.mealplans.generation.vocabulary import ALLERGEN_ALIASES
 
     for alias in ALLERGEN_ALIASES:
         assert f"{alias} = " in text, alias
 
 
 def test_the_readme_lists_every_alias() -> None:
-    from mealplan_cli.generation.vocabulary import ALLERGEN_ALIASES
+    from mealplan_cli.mealplans.generation.vocabulary import ALLERGEN_ALIASES
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     for alias in ALLERGEN_ALIASES:

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mealplan_cli.cli import app
-from mealplan_cli.config import LogLevel, PlannerChoice, Settings
-from mealplan_cli.errors import ConfigurationError
-from mealplan_cli.generation.services import choose_planner
-from mealplan_cli.redact import SecretStr
+from mealplan_cli.mealplans.generation.services import choose_planner
+from mealplan_cli.ops.errors import ConfigurationError
+from mealplan_cli.ops.redact import SecretStr
+from mealplan_cli.settings.config import LogLevel, PlannerChoice, Settings
 
 SECRET = "sk-live-very-secret-123456"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mealplan_cli.generation.cuisine_share import CuisineSupply
-from mealplan_cli.generation.vocabulary import Slot
+from mealplan_cli.mealplans.generation.cuisine_share import CuisineSupply
+from mealplan_cli.mealplans.generation.vocabulary import Slot
 
 SLOTS = (Slot.breakfast, Slot.lunch, Slot.dinner, Slot.snack)
 

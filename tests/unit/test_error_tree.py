@@ -1,4 +1,4 @@
-"""One error tree: every exception mealworker defines lives in ``mealplan_cli.errors`` and is a
+"""One error tree: every exception mealworker defines lives in ``mealplan_cli.ops.errors`` and is a
 ``MealworkerError`` with ``retryable``, so a caller (the worker, the CLI) can handle any of them
 the same way."""
 
@@ -9,7 +9,7 @@ import inspect
 import pkgutil
 
 import mealplan_cli
-from mealplan_cli.errors import MealworkerError
+from mealplan_cli.ops.errors import MealworkerError
 
 
 def every_module() -> list[str]:
@@ -29,7 +29,7 @@ def test_every_exception_is_in_the_one_tree() -> None:
             if issubclass(value, BaseException) and value.__module__.startswith("mealplan_cli"):
                 defined[f"{value.__module__}.{value.__qualname__}"] = value
     assert len(defined) > 15  # it did find the tree
-    outside = sorted(name for name in defined if not name.startswith("mealplan_cli.errors."))
+    outside = sorted(name for name in defined if not name.startswith("mealplan_cli.ops.errors."))
     assert outside == []
     assert sorted(n for n, cls in defined.items() if not issubclass(cls, MealworkerError)) == []
     assert all(isinstance(getattr(cls, "retryable", None), bool) for cls in defined.values())

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from mealplan_cli.generation.foods import AISLES, DIET_FLAGS, default_table, lookup_key
-from mealplan_cli.generation.nutrition import passes_atwater
-from mealplan_cli.generation.vocabulary import Allergen
+from mealplan_cli.mealplans.generation.foods import AISLES, DIET_FLAGS, default_table, lookup_key
+from mealplan_cli.mealplans.generation.vocabulary import Allergen
 
 A = Allergen
+
+ATWATER_TOLERANCE = 0.15
+"""A food whose stated energy is more than this far off 4P + 4C + 9F is suspect (APIS.md)."""
+
+
+def passes_atwater(kcal: float, protein: float, carbs: float, fat: float) -> bool:
+    """Whether ``kcal`` agrees with the energy the macronutrients imply; below 15 kcal a
+    relative tolerance means nothing (a pinch of spice), so compare absolutely."""
+    expected = 4 * protein + 4 * carbs + 9 * fat
+    if max(kcal, expected) < 15:
+        return abs(kcal - expected) < 15
+    return abs(kcal - expected) <= ATWATER_TOLERANCE * max(kcal, expected)
 
 
 def test_the_table_has_at_least_200_well_formed_entries() -> None:
@@ -151,8 +162,8 @@ def test_foods_that_often_carry_an_allergen_are_flagged_may_contain() -> None:
 
 
 def test_a_gluten_allergy_keeps_may_contain_foods_out_and_the_safe_variety_in() -> None:
-    from mealplan_cli.generation.request import parse_request
-    from mealplan_cli.generation.validation import PlanValidator
+    from mealplan_cli.mealplans.generation.request import parse_request
+    from mealplan_cli.mealplans.generation.validation import PlanValidator
 
     table = default_table()
     validator = PlanValidator(parse_request({"allergies": "gluten"}), table)
@@ -177,7 +188,7 @@ def test_prepared_foods_contain_table_foods_and_carry_their_allergens() -> None:
 def test_a_food_that_contains_an_unknown_food_is_refused() -> None:
     from dataclasses import replace
 
-    from mealplan_cli.generation.foods import FoodTable
+    from mealplan_cli.mealplans.generation.foods import FoodTable
 
     salsa = replace(default_table().get("salsa"), contains=("dragon pepper",))
     with pytest.raises(ValueError, match="unknown food 'dragon pepper'"):
@@ -185,7 +196,7 @@ def test_a_food_that_contains_an_unknown_food_is_refused() -> None:
 
 
 def test_relatives_of_an_excluded_food_are_kept_and_named_with_what_holds_them() -> None:
-    from mealplan_cli.generation.exclusions import exclusions_for
+    from mealplan_cli.mealplans.generation.exclusions import exclusions_for
 
     table = default_table()
     (onion,) = exclusions_for(["onion"], table).report(table)

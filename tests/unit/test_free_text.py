@@ -15,27 +15,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mealplan_cli.generation.catalog import default_catalog
-from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
-from mealplan_cli.generation.foods import _phrase, default_table, words
-from mealplan_cli.generation.free_text import (
+from mealplan_cli.mealplans.generation.catalog import default_catalog
+from mealplan_cli.mealplans.generation.drafts import DraftIngredient, DraftMeal
+from mealplan_cli.mealplans.generation.foods import _phrase, default_table, words
+from mealplan_cli.mealplans.generation.free_text import (
     STAPLES,
     MealReader,
     food_words,
     ordinary_words,
     tokens,
 )
-from mealplan_cli.generation.ingredient_names import Qualifier, render_name
-from mealplan_cli.generation.lexicon import LEXICON
-from mealplan_cli.generation.meal_facts import ViolationKind, meal_facts
-from mealplan_cli.generation.models import Day, Meal
-from mealplan_cli.generation.planner import no_progress
-from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.planner_checks import check_meal
-from mealplan_cli.generation.planner_schema import LlmMeal
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
-from mealplan_cli.generation.vocabulary import Diet, Slot
+from mealplan_cli.mealplans.generation.ingredient_names import Qualifier, render_name
+from mealplan_cli.mealplans.generation.lexicon import LEXICON
+from mealplan_cli.mealplans.generation.meal_facts import ViolationKind, meal_facts
+from mealplan_cli.mealplans.generation.models import Day, Meal
+from mealplan_cli.mealplans.generation.planner import no_progress
+from mealplan_cli.mealplans.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.mealplans.generation.planner_checks import check_meal
+from mealplan_cli.mealplans.generation.planner_schema import LlmMeal
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.mealplans.generation.vocabulary import Diet, Slot
 from tests.fakes.meal_responder import meal_answer
 
 

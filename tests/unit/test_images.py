@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mealplan_cli.config import Settings
-from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
-from mealplan_cli.generation.images import MemoryImageCache, photo_query
-from mealplan_cli.generation.request import parse_request
+from mealplan_cli.mealplans.generation import MealPlan, generate_meal_plan, generation_services
+from mealplan_cli.mealplans.generation.images import MemoryImageCache, photo_query
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.settings.config import Settings
 from tests.conftest import UNSPLASH_TEST_KEY, unsplash_settings
 from tests.fakes.unsplash_server import FakeUnsplash, UnsplashFault
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from mealplan_cli.metrics import Health, WorkerMetrics
+from mealplan_cli.ops.metrics import Health, WorkerMetrics
 
 
 def test_health_follows_the_database_and_the_loop() -> None:

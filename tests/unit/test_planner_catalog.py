@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mealplan_cli.errors import InfeasibleRequestError
-from mealplan_cli.generation import MealPlan, generate_meal_plan
-from mealplan_cli.generation.catalog import default_catalog
-from mealplan_cli.generation.foods import default_table, words
-from mealplan_cli.generation.planner import Progress
-from mealplan_cli.generation.planner_catalog import CatalogPlanner
-from mealplan_cli.generation.request import MealPlanRequest, parse_request
-from mealplan_cli.generation.validation import PlanValidator
-from mealplan_cli.generation.vocabulary import Allergen, Diet, Slot
+from mealplan_cli.mealplans.generation import MealPlan, generate_meal_plan
+from mealplan_cli.mealplans.generation.catalog import default_catalog
+from mealplan_cli.mealplans.generation.foods import default_table, words
+from mealplan_cli.mealplans.generation.planner import Progress
+from mealplan_cli.mealplans.generation.planner_catalog import CatalogPlanner
+from mealplan_cli.mealplans.generation.request import MealPlanRequest, parse_request
+from mealplan_cli.mealplans.generation.validation import PlanValidator
+from mealplan_cli.mealplans.generation.vocabulary import Allergen, Diet, Slot
+from mealplan_cli.ops.errors import InfeasibleRequestError
 
 
 def plan(request: MealPlanRequest, seed: int | None = 1, **kwargs: Any) -> MealPlan:
@@ -308,7 +308,7 @@ def test_excluding_onion_and_garlic_leaves_out_what_contains_them(seed: int) -> 
 
 
 def test_the_openai_food_enum_leaves_out_prepared_foods_with_an_excluded_food() -> None:
-    from mealplan_cli.generation.planner_schema import safe_foods
+    from mealplan_cli.mealplans.generation.planner_schema import safe_foods
 
     request = parse_request({"exclude": "onion,garlic"})
     allowed = set(safe_foods(PlanValidator(request)))
@@ -325,7 +325,7 @@ def test_a_gluten_allergy_never_gets_miso(seed: int) -> None:
 
 
 def _shares(day: Any) -> tuple[float, float, float]:
-    from mealplan_cli.generation.day_balance import shares
+    from mealplan_cli.mealplans.generation.day_balance import shares
 
     return shares(day.totals)
 
@@ -390,7 +390,7 @@ def test_cuisines_the_constraints_do_not_allow_are_reported_with_the_share() -> 
 @pytest.mark.parametrize("calories", [2000, 3200, 4000])
 def test_servings_stay_typical_and_big_days_get_sides(calories: int) -> None:
     """Issue 23: 451 g of sirloin and 53 g of oil in one serving."""
-    from mealplan_cli.generation.portions import max_serving_grams
+    from mealplan_cli.mealplans.generation.portions import max_serving_grams
 
     table = default_table()
     result = plan(parse_request({"days": 7, "calories": calories}), seed=2)

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from mealplan_cli.config import Settings
-from mealplan_cli.errors import (
+from mealplan_cli.mealplans.generation import MealPlan, generate_meal_plan, generation_services
+from mealplan_cli.mealplans.generation.completion_sizes import MEALS, CompletionSizes
+from mealplan_cli.mealplans.generation.request import MealPlanRequest, parse_request
+from mealplan_cli.ops.errors import (
     PlanRejectedError,
     ProviderRejectedError,
     ProviderUnavailableError,
 )
-from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
-from mealplan_cli.generation.completion_sizes import MEALS, CompletionSizes
-from mealplan_cli.generation.request import MealPlanRequest, parse_request
+from mealplan_cli.settings.config import Settings
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI, Fault
 
@@ -319,7 +319,7 @@ def test_an_excluded_food_leaves_the_enum_with_every_food_made_with_it(
 
 
 def test_an_openai_plan_off_the_macro_split_says_so_per_day(fake_openai: FakeOpenAI) -> None:
-    from mealplan_cli.generation.day_balance import shares
+    from mealplan_cli.mealplans.generation.day_balance import shares
 
     request = parse_request({"days": 2, "macros": {"protein": 60, "carbs": 10, "fat": 30}})
     result = plan_with(openai_settings(fake_openai), request)

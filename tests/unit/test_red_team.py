@@ -22,15 +22,15 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mealplan_cli.errors import GenerationError
-from mealplan_cli.generation import MealPlan, generate_meal_plan, generation_services
-from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.free_text import ordinary_words, tokens
-from mealplan_cli.generation.ingredient_names import Qualifier, qualifier, render_name
-from mealplan_cli.generation.models import Meal
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.text import normalise
-from mealplan_cli.generation.vocabulary import Allergen, Diet
+from mealplan_cli.mealplans.generation import MealPlan, generate_meal_plan, generation_services
+from mealplan_cli.mealplans.generation.foods import default_table
+from mealplan_cli.mealplans.generation.free_text import ordinary_words, tokens
+from mealplan_cli.mealplans.generation.ingredient_names import Qualifier, qualifier, render_name
+from mealplan_cli.mealplans.generation.models import Meal
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.text import normalise
+from mealplan_cli.mealplans.generation.vocabulary import Allergen, Diet
+from mealplan_cli.ops.errors import GenerationError
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.red_team import (

@@ -3,9 +3,9 @@ check of no row until a write is accepted (the state machine alone, on a clock o
 
 from __future__ import annotations
 
-from mealplan_cli.errors import DatabaseError
-from mealplan_cli.metrics import Health
-from mealplan_cli.worker.refusals import SYSTEMIC_STREAK, Refusals
+from mealplan_cli.core.worker.refusals import SYSTEMIC_STREAK, Refusals
+from mealplan_cli.ops.errors import DatabaseError
+from mealplan_cli.ops.metrics import Health
 
 TRIGGER = DatabaseError("plan is on hold", code="42501")
 GRANT = DatabaseError("permission denied for function mealworker_complete_jobs", code="42501")

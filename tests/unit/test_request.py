@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mealplan_cli.errors import InvalidRequestError
-from mealplan_cli.generation.request import MacroSplit, MealPlanRequest, parse_request
-from mealplan_cli.generation.vocabulary import Allergen, Diet, Slot
+from mealplan_cli.mealplans.generation.request import MacroSplit, MealPlanRequest, parse_request
+from mealplan_cli.mealplans.generation.vocabulary import Allergen, Diet, Slot
+from mealplan_cli.ops.errors import InvalidRequestError
 
 
 def test_defaults_are_a_week_of_three_meals_at_2000_kcal() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mealplan_cli.retry_policies import (
+from mealplan_cli.ops.retry_policies import (
     DATABASE_AT_START,
     REFUSED_WRITES,
     REMINDERS,

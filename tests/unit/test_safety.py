@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from mealplan_cli.generation.drafts import DraftIngredient, DraftMeal
-from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.meal_facts import Violation
-from mealplan_cli.generation.proteins import protein_key
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.text import normalise, unreadable
-from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
-from mealplan_cli.generation.vocabulary import Allergen, Slot
+from mealplan_cli.mealplans.generation.drafts import DraftIngredient, DraftMeal
+from mealplan_cli.mealplans.generation.foods import default_table
+from mealplan_cli.mealplans.generation.meal_facts import Violation
+from mealplan_cli.mealplans.generation.proteins import protein_key
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.text import normalise, unreadable
+from mealplan_cli.mealplans.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.mealplans.generation.vocabulary import Allergen, Slot
 
 A = Allergen
 
@@ -248,7 +248,7 @@ def test_a_planner_cannot_tag_its_own_meal_safe() -> None:
 
 
 def test_the_whole_table_fits_openais_enum_limits() -> None:
-    from mealplan_cli.generation.planner_schema import day_schema
+    from mealplan_cli.mealplans.generation.planner_schema import day_schema
 
     ids = tuple(food.id for food in default_table().foods)
     schema = day_schema(ids).model_json_schema()
@@ -259,9 +259,9 @@ def test_the_whole_table_fits_openais_enum_limits() -> None:
 
 
 def test_too_few_safe_foods_names_the_constraint() -> None:
-    from mealplan_cli.errors import InfeasibleRequestError
-    from mealplan_cli.generation.foods import FoodTable
-    from mealplan_cli.generation.planner_schema import safe_foods
+    from mealplan_cli.mealplans.generation.foods import FoodTable
+    from mealplan_cli.mealplans.generation.planner_schema import safe_foods
+    from mealplan_cli.ops.errors import InfeasibleRequestError
 
     table = default_table()
     animal = [f for f in table.foods if f.flags & {"meat", "poultry", "fish", "dairy"}][:40]

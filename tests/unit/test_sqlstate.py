@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from postgrest.exceptions import APIError
 
-from mealplan_cli.db import postgres, rest, sqlstate
-from mealplan_cli.errors import DatabaseError, DatabaseUnavailableError, SchemaMissingError
-from mealplan_cli.worker.refusals import may_pass
+from mealplan_cli.core.db import postgres, rest, sqlstate
+from mealplan_cli.core.worker.refusals import may_pass
+from mealplan_cli.ops.errors import DatabaseError, DatabaseUnavailableError, SchemaMissingError
 
 KEY = "service-role-key-0123456789"
 

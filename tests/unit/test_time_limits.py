@@ -7,9 +7,9 @@ import asyncio
 import time
 from uuid import uuid4
 
-from mealplan_cli.queue import ClaimedJob
-from mealplan_cli.worker.claims import Claim
-from mealplan_cli.worker.time_limits import BatchTimeLimit
+from mealplan_cli.core.queue import ClaimedJob
+from mealplan_cli.core.worker.claims import Claim
+from mealplan_cli.core.worker.time_limits import BatchTimeLimit
 
 
 def claim_of(job_id: int) -> Claim:

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from mealplan_cli.generation.drafts import DraftIngredient
-from mealplan_cli.generation.foods import default_table
-from mealplan_cli.generation.meal_facts import Violation, ViolationKind
-from mealplan_cli.generation.portions import scale_draft
-from mealplan_cli.generation.request import parse_request
-from mealplan_cli.generation.validation import CheckedMeal, PlanValidator
+from mealplan_cli.mealplans.generation.drafts import DraftIngredient
+from mealplan_cli.mealplans.generation.foods import default_table
+from mealplan_cli.mealplans.generation.meal_facts import Violation, ViolationKind
+from mealplan_cli.mealplans.generation.portions import scale_draft
+from mealplan_cli.mealplans.generation.request import parse_request
+from mealplan_cli.mealplans.generation.validation import CheckedMeal, PlanValidator
 from tests.helpers.plans import _plan_days, checked, draft, ingredient, salmon_bowl
 
 

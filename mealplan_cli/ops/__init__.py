@@ -1,0 +1,1 @@
+"""Running it: errors, secrets masked, logs, metrics, monitoring and the doctor's checks."""

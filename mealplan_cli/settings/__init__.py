@@ -1,0 +1,1 @@
+"""Settings: typed, from the environment, a ``.env`` file and options; secrets kept secret."""
