@@ -8,6 +8,10 @@ then drain them with a worker that handles only this type (it claims nothing els
 
     python examples/word_count.py "some text to count" --until-empty
 
+or let ``mealworker work`` run them beside its own job types, from this checkout's folder::
+
+    mealworker work --handlers examples.word_count:handlers
+
 Settings come from ``.env`` and the environment like any mealworker command (``DATABASE_URL``,
 or ``SUPABASE_URL`` with ``SUPABASE_SERVICE_ROLE_KEY``, else the embedded database).
 SIGTERM or Ctrl-C stops the worker gracefully; a second one stops it at once.
@@ -44,7 +48,9 @@ async def count_words(job: ClaimedJob, context: JobContext) -> dict[str, Any]:
     text = job.payload.get("text")
     if not isinstance(text, str):
         raise InvalidRequestError(f"job {job.id}: the payload needs a text")  # fails at once
-    counter: Counter = context.resources
+    # Under `mealworker work --handlers examples.word_count:handlers` the resources are the
+    # worker's own, not a Counter: the defaults then.
+    counter = context.resources if isinstance(context.resources, Counter) else Counter()
     words = text.lower().split() if counter.lowercase else text.split()
     return {"words": len(words), "distinct": len(set(words))}
 

@@ -13,7 +13,10 @@ handlers include ``generate_meal_plan``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import importlib
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -40,21 +43,55 @@ async def generate_meal_plan(job: ClaimedJob, context: JobContext) -> dict[str, 
     return await generate_meal_plan_job(job, context)
 
 
-def builtin_handlers(job_types: list[str] | None = None) -> HandlerRegistry:
-    """mealworker's own job types (``ping``, and ``generate_meal_plan`` unless left out);
-    an unknown name in ``job_types`` is a configuration error naming the known ones."""
+def builtin_handlers(
+    job_types: list[str] | None = None, extra: Sequence[HandlerRegistry] = ()
+) -> HandlerRegistry:
+    """mealworker's own job types (``ping``, and ``generate_meal_plan`` unless left out), and
+    those of ``extra`` registries (``work --handlers``); an unknown name in ``job_types`` is a
+    configuration error naming the known ones."""
     handlers = HandlerRegistry()
     handlers.register(PING_JOB, ping_job)
     if not job_types or MEAL_PLAN_JOB in job_types:
         handlers.register(MEAL_PLAN_JOB, generate_meal_plan)
+    for registry in extra:
+        for job_type, handler in registry.handlers.items():
+            handlers.register(job_type, handler)
     if not job_types:
         return handlers
-    unknown = sorted(set(job_types) - {PING_JOB, MEAL_PLAN_JOB})
+    known = sorted({*handlers, MEAL_PLAN_JOB})
+    unknown = sorted(set(job_types) - set(known))
     if unknown:
         raise ConfigurationError(
-            f"no handler for job type {', '.join(unknown)}; known: {PING_JOB}, {MEAL_PLAN_JOB}"
+            f"no handler for job type {', '.join(unknown)}; known: {', '.join(known)}"
         )
     return handlers.only(job_types)
+
+
+def load_handlers(spec: str) -> HandlerRegistry:
+    """The handlers ``MODULE:ATTRIBUTE`` names (``work --handlers``): a ``HandlerRegistry``, or
+    a function returning one. The current folder is importable, as with ``python -m``."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(
+            f"--handlers {spec!r}: expected MODULE:ATTRIBUTE, e.g. myapp.jobs:handlers"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigurationError(
+            f"--handlers {spec!r}: cannot import {module_name}: {error}"
+        ) from None
+    found = getattr(module, attribute, None)
+    if callable(found) and not isinstance(found, HandlerRegistry):
+        found = found()
+    if not isinstance(found, HandlerRegistry):
+        raise ConfigurationError(
+            f"--handlers {spec!r}: {module_name}.{attribute} must be a HandlerRegistry or a "
+            "function returning one"
+        )
+    return found
 
 
 @dataclass

@@ -55,6 +55,15 @@ def work(
     job_type: Annotated[
         list[str] | None, typer.Option("--job-type", help="Only these job types (repeatable).")
     ] = None,
+    handlers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--handlers",
+            metavar="MODULE:ATTRIBUTE",
+            help="Also run the job types of this HandlerRegistry, or of the function returning"
+            " one, e.g. examples.word_count:handlers (repeatable).",
+        ),
+    ] = None,
     planner: Annotated[Planner | None, typer.Option(envvar="PLANNER", help=PLANNER_HELP)] = None,
     metrics_port: Annotated[
         int | None,
@@ -82,7 +91,9 @@ def work(
 
     if notice := _logged(ctx, lambda: worker_database_notice(settings)):
         log.warning(notice)
-    report = _logged(ctx, lambda: asyncio.run(_work(settings, config.until_empty, job_type)))
+    report = _logged(
+        ctx, lambda: asyncio.run(_work(settings, config.until_empty, job_type, handlers or []))
+    )
     log.info(
         "worker stopped: %d completed, %d failed, %d retried, %d released, %d lost",
         report.completed,
@@ -107,11 +118,13 @@ def _logged(ctx: typer.Context, action: Callable[[], T]) -> T:
     raise typer.Exit(1)
 
 
-async def _work(settings: Settings, until_empty: bool, job_types: list[str] | None) -> WorkerReport:
+async def _work(
+    settings: Settings, until_empty: bool, job_types: list[str] | None, specs: list[str]
+) -> WorkerReport:
     from mealplan_cli.ops.metrics import serve_metrics
-    from mealplan_cli.runtime import builtin_handlers, open_runtime
+    from mealplan_cli.runtime import builtin_handlers, load_handlers, open_runtime
 
-    handlers = builtin_handlers(job_types)
+    handlers = builtin_handlers(job_types, [load_handlers(spec) for spec in specs])
     async with open_runtime(
         settings, handlers=handlers, keep_open=True, wait_for_database=True
     ) as rt:

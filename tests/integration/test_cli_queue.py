@@ -132,3 +132,43 @@ def test_demo_runs_on_the_embedded_database(embedded_data_dir: Path) -> None:
     assert "6 plans completed, 0 failed" in result.stderr
     assert "transport embedded" in result.stderr
     assert "Shopping list" in result.stdout
+
+
+def test_work_runs_the_handlers_a_module_names(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new job type needs no change to mealworker: ``--handlers MODULE:ATTRIBUTE``."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # examples/ is importable from here
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "select * from public.mealworker_enqueue_job('count_words', %s::jsonb)",
+            (json.dumps({"text": "one two two"}),),
+        ).fetchone()
+    assert row is not None
+    job_id = int(row[0])
+    spec = "examples.word_count:handlers"
+    code, _, err = invoke(database_url, "work", "--until-empty", "--handlers", spec)
+    assert code == 0, err
+    assert job_status(database_url, job_id) == ("completed", 1)
+    with psycopg.connect(database_url) as conn:
+        result = conn.execute(
+            "select result from public.background_jobs where id = %s", (job_id,)
+        ).fetchone()
+    assert result == ({"words": 3, "distinct": 2},)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("examples.word_count", "expected MODULE:ATTRIBUTE"),
+        ("no_such_module_here:handlers", "cannot import no_such_module_here"),
+        ("examples.word_count:JOB_TYPE", "must be a HandlerRegistry"),
+    ],
+)
+def test_a_handlers_option_that_names_no_registry_is_refused(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, spec: str, says: str
+) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    code, _, err = invoke(database_url, "work", "--until-empty", "--handlers", spec)
+    assert code == 1
+    assert says in err
