@@ -11,36 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mealplan_cli.mealplans.generation.drafts import DraftIngredient, DraftMeal
-from mealplan_cli.mealplans.generation.models import Day, Meal
+from mealplan_cli.mealplans.generation.models import Day
+from mealplan_cli.mealplans.generation.portions import per_serving_draft
 from mealplan_cli.mealplans.generation.validation import CheckedMeal, PlanValidator
-
-
-def draft_of(meal: Meal) -> DraftMeal:
-    """The one-serving draft a built meal came from (amounts divided by its servings)."""
-    servings = max(meal.servings, 1)
-    return DraftMeal(
-        slot=meal.slot,
-        title=meal.title,
-        description=meal.description,
-        cuisine=meal.cuisine,
-        main_protein=meal.main_protein,
-        ingredients=[
-            DraftIngredient(
-                name=i.name,
-                quantity=i.quantity / servings,
-                unit=i.unit,
-                grams=i.grams / servings,
-                food_id=i.food_id,
-            )
-            for i in meal.ingredients
-        ],
-        steps=list(meal.steps),
-        prep_minutes=meal.prep_minutes,
-        cook_minutes=meal.cook_minutes,
-        tags=list(meal.tags),
-        recipe_id=meal.recipe_id,
-    )
 
 
 def recheck_days(validator: PlanValidator, saved: Iterable[Day]) -> dict[int, list[CheckedMeal]]:
@@ -52,7 +25,7 @@ def recheck_days(validator: PlanValidator, saved: Iterable[Day]) -> dict[int, li
             continue
         checked: list[CheckedMeal] = []
         for meal in day.meals:
-            outcome = validator.check(draft_of(meal))
+            outcome = validator.check(per_serving_draft(meal))
             if isinstance(outcome, list):
                 break
             checked.append(outcome)
