@@ -20,6 +20,7 @@ def test_a_saved_ingredient_keeps_its_preparation_when_the_plan_resumes() -> Non
     day = plan.days[0]
     meal = day.meals[0]
     first = meal.ingredients[0]
+    assert first.food_id is not None
     food = default_table().by_id(first.food_id)
     assert food is not None
     diced = first.model_copy(
