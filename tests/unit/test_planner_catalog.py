@@ -498,3 +498,15 @@ def test_too_few_recipes_for_a_slot_are_named_with_what_could_be_served() -> Non
     assert most is not None, report.note
     assert int(most.group(1)) == report.from_asked
     assert report.note.endswith(f"{report.from_asked} of 21 served")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_steering_the_macro_split_keeps_every_meal_a_meal(seed: int) -> None:
+    """Meeting 35% protein on a vegan day once took breakfast down to 145 kcal and dinner up to
+    1,300: energy moves between meals only within a quarter of what each had on target."""
+    request = parse_request(
+        {"days": 3, "diet": "vegan", "macros": {"protein": 35, "carbs": 35, "fat": 30}}
+    )
+    plan = asyncio.run(generate_meal_plan(request, planner=CatalogPlanner(seed=seed)))
+    smallest = min(meal.nutrition.kcal * meal.servings for day in plan.days for meal in day.meals)
+    assert smallest >= 300, f"a meal of {smallest:.0f} kcal in a 2,000 kcal day"

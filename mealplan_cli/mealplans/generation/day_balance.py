@@ -115,6 +115,10 @@ request, or the plan says the split was declined for that day."""
 MAX_SIDES = 3
 """Sides one meal may have: a big appetite eats more dishes, not a 450 g steak."""
 
+MEAL_SHIFT = 0.25
+"""How far steering the split may move a meal's energy from what it had on target: a 35% protein
+vegan day took breakfast down to 145 kcal and dinner up to 1,300 without it."""
+
 _STEPS = (160.0, 80.0, 40.0, 20.0, 10.0)
 _MIN_SIDE_KCAL = 40.0
 
@@ -271,6 +275,11 @@ def _steer(items: list[_Item], asked: tuple[float, float, float]) -> None:
     """Move energy between items while it brings the split closer to ``asked``."""
     totals = [sum(i.kcal * i.macro_per_kcal[m] for i in items) for m in range(3)]
     best = _error(totals, asked)
+    meal_kcal: dict[int, float] = {}
+    for item in items:
+        meal_kcal[item.meal] = meal_kcal.get(item.meal, 0.0) + item.kcal
+    floor = {meal: kcal * (1 - MEAL_SHIFT) for meal, kcal in meal_kcal.items()}
+    ceiling = {meal: kcal * (1 + MEAL_SHIFT) for meal, kcal in meal_kcal.items()}
     for step in _STEPS:
         improved = True
         rounds = 0
@@ -294,6 +303,11 @@ def _steer(items: list[_Item], asked: tuple[float, float, float]) -> None:
                         amount = give.kcal  # a side is served or not, never a crumb
                     if take.side is not None and take.kcal + amount < _MIN_SIDE_KCAL:
                         continue
+                    if give.meal != take.meal and (
+                        meal_kcal[give.meal] - amount < floor[give.meal]
+                        or meal_kcal[take.meal] + amount > ceiling[take.meal]
+                    ):
+                        continue
                     moved = [
                         t + amount * (take.macro_per_kcal[m] - give.macro_per_kcal[m])
                         for m, t in enumerate(totals)
@@ -305,5 +319,7 @@ def _steer(items: list[_Item], asked: tuple[float, float, float]) -> None:
                 best, give, take, amount = choice
                 give.kcal -= amount
                 take.kcal += amount
+                meal_kcal[give.meal] -= amount
+                meal_kcal[take.meal] += amount
                 totals = [sum(i.kcal * i.macro_per_kcal[m] for i in items) for m in range(3)]
                 improved = True
