@@ -200,9 +200,10 @@ class DatabaseBudget:
         """A call larger than a whole day's cap could never go: say so rather than wait."""
         if self.daily_tokens_cap is not None and tokens > self.daily_tokens_cap:
             raise SpendCapTooSmallError(
-                f"one OpenAI call of this plan charges {tokens:,} tokens, more than the daily "
-                f"cap of {self.daily_tokens_cap:,} (OPENAI_DAILY_TOKEN_CAP): raise the cap, or "
-                "set OPENAI_DAILY_CAP_FALLBACK=true to write such plans offline",
+                f"one OpenAI call of this plan charges {tokens:,} tokens, more than the whole "
+                f"daily OpenAI cap of {self.daily_tokens_cap:,} tokens (OPENAI_DAILY_TOKEN_CAP): "
+                "raise "
+                "the cap, or set OPENAI_DAILY_CAP_FALLBACK=true to write such plans offline",
                 reason="a call is larger than the daily OpenAI cap",
                 until=None,
             )
@@ -215,9 +216,9 @@ class DatabaseBudget:
             )
         if worst_usd > self.daily_usd_cap:
             raise SpendCapTooSmallError(
-                f"one OpenAI call of this plan may cost ${worst_usd:.4f}, more than the daily "
-                f"cap of ${self.daily_usd_cap:.4f} (OPENAI_DAILY_USD_CAP): raise the cap, or "
-                "set OPENAI_DAILY_CAP_FALLBACK=true to write such plans offline",
+                f"one OpenAI call of this plan may cost ${worst_usd:.4f}, more than the whole "
+                f"daily OpenAI cap of ${self.daily_usd_cap:.4f} (OPENAI_DAILY_USD_CAP): raise "
+                "the cap, or set OPENAI_DAILY_CAP_FALLBACK=true to write such plans offline",
                 reason="a call costs more than the daily OpenAI cap",
                 until=None,
             )
@@ -231,8 +232,11 @@ class DatabaseBudget:
             short = f"daily OpenAI cap reached: {charged:,} of {cap} charged today"
         else:
             spent = float(row.get("usd_spent_today") or 0.0)
+            under_way = float(row.get("usd_reserved_today") or 0.0)
             cap = f"${self.daily_usd_cap:.2f}"
             short = f"daily OpenAI cap reached: ${spent:.4f} of {cap} spent today"
+            if under_way > 0:
+                short += f", up to ${under_way:.4f} more in calls under way"
         short += f" ({CAP_SETTINGS[reason]})"
         return SpendCapReachedError(
             f"the daily OpenAI cap of {cap} is spent; it resets at 00:00 UTC, in {hours:.1f} h "

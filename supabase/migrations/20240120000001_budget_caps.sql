@@ -50,7 +50,8 @@ drop function if exists public.mealworker_budget_take(
 -- Reserve one call's charge (see 20240118000000_openai_budget.sql), now also against the
 -- daily USD cap: p_usd is the call's worst-case cost, p_daily_usd_cap the key's cap per UTC
 -- day. reason 'daily_cap' (tokens) or 'daily_usd_cap': nothing more today, retry_at is the next
--- UTC midnight. tokens_charged_today and usd_spent_today are the counts after this call.
+-- UTC midnight. tokens_charged_today, usd_spent_today and usd_reserved_today (the worst case
+-- of the calls under way) are the key's counts with this call.
 create or replace function public.mealworker_budget_take(
   p_key text,
   p_model text,
@@ -65,7 +66,8 @@ create or replace function public.mealworker_budget_take(
 )
 returns table (
   wait_ms int, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text,
-  retry_at timestamptz, tokens_charged_today bigint, usd_spent_today double precision
+  retry_at timestamptz, tokens_charged_today bigint, usd_spent_today double precision,
+  usd_reserved_today double precision
 )
 language plpgsql
 volatile
@@ -129,7 +131,7 @@ begin
     return query select
       pg_catalog.ceil(extract(epoch from b.blocked_until - v_now) * 1000)::int, false,
       b.tokens_limit, b.requests_limit, 'rate_limited'::text, b.blocked_until, v_charged_today,
-      s.usd_spent::double precision;
+      s.usd_spent::double precision, s.usd_reserved::double precision;
     return;
   end if;
 
@@ -156,7 +158,8 @@ begin
       pg_catalog.ceil(extract(epoch from v_midnight - v_now) * 1000)::int,
       false, b.tokens_limit, b.requests_limit,
       case v_capped_by when 'tokens' then 'daily_cap' else 'daily_usd_cap' end,
-      v_midnight, v_charged_today, s.usd_spent::double precision;
+      v_midnight, v_charged_today, s.usd_spent::double precision,
+      s.usd_reserved::double precision;
     return;
   end if;
 
@@ -168,7 +171,8 @@ begin
     -- Nothing known yet: one call goes and its answer's headers teach the limit.
     if b.probe_until is not null and b.probe_until > v_now then
       return query select 200, false, b.tokens_limit, b.requests_limit, 'probing'::text,
-        v_now + interval '200 milliseconds', v_charged_today, s.usd_spent::double precision;
+        v_now + interval '200 milliseconds', v_charged_today, s.usd_spent::double precision,
+        s.usd_reserved::double precision;
       return;
     end if;
     update public.openai_budgets o set probe_until = v_now + interval '30 seconds'
@@ -215,7 +219,7 @@ begin
   return query select
     pg_catalog.ceil(extract(epoch from v_ready - v_now) * 1000)::int, true,
     b.tokens_limit, b.requests_limit, null::text, v_ready, v_charged_today + p_tokens,
-    s.usd_spent::double precision;
+    s.usd_spent::double precision, (s.usd_reserved + p_usd)::double precision;
 end
 $$;
 

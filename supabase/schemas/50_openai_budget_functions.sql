@@ -162,7 +162,7 @@ CREATE FUNCTION public.mealworker_budget_stats() RETURNS TABLE(budget_key text, 
    order by o.budget_key, o.model;
 $$;
 
-CREATE FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision)
+CREATE FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision, usd_reserved_today double precision)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -224,7 +224,7 @@ begin
     return query select
       pg_catalog.ceil(extract(epoch from b.blocked_until - v_now) * 1000)::int, false,
       b.tokens_limit, b.requests_limit, 'rate_limited'::text, b.blocked_until, v_charged_today,
-      s.usd_spent::double precision;
+      s.usd_spent::double precision, s.usd_reserved::double precision;
     return;
   end if;
 
@@ -251,7 +251,8 @@ begin
       pg_catalog.ceil(extract(epoch from v_midnight - v_now) * 1000)::int,
       false, b.tokens_limit, b.requests_limit,
       case v_capped_by when 'tokens' then 'daily_cap' else 'daily_usd_cap' end,
-      v_midnight, v_charged_today, s.usd_spent::double precision;
+      v_midnight, v_charged_today, s.usd_spent::double precision,
+      s.usd_reserved::double precision;
     return;
   end if;
 
@@ -263,7 +264,8 @@ begin
     -- Nothing known yet: one call goes and its answer's headers teach the limit.
     if b.probe_until is not null and b.probe_until > v_now then
       return query select 200, false, b.tokens_limit, b.requests_limit, 'probing'::text,
-        v_now + interval '200 milliseconds', v_charged_today, s.usd_spent::double precision;
+        v_now + interval '200 milliseconds', v_charged_today, s.usd_spent::double precision,
+        s.usd_reserved::double precision;
       return;
     end if;
     update public.openai_budgets o set probe_until = v_now + interval '30 seconds'
@@ -310,7 +312,7 @@ begin
   return query select
     pg_catalog.ceil(extract(epoch from v_ready - v_now) * 1000)::int, true,
     b.tokens_limit, b.requests_limit, null::text, v_ready, v_charged_today + p_tokens,
-    s.usd_spent::double precision;
+    s.usd_spent::double precision, (s.usd_reserved + p_usd)::double precision;
 end
 $$;
 
