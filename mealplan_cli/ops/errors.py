@@ -31,7 +31,7 @@ Every error lives here; ``mealplan_cli.core.db`` re-exports the database ones fo
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 class MealworkerError(Exception):
@@ -98,9 +98,12 @@ class JobDeferred(MealworkerError):
     """Raised by a handler whose job cannot go on before ``run_at`` for a reason that passes by
     itself (a daily cap, a closed window): the worker puts the job back to pending until then
     with ``reason`` shown by ``stats``, gives the claim's attempt back, and records a
-    ``deferred`` event. Not a failure: no attempt is spent, no retry scheduled."""
+    ``deferred`` event. Not a failure: no attempt is spent, no retry scheduled. A ``run_at``
+    without a time zone is taken as UTC."""
 
     def __init__(self, run_at: datetime, reason: str) -> None:
+        if run_at.tzinfo is None:
+            run_at = run_at.replace(tzinfo=UTC)
         super().__init__(f"deferred until {run_at.isoformat()}: {reason}")
         self.run_at = run_at
         self.reason = reason

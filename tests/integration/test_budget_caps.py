@@ -8,7 +8,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -198,6 +198,50 @@ def test_a_waiting_plan_is_written_when_it_runs_again(
     )
     assert plan["status"] == "completed"
     assert "waiting" not in plan["progress"]
+
+
+def test_a_waiting_plan_stops_saying_so_when_its_job_is_claimed(database_url: str) -> None:
+    """Midnight passed: the job is claimed again, and neither the job nor the meal plan says
+    it waits any more (the app shows it generating)."""
+    settings = Settings(database_url=SecretStr(database_url))
+    until = datetime(2999, 1, 1, tzinfo=UTC)
+
+    async def main() -> tuple[Enqueued, dict[str, Any]]:
+        async with open_database(settings) as db:
+            queue, plans = Queue(db), MealPlans(db)
+            enqueued = await plans.enqueue(MealPlanRequest(days=1))
+            (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
+            assert await plans.waiting(job, "daily OpenAI cap reached", until, "tomorrow")
+            assert await queue.defer(job, until, "daily OpenAI cap reached") == "pending"
+            waiting = await plans.get(enqueued.meal_plan_id)
+            assert waiting is not None
+            with psycopg.connect(database_url, autocommit=True) as conn:  # midnight passes
+                conn.execute("update public.background_jobs set run_at = now()")
+            assert len(await queue.claim("w1", ["generate_meal_plan"], 1, 30)) == 1
+            return enqueued, {"status": waiting.status, "progress": waiting.progress}
+
+    enqueued, waiting = asyncio.run(main())
+    assert datetime.fromisoformat(waiting["progress"].pop("until")) == until
+    assert waiting == {
+        "status": "pending",
+        "progress": {
+            "stage": "waiting",
+            "waiting": "daily OpenAI cap reached",
+            "message": "tomorrow",
+        },
+    }
+    plan = fetch(
+        database_url,
+        "select status, progress from public.meal_plans where id = %s",
+        enqueued.meal_plan_id,
+    )
+    assert plan == {"status": "generating", "progress": {}}
+    job = fetch(
+        database_url,
+        "select attempts, wait_reason from public.background_jobs where id = %s",
+        enqueued.job_id,
+    )
+    assert job == {"attempts": 1, "wait_reason": None}
 
 
 @pytest.mark.parametrize("cap", ["tokens", "usd"])
