@@ -123,6 +123,9 @@ class Runtime:
         if images is not None:
             stats = images.stats
             worker.metrics.photo_counts = lambda: (stats.searches, stats.cache_hits)
+        figures = getattr(getattr(self.resources, "budget", None), "figures", None)
+        if callable(figures):  # the fleet's OpenAI budget (mealplans.budget.DatabaseBudget)
+            worker.metrics.budget = figures
         return worker
 
     async def run_worker(

@@ -49,6 +49,8 @@ MEAL_PLAN_FUNCTIONS = frozenset(
         "mealworker_get_meal_plan",
         "mealworker_job_for_meal_plan",
         "mealworker_meal_plan_days_reset",
+        "mealworker_meal_plan_waiting",
+        "mealworker_meal_plan_waiting_clear",
         "mealworker_report_days",
         "mealworker_request_problem",
         "mealworker_image_cache_get",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,12 +18,13 @@ from mealplan_cli.cli.app import (
     stdout,
 )
 from mealplan_cli.cli.wording import plural
-from mealplan_cli.core.queue import Queue
+from mealplan_cli.core.queue import Queue, WaitingJobs
 from mealplan_cli.ops.errors import ConfigurationError
 from mealplan_cli.ops.monitoring import METRICS, QueueHealth, Threshold
 
 if TYPE_CHECKING:
     from rich.console import Group
+    from rich.table import Table
 
     from mealplan_cli.settings.config import Settings
 
@@ -38,7 +40,86 @@ def _seconds(value: Any) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def health_view(health: QueueHealth, database: str = "") -> Group:
+def _when(value: Any) -> str:
+    """A time from the database as UTC minutes (``2024-05-02 00:00 UTC``)."""
+    if value is None:
+        return "-"
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def waiting_view(waiting: list[WaitingJobs]) -> Table:
+    from rich.table import Table
+
+    table = Table(
+        "job type",
+        "jobs",
+        "waiting until",
+        "why",
+        title="Waiting jobs (no attempt spent)",
+        title_justify="left",
+    )
+    for group in waiting:
+        until = _when(group.first_run_at)
+        if group.last_run_at != group.first_run_at:
+            until += f" .. {_when(group.last_run_at)}"
+        table.add_row(group.job_type, str(group.jobs), until, group.reason)
+    return table
+
+
+def budget_view(row: dict[str, Any]) -> Table:
+    """One budget (key and model) of the fleet's OpenAI budget: the limit, today's charge and
+    use, the cost, the caps, 429s, waits, and what holds calls back now."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"OpenAI budget {row.get('budget_key')} / {row.get('model')} (today = UTC day)",
+        title_justify="left",
+        show_header=False,
+    )
+    table.add_column()
+    table.add_column(justify="right")
+    limit = row.get("tokens_limit")
+    table.add_row(
+        "limit (per minute)",
+        f"{int(limit):,} tokens, learned" if limit else "not learned yet",
+    )
+    table.add_row("bucket free now", f"{float(row.get('tokens_free_share') or 0):.0%}")
+    charged = f"{int(row.get('tokens_charged') or 0):,} tokens"
+    if row.get("daily_tokens_cap"):
+        charged += f" of a {int(row['daily_tokens_cap']):,} daily cap"
+    table.add_row("charged today", charged)
+    table.add_row(
+        "used today (in / cached / out)",
+        f"{int(row.get('tokens_input') or 0):,} / {int(row.get('tokens_cached') or 0):,} / "
+        f"{int(row.get('tokens_output') or 0):,}",
+    )
+    cost = f"${float(row.get('cost_usd') or 0):.4f}"
+    spent = row.get("key_usd_spent")
+    if spent is not None and abs(float(spent) - float(row.get("cost_usd") or 0)) >= 0.00005:
+        cost += f" (all models of the key: ${float(spent):.4f})"
+    if row.get("daily_usd_cap") is not None:
+        cost += f" of a ${float(row['daily_usd_cap']):.2f} daily cap"
+    table.add_row("cost today", cost)
+    table.add_row("429s today", str(row.get("refused") or 0))
+    table.add_row("waited today", _seconds(int(row.get("waited_ms") or 0) / 1000))
+    if row.get("capped_until"):
+        by = "USD" if row.get("capped_by") == "usd" else "token"
+        state = f"[red]daily {by} cap reached: jobs wait until {_when(row['capped_until'])}[/]"
+    elif row.get("blocked_until"):
+        state = f"[yellow]a 429 holds calls until {_when(row['blocked_until'])}[/]"
+    else:
+        state = "open"
+    table.add_row("state", state)
+    return table
+
+
+def health_view(
+    health: QueueHealth,
+    database: str = "",
+    budgets: list[dict[str, Any]] | None = None,
+    waiting: list[WaitingJobs] | None = None,
+) -> Group:
     from rich.console import Group
     from rich.table import Table
 
@@ -96,7 +177,11 @@ def health_view(health: QueueHealth, database: str = "") -> Group:
     errors = Table("count", "last error (24h)", "last seen")
     for error in raw.get("recent_errors") or []:
         errors.add_row(str(error["count"]), str(error["message"])[:120], str(error["last_at"])[:19])
-    return Group(overview, types, workers, errors)
+    parts: list[Any] = [overview, types, workers, errors]
+    if waiting:
+        parts.append(waiting_view(waiting))
+    parts += [budget_view(row) for row in budgets or []]
+    return Group(*parts)
 
 
 @app.command()
@@ -116,8 +201,9 @@ def stats(
         ),
     ] = None,
 ) -> None:
-    """Counts, lag, throughput, processing times, failures, recent errors, workers and cost,
-    and which database they were read from. Exit 1 when a --fail-if threshold is crossed."""
+    """Counts, lag, throughput, processing times, failures, recent errors, workers, jobs
+    waiting (deferred, with why and until when), the OpenAI budget and its cost today, and
+    which database they were read from. Exit 1 when a --fail-if threshold is crossed."""
     thresholds = [_threshold(text) for text in fail_if or []]
     settings = load_settings(ctx)
     from mealplan_cli.core.db.connect import describe_database
@@ -126,13 +212,17 @@ def stats(
     if watch:
         run_async(ctx, _watch(settings, interval, database), until_interrupted=True)
         return
-    health, budgets = run_async(ctx, _health(settings))
+    health, budgets, waiting = run_async(ctx, _health(settings))
     if as_json:
-        stdout.out(
-            json.dumps({"database": database, **health.as_json(), "budget": budgets}, default=str)
-        )
+        shown = {
+            "database": database,
+            **health.as_json(),
+            "waiting": [group.as_json() for group in waiting],
+            "budget": budgets,
+        }
+        stdout.out(json.dumps(shown, default=str))
     else:
-        stdout.print(health_view(health, database))
+        stdout.print(health_view(health, database, budgets, waiting))
     crossed = [t for t in thresholds if t.crossed(health.metrics())]
     if crossed:
         values = health.metrics()
@@ -159,19 +249,23 @@ def _threshold(text: str) -> Threshold:
         ) from None
 
 
-async def _health(settings: Settings) -> tuple[QueueHealth, list[dict[str, Any]]]:
+async def _health(
+    settings: Settings,
+) -> tuple[QueueHealth, list[dict[str, Any]], list[WaitingJobs]]:
     from mealplan_cli.core.db.connect import open_database
     from mealplan_cli.mealplans.budget import budget_stats
 
     async with open_database(settings) as db:
-        health = QueueHealth(await Queue(db).stats(), settings.lease_seconds)
-        return health, await budget_stats(db)
+        queue = Queue(db)
+        health = QueueHealth(await queue.stats(), settings.lease_seconds)
+        return health, await budget_stats(db), await queue.waiting()
 
 
 async def _watch(settings: Settings, interval: float, database: str) -> None:
     from rich.live import Live
 
     from mealplan_cli.core.db.connect import open_database
+    from mealplan_cli.mealplans.budget import budget_stats
 
     async with open_database(settings) as db:
         queue = Queue(db)
@@ -179,11 +273,9 @@ async def _watch(settings: Settings, interval: float, database: str) -> None:
         with Live(console=stdout, refresh_per_second=4) as live:
             try:
                 while True:
-                    live.update(
-                        health_view(
-                            QueueHealth(await queue.stats(), settings.lease_seconds), database
-                        )
-                    )
+                    health = QueueHealth(await queue.stats(), settings.lease_seconds)
+                    budgets, waiting = await budget_stats(db), await queue.waiting()
+                    live.update(health_view(health, database, budgets, waiting))
                     said = said or ready(f"refreshing every {interval:g}s; Ctrl-C to stop")
                     await asyncio.sleep(interval)
             except asyncio.CancelledError:

@@ -21,6 +21,8 @@ EVENTS = (
     "claimed",
     "progress",
     "retry_scheduled",
+    "deferred",
+    "budget_wait",
     "completed",
     "failed",
     "released",
@@ -29,7 +31,8 @@ EVENTS = (
     "cancelled",
     "lease_lost",
 )
-"""Every event the queue writes (the triggers and functions in ``supabase/migrations``)."""
+"""Every event the queue writes (the triggers and functions in ``supabase/migrations``), and
+those the meal-plan handler notes (``budget_wait``)."""
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -39,11 +42,21 @@ if TYPE_CHECKING:
 EVENT_STYLES = {
     "failed": "bold red",
     "retry_scheduled": "yellow",
+    "deferred": "cyan",
+    "budget_wait": "cyan",
     "lease_lost": "red",
     "requeued": "yellow",
     "completed": "green",
     "cancelled": "magenta",
 }
+
+
+def _utc(value: Any) -> str:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _detail(row: Row) -> str:
@@ -52,6 +65,12 @@ def _detail(row: Row) -> str:
         return str(detail)
     if detail.get("last_error"):
         return str(detail["last_error"])
+    if row.get("event") == "deferred" and detail.get("reason"):
+        return f"{detail['reason']} (waits until {_utc(detail.get('run_at'))})"
+    if row.get("event") == "budget_wait" and "waited_ms" in detail:
+        seconds = float(detail["waited_ms"]) / 1000
+        why = f": {detail['why']}" if detail.get("why") else ""
+        return f"waited {seconds:.1f}s for the OpenAI budget ({detail.get('model', '')}){why}"
     if "stage" in detail:
         return f"{detail['stage']} {detail.get('done', '')}/{detail.get('total', '')}".strip()
     return " ".join(f"{k}={v}" for k, v in detail.items() if v is not None)

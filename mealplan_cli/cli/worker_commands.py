@@ -95,10 +95,11 @@ def work(
         ctx, lambda: asyncio.run(_work(settings, config.until_empty, job_type, handlers or []))
     )
     log.info(
-        "worker stopped: %d completed, %d failed, %d retried, %d released, %d lost",
+        "worker stopped: %d completed, %d failed, %d retried, %d deferred, %d released, %d lost",
         report.completed,
         report.failed,
         report.retried,
+        report.deferred,
         report.released,
         report.lost,
     )
@@ -165,7 +166,7 @@ def run_job(
     ] = False,
     planner: Annotated[Planner | None, typer.Option(envvar="PLANNER", help=PLANNER_HELP)] = None,
 ) -> None:
-    """Process one job in the foreground. Exit 0 done, 1 failed or no such job."""
+    """Process one job in the foreground. Exit 0 done, 1 failed, deferred or no such job."""
     parse_ref(job)  # a malformed id is refused before any connection
     STOP.install()
     from mealplan_cli.core.worker import default_worker_id
@@ -180,6 +181,8 @@ def run_job(
         fail(f"no job {job_id}")
     if claim.outcome == "released":
         fail(f"job {job_id} interrupted: released back to the queue")
+    if claim.outcome == "deferred":
+        fail(f"job {job_id} not done: it waits (now pending, no attempt spent): {claim.error}")
     if claim.outcome != "completed":
         written = claim.outcome in ("pending", "failed", "cancelled")
         where = f" (now {claim.outcome})" if written else ""

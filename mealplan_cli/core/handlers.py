@@ -2,9 +2,11 @@
 
 A handler is ``async def handler(job, context) -> dict | None``: the dict is the job's result,
 written in the same transaction that completes the job. Raising a ``MealworkerError`` fails the
-job, retried later when ``error.retryable``; any other exception is retried as a bug. A program
-embedding mealworker registers its own with ``registry.register("type", handler)`` and passes
-whatever its handlers need as the worker's ``resources`` (``context.resources``).
+job, retried later when ``error.retryable``; any other exception is retried as a bug. Raising
+``JobDeferred(run_at, reason)`` puts the job back to wait until ``run_at`` without spending an
+attempt (a cap reached, a window closed: nothing failed). A program embedding mealworker
+registers its own with ``registry.register("type", handler)`` and passes whatever its handlers
+need as the worker's ``resources`` (``context.resources``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mealplan_cli.core.queue import ClaimedJob, Queue
+from mealplan_cli.ops.errors import JobDeferred as JobDeferred
 
 
 @dataclass

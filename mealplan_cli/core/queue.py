@@ -135,6 +135,36 @@ class Cancellation:
 
 
 @dataclass(frozen=True)
+class WaitingJobs:
+    """Jobs of one type deferred for one reason (``mealworker_defer_job``), not yet runnable."""
+
+    job_type: str
+    reason: str
+    jobs: int
+    first_run_at: datetime | None
+    last_run_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> WaitingJobs:
+        return cls(
+            job_type=str(row["job_type"]),
+            reason=str(row["wait_reason"]),
+            jobs=int(row["jobs"]),
+            first_run_at=parse_time(row.get("first_run_at")),
+            last_run_at=parse_time(row.get("last_run_at")),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job_type": self.job_type,
+            "reason": self.reason,
+            "jobs": self.jobs,
+            "until": self.first_run_at.isoformat() if self.first_run_at else None,
+            "last_until": self.last_run_at.isoformat() if self.last_run_at else None,
+        }
+
+
+@dataclass(frozen=True)
 class Completion:
     job: ClaimedJob
     result: dict[str, Any] | None
@@ -348,6 +378,37 @@ class Queue:
             p_retryable=retryable,
         )
         return None if status is None else str(status)
+
+    async def defer(self, job: ClaimedJob, run_at: datetime, reason: str) -> str | None:
+        """Back to pending until ``run_at`` (by the database's clock), the claim's attempt given
+        back and ``reason`` kept on the job for ``stats``: 'pending'; 'cancel_requested' when an
+        operator is cancelling it (nothing changed: record the cancel as for a stopped job);
+        None when the lease was lost."""
+        status = await self.db.value(
+            "mealworker_defer_job",
+            p_job_id=job.id,
+            p_lease_token=job.lease_token,
+            p_run_at=run_at,
+            p_reason=reason,
+        )
+        return None if status is None else str(status)
+
+    async def note(self, job: ClaimedJob, event: str, detail: dict[str, Any] | None) -> bool:
+        """Add an event of the handler's own to its job's history (``tail`` shows it); False,
+        and nothing written, when the lease is no longer held."""
+        noted = await self.db.value(
+            "mealworker_job_note",
+            p_job_id=job.id,
+            p_lease_token=job.lease_token,
+            p_event=event,
+            p_detail=detail,
+        )
+        return bool(noted)
+
+    async def waiting(self) -> list[WaitingJobs]:
+        """The deferred jobs still waiting, by type and reason (``stats``)."""
+        rows = await self.db.call("mealworker_waiting_jobs")
+        return [WaitingJobs.from_row(row) for row in rows]
 
     async def release(self, worker_id: str, jobs: Sequence[ClaimedJob]) -> int:
         if not jobs:

@@ -1,11 +1,18 @@
-"""The fleet's OpenAI budget, kept in the database (``20240118000000_openai_budget.sql``).
+"""The fleet's OpenAI budget, kept in the database (``20240118000000_openai_budget.sql``,
+``20240120000001_budget_caps.sql``).
 
 Every worker on every machine takes each call's charge from one row per (API key fingerprint,
 model) through ``mealworker_budget_take``, which reserves the charge under the row's lock by the
 database's clock and says how long to wait before sending. The wait is a plain sleep in the
 job's task: the worker's heartbeat keeps extending the job's lease meanwhile, and cancelling the
 job (an operator's cancel, a lost lease, shutdown) ends the sleep and gives the reservation
-back. Nothing here spends a job attempt.
+back. Nothing here spends a job attempt; a long wait is noted in the job's history (``tail``).
+
+The operator's daily caps (``OPENAI_DAILY_TOKEN_CAP``, ``OPENAI_DAILY_USD_CAP``) are checked by
+the same call: when one leaves no room, ``take`` raises ``SpendCapReachedError`` with the time
+the cap opens again (the next UTC midnight by the database's clock), and the meal-plan job
+waits until then (``mealplans.job``). Each answer's cost is told back (``spent``), so that the
+dollar cap counts what was spent, not the worst case reserved.
 """
 
 from __future__ import annotations
@@ -14,11 +21,20 @@ import asyncio
 import hashlib
 import logging
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from mealplan_cli.core.db.base import Database
-from mealplan_cli.mealplans.generation.budget import RateLimits
-from mealplan_cli.ops.errors import DatabaseUnavailableError, SpendCapReachedError
+from mealplan_cli.core.db.base import Database, Row
+from mealplan_cli.core.queue import ClaimedJob, Queue, parse_time
+from mealplan_cli.mealplans.generation.budget import RateLimits, Spend
+from mealplan_cli.ops.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    SpendCapReachedError,
+    SpendCapTooSmallError,
+)
+from mealplan_cli.ops.metrics import BudgetFigures
 
 if TYPE_CHECKING:
     from mealplan_cli.settings.config import Settings
@@ -38,6 +54,16 @@ def budget_key(api_key: str, base_url: str | None) -> str:
     return f"key-{digest[:16]}"
 
 
+CURRENT_JOB: ContextVar[ClaimedJob | None] = ContextVar("mealworker_budget_job", default=None)
+"""The job whose calls are being charged (set by the meal-plan handler; the planner's tasks
+inherit it), so that a long wait can be noted in that job's history."""
+
+NOTED_WAIT_SECONDS = 1.0
+"""A wait for the budget at least this long is written as a ``budget_wait`` event of the job."""
+
+CAP_SETTINGS = {"daily_cap": "OPENAI_DAILY_TOKEN_CAP", "daily_usd_cap": "OPENAI_DAILY_USD_CAP"}
+
+
 class DatabaseBudget:
     """A ``CallBudget`` shared through ``mealworker_budget_*`` functions, by either transport."""
 
@@ -52,6 +78,7 @@ class DatabaseBudget:
         tokens_cap: int | None = None,
         requests_cap: int | None = None,
         daily_tokens_cap: int | None = None,
+        daily_usd_cap: float | None = None,
     ) -> None:
         self.db = db
         self.key = key
@@ -59,12 +86,29 @@ class DatabaseBudget:
         self.tokens_cap = tokens_cap
         self.requests_cap = requests_cap
         self.daily_tokens_cap = daily_tokens_cap
+        self.daily_usd_cap = daily_usd_cap
         self._learned: dict[str, tuple[int | None, int | None]] = {}
         self.waited_seconds = 0.0
         self.refusals = 0
+        self._figures = BudgetFigures(
+            daily_tokens_cap=daily_tokens_cap, daily_usd_cap=daily_usd_cap
+        )
 
     @classmethod
     def from_settings(cls, db: Database, settings: Settings) -> DatabaseBudget | None:
+        capped = [
+            name
+            for name, value in (
+                ("OPENAI_DAILY_TOKEN_CAP", settings.openai_daily_token_cap),
+                ("OPENAI_DAILY_USD_CAP", settings.openai_daily_usd_cap),
+            )
+            if value is not None
+        ]
+        if settings.openai_api_key is not None and not settings.openai_shared_budget and capped:
+            raise ConfigurationError(
+                f"{' and '.join(capped)} need the shared budget, which keeps the fleet's daily "
+                "count: remove OPENAI_SHARED_BUDGET=false, or the cap"
+            )
         if settings.openai_api_key is None or not settings.openai_shared_budget:
             return None
         return cls(
@@ -74,10 +118,17 @@ class DatabaseBudget:
             tokens_cap=settings.openai_tpm_limit,
             requests_cap=settings.openai_rpm_limit,
             daily_tokens_cap=settings.openai_daily_token_cap,
+            daily_usd_cap=settings.openai_daily_usd_cap,
         )
 
-    async def take(self, model: str, tokens: int) -> None:
+    def figures(self) -> BudgetFigures:
+        """What ``/metrics`` shows of the budget (``ops.metrics.BudgetFigures``)."""
+        return self._figures
+
+    async def take(self, model: str, tokens: int, worst_usd: float | None = None) -> None:
+        self._check_fits(model, tokens, worst_usd)
         started = time.monotonic()
+        why: set[str] = set()
         while True:
             try:
                 rows = await self.db.call(
@@ -90,32 +141,133 @@ class DatabaseBudget:
                     p_requests_cap=self.requests_cap,
                     p_share=self.share,
                     p_daily_tokens_cap=self.daily_tokens_cap,
+                    p_usd=worst_usd,
+                    p_daily_usd_cap=self.daily_usd_cap,
                 )
             except DatabaseUnavailableError as error:
                 log.debug("budget not reachable, no call sent yet: %s", error)
+                why.add("database unreachable")
                 await asyncio.sleep(OUTAGE_RETRY_SECONDS)
                 continue
-            wait_ms, reserved = int(rows[0]["wait_ms"]), bool(rows[0]["reserved"])
-            if rows[0].get("reason") == "daily_cap":
-                hours = wait_ms / 3_600_000
-                raise SpendCapReachedError(
-                    f"the daily OpenAI cap of {self.daily_tokens_cap:,} tokens is spent; it "
-                    f"resets at 00:00 UTC, in {hours:.1f} h (raise OPENAI_DAILY_TOKEN_CAP, or "
-                    "set OPENAI_DAILY_CAP_FALLBACK=true to write plans offline meanwhile)"
-                )
+            row = rows[0]
+            wait_ms, reserved = int(row["wait_ms"]), bool(row["reserved"])
+            reason = row.get("reason")
+            self._seen(model, row)
+            if reason in CAP_SETTINGS:
+                self._figures.capped[model] = True
+                raise self._cap_reached(str(reason), row, wait_ms)
+            self._figures.capped[model] = False
             if wait_ms > 0:
+                why.add(str(reason or "per-minute limit"))
                 try:
                     await asyncio.sleep(wait_ms / 1000)
                 except asyncio.CancelledError:
                     if reserved:
-                        await asyncio.shield(self._refund(model, tokens))
+                        await asyncio.shield(self._refund(model, tokens, worst_usd))
                     raise
             if reserved:
                 break
         waited = time.monotonic() - started
         if waited >= 0.05:
             self.waited_seconds += waited
+            waits = self._figures.waited_seconds
+            waits[model] = waits.get(model, 0.0) + waited
             await self._quietly("mealworker_budget_waited", model, p_ms=round(waited * 1000))
+        if waited >= NOTED_WAIT_SECONDS:
+            await self._note_wait(model, waited, why)
+
+    async def spent(self, model: str, worst_usd: float | None, spend: Spend | None) -> None:
+        if spend is None:  # no answer read: it may have been billed, count the worst case
+            spend = Spend(cost_usd=worst_usd)
+        try:
+            today = await self.db.value(
+                "mealworker_budget_spent",
+                p_key=self.key,
+                p_model=model,
+                p_reserved_usd=worst_usd,
+                p_cost_usd=spend.cost_usd,
+                p_input_tokens=spend.input_tokens,
+                p_cached_tokens=spend.cached_tokens,
+                p_output_tokens=spend.output_tokens,
+            )
+        except DatabaseUnavailableError as error:  # the reservation stays: counted at worst
+            log.debug("mealworker_budget_spent not recorded: %s", error)
+            return
+        if today is not None:
+            self._figures.cost_today_usd = float(today)
+
+    def _check_fits(self, model: str, tokens: int, worst_usd: float | None) -> None:
+        """A call larger than a whole day's cap could never go: say so rather than wait."""
+        if self.daily_tokens_cap is not None and tokens > self.daily_tokens_cap:
+            raise SpendCapTooSmallError(
+                f"one OpenAI call of this plan charges {tokens:,} tokens, more than the whole "
+                f"daily OpenAI cap of {self.daily_tokens_cap:,} tokens (OPENAI_DAILY_TOKEN_CAP): "
+                "raise "
+                "the cap, or set OPENAI_DAILY_CAP_FALLBACK=true to write such plans offline",
+                reason="a call is larger than the daily OpenAI cap",
+                until=None,
+            )
+        if self.daily_usd_cap is None:
+            return
+        if worst_usd is None:
+            raise ConfigurationError(
+                f"OPENAI_DAILY_USD_CAP is set but the price of {model!r} is unknown: set "
+                "OPENAI_PRICE_INPUT_PER_MTOK and OPENAI_PRICE_OUTPUT_PER_MTOK"
+            )
+        if worst_usd > self.daily_usd_cap:
+            raise SpendCapTooSmallError(
+                f"one OpenAI call of this plan may cost ${worst_usd:.4f}, more than the whole "
+                f"daily OpenAI cap of ${self.daily_usd_cap:.4f} (OPENAI_DAILY_USD_CAP): raise "
+                "the cap, or set OPENAI_DAILY_CAP_FALLBACK=true to write such plans offline",
+                reason="a call costs more than the daily OpenAI cap",
+                until=None,
+            )
+
+    def _cap_reached(self, reason: str, row: Row, wait_ms: int) -> SpendCapReachedError:
+        until = parse_time(row.get("retry_at"))
+        hours = wait_ms / 3_600_000
+        if reason == "daily_cap":
+            charged = int(row.get("tokens_charged_today") or 0)
+            cap = f"{self.daily_tokens_cap:,} tokens"
+            short = f"daily OpenAI cap reached: {charged:,} of {cap} charged today"
+        else:
+            spent = float(row.get("usd_spent_today") or 0.0)
+            under_way = float(row.get("usd_reserved_today") or 0.0)
+            cap = f"${self.daily_usd_cap:.2f}"
+            short = f"daily OpenAI cap reached: ${spent:.4f} of {cap} spent today"
+            if under_way > 0:
+                short += f", up to ${under_way:.4f} more in calls under way"
+        short += f" ({CAP_SETTINGS[reason]})"
+        return SpendCapReachedError(
+            f"the daily OpenAI cap of {cap} is spent; it resets at 00:00 UTC, in {hours:.1f} h "
+            f"(raise {CAP_SETTINGS[reason]}, or set OPENAI_DAILY_CAP_FALLBACK=true to write "
+            "plans offline meanwhile)",
+            reason=short,
+            until=until,
+        )
+
+    def _seen(self, model: str, row: Row) -> None:
+        limit = row.get("tokens_limit")
+        cap = self.tokens_cap
+        known = [int(v) for v in (limit, cap) if v is not None]
+        if known:
+            self._figures.tokens_limit[model] = int(min(known) * self.share)
+        charged = row.get("tokens_charged_today")
+        if charged is not None:
+            self._figures.tokens_charged_today[model] = int(charged)
+        spent = row.get("usd_spent_today")
+        if spent is not None:
+            self._figures.cost_today_usd = float(spent)
+
+    async def _note_wait(self, model: str, waited: float, why: set[str]) -> None:
+        job = CURRENT_JOB.get()
+        if job is None:
+            return
+        detail = {"model": model, "waited_ms": round(waited * 1000), "why": ", ".join(sorted(why))}
+        try:
+            await Queue(self.db).note(job, "budget_wait", detail)
+        except DatabaseError as error:  # history is a courtesy: the call goes on without it
+            log.debug("job %s: budget wait not noted: %s", job.id, error)
 
     async def learn(self, model: str, limits: RateLimits) -> None:
         """Tell the database the limits when this process sees them first or they change;
@@ -135,6 +287,8 @@ class DatabaseBudget:
 
     async def refused(self, model: str, limits: RateLimits) -> None:
         self.refusals += 1
+        refused = self._figures.refused
+        refused[model] = refused.get(model, 0) + 1
         log.info(
             "OpenAI rate limit reached for %s although the budget allowed the call: every "
             "worker waits for the budget to refill",
@@ -144,7 +298,7 @@ class DatabaseBudget:
             "mealworker_budget_refused", model, p_wait_ms=limits.retry_after_ms or 0
         )
 
-    async def _refund(self, model: str, tokens: int) -> None:
+    async def _refund(self, model: str, tokens: int, worst_usd: float | None) -> None:
         await self._quietly(
             "mealworker_budget_refund",
             model,
@@ -153,6 +307,7 @@ class DatabaseBudget:
             p_tokens_cap=self.tokens_cap,
             p_requests_cap=self.requests_cap,
             p_share=self.share,
+            p_usd=worst_usd,
         )
 
     async def _quietly(self, function: str, model: str, **params: object) -> None:
@@ -164,7 +319,8 @@ class DatabaseBudget:
 
 
 async def budget_stats(db: Database) -> list[dict[str, object]]:
-    """Each budget as ``stats --json`` shows it: limits learned, today's charge, 429s, waits,
-    the share of the bucket free now."""
+    """Each budget as ``stats --json`` shows it: limits learned, today's charge, the tokens the
+    answers used and what they cost, 429s, waits, the share of the bucket free now, the daily
+    caps and until when one holds calls back."""
     rows = await db.call("mealworker_budget_stats")
     return [dict(row) for row in rows]

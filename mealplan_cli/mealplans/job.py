@@ -1,7 +1,9 @@
 """The ``generate_meal_plan`` handler: the generation library run as a queue job.
 
 Its resources are the ``GenerationServices`` the runtime opened (planner, photos). Progress
-goes into the job's meal plan, fenced by the lease and throttled.
+goes into the job's meal plan, fenced by the lease and throttled. When the operator's daily
+OpenAI cap is spent, the job waits for the next UTC day (``JobDeferred``) and its meal plan
+says so, unless the catalogue may write the plan (``OPENAI_DAILY_CAP_FALLBACK``).
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from mealplan_cli.core.handlers import JobContext
 from mealplan_cli.core.queue import ClaimedJob
+from mealplan_cli.mealplans.budget import CURRENT_JOB
 from mealplan_cli.mealplans.days import DayWriter
 from mealplan_cli.mealplans.generation import generate_meal_plan
 from mealplan_cli.mealplans.generation.models import Day
@@ -20,7 +24,13 @@ from mealplan_cli.mealplans.generation.planner import Progress
 from mealplan_cli.mealplans.generation.request import parse_request
 from mealplan_cli.mealplans.generation.services import GenerationServices
 from mealplan_cli.mealplans.plans import MealPlans
-from mealplan_cli.ops.errors import DatabaseError, DatabaseUnavailableError, InvalidRequestError
+from mealplan_cli.ops.errors import (
+    DatabaseError,
+    DatabaseUnavailableError,
+    InvalidRequestError,
+    JobDeferred,
+    SpendCapReachedError,
+)
 
 log = logging.getLogger("mealworker.worker")
 
@@ -79,6 +89,12 @@ class ProgressWriter:
             await self._task
         await self._write()
 
+    async def drop(self) -> None:
+        """Write nothing more: the last steps would overwrite what the plan says next."""
+        self._latest = None
+        if self._task is not None:
+            await self._task
+
 
 def saved_days(stored: dict[str, Any], job: ClaimedJob) -> list[Day]:
     """The stored days that still read as days (the validator checks them next)."""
@@ -89,6 +105,26 @@ def saved_days(stored: dict[str, Any], job: ClaimedJob) -> list[Day]:
         except ValueError:
             log.info("job %s: saved day %s unreadable, written again", job.id, number)
     return days
+
+
+CAP_MESSAGE = (
+    "The daily budget for AI-written plans is spent: this plan is written when it renews, "
+    "at {until} UTC."
+)
+"""What the app's user reads in the waiting plan's progress."""
+
+
+async def _wait_for_cap(
+    plans: MealPlans, progress: ProgressWriter, job: ClaimedJob, until: datetime, reason: str
+) -> None:
+    """The meal plan says it waits, and until when; a refusal leaves it as it was (the job
+    still waits: a plan showing its last progress is better than a job failed for it)."""
+    await progress.drop()
+    message = CAP_MESSAGE.format(until=until.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))
+    try:
+        await plans.waiting(job, "daily OpenAI cap reached", until, message)
+    except DatabaseError as error:
+        log.warning("job %s: waiting plan not written: %s (%s)", job.id, error, reason)
 
 
 async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[str, Any]:
@@ -105,6 +141,7 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
         log.info("job %s: saved days not read, all days written: %s", job.id, error)
         saved = []
     days = DayWriter(plans, job, interval=PROGRESS_INTERVAL_SECONDS)
+    charged_to = CURRENT_JOB.set(job)
     try:
         plan = await generate_meal_plan(
             request,
@@ -114,10 +151,17 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
             on_day=days.add,
             saved_days=saved,
         )
+    except SpendCapReachedError as error:
+        await days.flush()  # what is validated is kept for when the cap opens again
+        if error.until is None:  # waiting cannot help: the job fails, saying what to change
+            raise
+        await _wait_for_cap(plans, progress, job, error.until, error.reason)
+        raise JobDeferred(error.until, error.reason) from None
     except Exception:
         await days.flush()  # what is validated is kept for the next attempt
         raise
     finally:
+        CURRENT_JOB.reset(charged_to)
         await days.close()
     await progress.flush()
     return {

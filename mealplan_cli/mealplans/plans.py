@@ -8,6 +8,7 @@ transaction. The generic ``Queue`` knows none of this.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -94,6 +95,22 @@ class MealPlans:
         shows them before the whole plan is done; False when the lease is gone."""
         written = await self.db.value(
             "mealworker_report_days", p_job_id=job.id, p_lease_token=job.lease_token, p_days=days
+        )
+        return bool(written)
+
+    async def waiting(
+        self, job: ClaimedJob, waiting: str, until: datetime, message: str | None = None
+    ) -> bool:
+        """The job's meal plan waits (the job is about to be deferred): pending, with
+        ``{"stage": "waiting", "waiting": ..., "until": ..., "message": ...}`` as its progress
+        for the app; False when the lease is gone or the job is being cancelled."""
+        written = await self.db.value(
+            "mealworker_meal_plan_waiting",
+            p_job_id=job.id,
+            p_lease_token=job.lease_token,
+            p_waiting=waiting,
+            p_until=until,
+            p_message=message,
         )
         return bool(written)
 

@@ -228,6 +228,84 @@ async def database_checks(settings: Settings, db: Database) -> list[Check]:
     return checks
 
 
+async def budget_check(settings: Settings, db: Database) -> Check:
+    """The fleet's OpenAI budget for this key and model: the limit (learned or configured),
+    the daily caps and what is spent of them today, and whether a cap holds jobs back now."""
+    from mealplan_cli.mealplans.budget import budget_key, budget_stats
+    from mealplan_cli.mealplans.generation.services import check_spend_caps, model_price
+
+    name = "openai budget"
+    try:
+        planner = choose_planner(settings)
+        check_spend_caps(settings)
+    except MealworkerError as error:
+        return Check(name, Verdict.fail, str(error))
+    if planner.value != "openai" or settings.openai_api_key is None:
+        return Check(name, Verdict.ok, "not used: the offline catalogue planner is selected")
+    if not settings.openai_shared_budget:
+        return Check(
+            name,
+            Verdict.warn,
+            "not shared (OPENAI_SHARED_BUDGET=false): each worker meets OpenAI's rate limits "
+            "alone, and no daily cap can be kept",
+            "remove OPENAI_SHARED_BUDGET=false",
+        )
+    key = budget_key(settings.openai_api_key.get_secret_value(), settings.openai_base_url)
+    try:
+        rows = [
+            row
+            for row in await budget_stats(db)
+            if row["budget_key"] == key and row["model"] == settings.openai_model
+        ]
+    except DatabaseError as error:
+        return Check(name, Verdict.fail, str(error), "run `mealworker migrate`")
+    row: dict[str, Any] = rows[0] if rows else {}
+    share = settings.openai_budget_share
+    learned, configured = row.get("tokens_limit"), settings.openai_tpm_limit
+    if learned:
+        limit = f"{int(learned):,} tokens/min learned from OpenAI's answers"
+        if configured and configured < int(learned):
+            limit += f", held to OPENAI_TPM_LIMIT={configured:,}"
+    elif configured:
+        limit = f"{configured:,} tokens/min from OPENAI_TPM_LIMIT (not learned yet)"
+    else:
+        limit = "limit not learned yet (the first call's answer teaches it)"
+    parts = [f"{key}, {settings.openai_model}: {limit}"]
+    if share < 1:
+        parts.append(f"this fleet uses {share:.0%} of it")
+    charged = int(row.get("tokens_charged") or 0)
+    cap = settings.openai_daily_token_cap
+    parts.append(
+        f"{charged:,} tokens charged today" + (f" of a {cap:,} cap" if cap is not None else "")
+    )
+    spent = row.get("key_usd_spent")
+    usd_cap = settings.openai_daily_usd_cap
+    price = model_price(settings)
+    if spent is not None or usd_cap is not None:
+        parts.append(
+            f"${float(spent or 0):.4f} spent today"
+            + (f" of a ${usd_cap:.2f} cap" if usd_cap is not None else "")
+        )
+    elif price is None:
+        parts.append("cost not counted (the model's price is unknown)")
+    if cap is None and usd_cap is None:
+        parts.append("no daily cap")
+    capped = row.get("capped_until")
+    if capped:
+        by = "OPENAI_DAILY_USD_CAP" if row.get("capped_by") == "usd" else "OPENAI_DAILY_TOKEN_CAP"
+        fallback = settings.openai_daily_cap_fallback
+        return Check(
+            name,
+            Verdict.warn,
+            "; ".join(parts)
+            + f"; the daily cap ({by}) is reached: OpenAI jobs "
+            + ("are written by the catalogue" if fallback else "wait")
+            + f" until {str(capped)[:16]} UTC",
+            f"raise {by} (then `mealworker requeue` the waiting jobs to run them now)",
+        )
+    return Check(name, Verdict.ok, "; ".join(parts))
+
+
 async def openai_check(settings: Settings, http: httpx.AsyncClient) -> Check:
     try:
         planner = choose_planner(settings)
@@ -349,6 +427,7 @@ async def run_checks(
         async with open_database(settings) as db:
             for check in await database_checks(settings, db):
                 await add(check)
+            await add(await budget_check(settings, db))
             if roundtrip is not None:
                 await add(await roundtrip_check(db, roundtrip))
     except MealworkerError as error:

@@ -10,6 +10,7 @@
     │   ├── SchemaMissingError       the migrations have not been applied
     │   └── MigrationEditedError     a migration that already ran was edited since
     ├── JobFailed                    a handler's failure reduced to what the queue records
+    ├── JobDeferred                  a handler asks its job to wait until a later time (no failure)
     ├── InvalidRequestError          a meal-plan request breaks its bounds (never retried)
     └── GenerationError              a plan could not be produced
         ├── InfeasibleRequestError   no recipe or plan can satisfy the request (never retried)
@@ -20,7 +21,8 @@
         ├── PhotosUnavailableError   Unsplash cannot be asked now (the plan goes on without)
         └── ProviderError            the LLM provider failed
             ├── ProviderUnavailableError   transient: rate limit, 5xx, timeout (retry later)
-            │   └── SpendCapReachedError   the operator's daily OpenAI cap is spent (retry later)
+            │   └── SpendCapReachedError   the operator's daily OpenAI cap is spent (wait)
+            │       └── SpendCapTooSmallError  one call costs more than the whole cap (fix it)
             └── ProviderRejectedError      permanent: bad key, quota, refusal (fix, then retry)
 
 ``retryable`` tells a caller (the worker) whether trying the same thing again later can succeed.
@@ -28,6 +30,8 @@ Every error lives here; ``mealplan_cli.core.db`` re-exports the database ones fo
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 
 class MealworkerError(Exception):
@@ -90,6 +94,21 @@ class JobFailed(MealworkerError):
         """The exception class behind it, for metrics (``ProviderUnavailableError``...)."""
 
 
+class JobDeferred(MealworkerError):
+    """Raised by a handler whose job cannot go on before ``run_at`` for a reason that passes by
+    itself (a daily cap, a closed window): the worker puts the job back to pending until then
+    with ``reason`` shown by ``stats``, gives the claim's attempt back, and records a
+    ``deferred`` event. Not a failure: no attempt is spent, no retry scheduled. A ``run_at``
+    without a time zone is taken as UTC."""
+
+    def __init__(self, run_at: datetime, reason: str) -> None:
+        if run_at.tzinfo is None:
+            run_at = run_at.replace(tzinfo=UTC)
+        super().__init__(f"deferred until {run_at.isoformat()}: {reason}")
+        self.run_at = run_at
+        self.reason = reason
+
+
 class InvalidRequestError(MealworkerError):
     """A meal-plan request is malformed or out of bounds."""
 
@@ -142,8 +161,23 @@ class ProviderUnavailableError(ProviderError):
 
 
 class SpendCapReachedError(ProviderUnavailableError):
-    """The operator's daily cap on OpenAI tokens (``OPENAI_DAILY_TOKEN_CAP``) is reached; the
-    message says when it resets and how to raise it."""
+    """The operator's daily cap on OpenAI spend (``OPENAI_DAILY_TOKEN_CAP`` or
+    ``OPENAI_DAILY_USD_CAP``) is reached; the message says when it resets and how to raise it.
+    A meal-plan job waits until ``until`` (the next UTC midnight by the database's clock), or
+    the catalogue writes the plan where the operator opted in."""
+
+    def __init__(self, message: str, *, reason: str, until: datetime | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """In a few words, for ``stats`` and the job's ``wait_reason``."""
+        self.until = until
+
+
+class SpendCapTooSmallError(SpendCapReachedError):
+    """One call's charge is more than the whole daily cap: waiting for the next day cannot
+    help, so the job fails with what to change (unless the catalogue may write the plan)."""
+
+    retryable = False
 
 
 class ProviderRejectedError(ProviderError):

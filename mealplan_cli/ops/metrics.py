@@ -63,10 +63,89 @@ class Histogram:
 
 
 @dataclass
+class BudgetFigures:
+    """The fleet's OpenAI budget as this worker last saw it (``mealplans.budget``): per model,
+    what it waited and met here, and the fleet's counts of today from the database's answers."""
+
+    waited_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds this worker's calls waited for the budget (rate limits; not deferrals)."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """429s this worker met although the budget let the call go."""
+    tokens_limit: dict[str, int] = field(default_factory=dict)
+    """Tokens per minute the budget holds calls to (learned, or OPENAI_TPM_LIMIT), share
+    applied."""
+    tokens_charged_today: dict[str, int] = field(default_factory=dict)
+    capped: dict[str, bool] = field(default_factory=dict)
+    """A daily cap holds this model's calls back until the next UTC day."""
+    cost_today_usd: float | None = None
+    """What the fleet spent today on this key, by the answers' usage (None: price unknown)."""
+    daily_tokens_cap: int | None = None
+    daily_usd_cap: float | None = None
+
+    def render(self) -> list[str]:
+        lines: list[str] = []
+
+        def series(name: str, kind: str, help_text: str, values: dict[str, float]) -> None:
+            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+            for model, value in sorted(values.items()):
+                lines.append(f"{name}{{model={label_value(model)}}} {value:g}")
+
+        series(
+            "mealworker_openai_budget_wait_seconds_total",
+            "counter",
+            "Seconds OpenAI calls waited for the fleet's budget.",
+            {m: round(v, 3) for m, v in self.waited_seconds.items()},
+        )
+        series(
+            "mealworker_openai_budget_refused_total",
+            "counter",
+            "OpenAI 429s met although the shared budget let the call go.",
+            {m: float(v) for m, v in self.refused.items()},
+        )
+        series(
+            "mealworker_openai_budget_tokens_per_minute",
+            "gauge",
+            "Tokens per minute the budget allows (learned or OPENAI_TPM_LIMIT, share applied).",
+            {m: float(v) for m, v in self.tokens_limit.items()},
+        )
+        series(
+            "mealworker_openai_budget_tokens_charged_today",
+            "gauge",
+            "Tokens the fleet charged to the budget today (UTC).",
+            {m: float(v) for m, v in self.tokens_charged_today.items()},
+        )
+        series(
+            "mealworker_openai_daily_cap_reached",
+            "gauge",
+            "1 while a daily cap holds calls back until the next UTC day.",
+            {m: float(v) for m, v in self.capped.items()},
+        )
+        gauges = (
+            (
+                "mealworker_openai_cost_today_usd",
+                "OpenAI cost today (UTC), the fleet's, in USD.",
+                self.cost_today_usd,
+            ),
+            ("mealworker_openai_daily_cap_usd", "OPENAI_DAILY_USD_CAP.", self.daily_usd_cap),
+            (
+                "mealworker_openai_daily_cap_tokens",
+                "OPENAI_DAILY_TOKEN_CAP.",
+                self.daily_tokens_cap,
+            ),
+        )
+        for name, help_text, value in gauges:
+            if value is not None:
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
+        return lines
+
+
+@dataclass
 class WorkerMetrics:
     done: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     retried: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)
+    """Jobs put back to wait by their handler (a daily cap reached), by job type."""
     errors: Counter[str] = field(default_factory=Counter)
     """Job failures by kind: ProviderUnavailableError and ProviderRejectedError are OpenAI's."""
     processing: dict[str, Histogram] = field(default_factory=dict)
@@ -79,6 +158,8 @@ class WorkerMetrics:
     active_jobs: Callable[[], int] = lambda: 0
     photo_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)
     """(Unsplash searches, cache hits) so far."""
+    budget: Callable[[], BudgetFigures | None] = lambda: None
+    """The OpenAI budget's figures, when the worker draws on the fleet's shared budget."""
 
     def handler_finished(
         self, job_type: str, seconds: float, usage: dict[str, object] | None
@@ -112,6 +193,12 @@ class WorkerMetrics:
         counter("mealworker_jobs_completed_total", "Jobs completed.", self.done, "job_type")
         counter("mealworker_jobs_failed_total", "Jobs failed for good.", self.failed, "job_type")
         counter("mealworker_jobs_retried_total", "Retries scheduled.", self.retried, "job_type")
+        counter(
+            "mealworker_jobs_deferred_total",
+            "Jobs put back to wait, no attempt spent.",
+            self.deferred,
+            "job_type",
+        )
         counter("mealworker_job_errors_total", "Job failures by kind.", self.errors, "kind")
         lines += [
             "# HELP mealworker_job_processing_seconds Time from claim to result.",
@@ -148,6 +235,9 @@ class WorkerMetrics:
             "# TYPE mealworker_database_errors_total counter",
             f"mealworker_database_errors_total {self.database_errors}",
         ]
+        budget = self.budget()
+        if budget is not None:
+            lines += budget.render()
         return "\n".join(lines) + "\n"
 
 

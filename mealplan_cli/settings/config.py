@@ -151,6 +151,7 @@ class Settings:
     openai_tpm_limit: int | None = setting(None, ge=1)
     openai_rpm_limit: int | None = setting(None, ge=1)
     openai_daily_token_cap: int | None = setting(None, ge=1)
+    openai_daily_usd_cap: float | None = setting(None, gt=0)
     openai_daily_cap_fallback: bool = False
 
     unsplash_access_key: SecretStr | None = None

@@ -23,10 +23,13 @@ CREATE TABLE public.background_jobs (
     finished_at timestamp with time zone,
     idempotency_key text,
     result jsonb,
+    wait_reason text,
     CONSTRAINT background_jobs_lease_only_while_processing CHECK (((lease_token IS NULL) OR (status = 'processing'::text))),
     CONSTRAINT background_jobs_max_attempts_check CHECK ((max_attempts > 0)),
     CONSTRAINT background_jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
 );
+
+COMMENT ON COLUMN public.background_jobs.wait_reason IS 'Why a pending job waits until run_at (mealworker_defer_job); null once it runs again.';
 
 ALTER TABLE public.background_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.background_jobs_id_seq
@@ -47,6 +50,8 @@ CREATE INDEX background_jobs_lease_idx ON public.background_jobs USING btree (le
 CREATE INDEX background_jobs_meal_plan_job_idx ON public.background_jobs USING btree (meal_plan_id) WHERE (meal_plan_id IS NOT NULL);
 
 CREATE UNIQUE INDEX background_jobs_type_idempotency_key ON public.background_jobs USING btree (job_type, idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+CREATE INDEX background_jobs_waiting_idx ON public.background_jobs USING btree (run_at) WHERE (wait_reason IS NOT NULL);
 
 ALTER TABLE public.background_jobs ENABLE ROW LEVEL SECURITY;
 

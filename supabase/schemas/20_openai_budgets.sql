@@ -19,6 +19,13 @@ CREATE TABLE public.openai_budgets (
     refused bigint DEFAULT 0 NOT NULL,
     waited_ms bigint DEFAULT 0 NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tokens_input bigint DEFAULT 0 NOT NULL,
+    tokens_cached bigint DEFAULT 0 NOT NULL,
+    tokens_output bigint DEFAULT 0 NOT NULL,
+    cost_usd numeric DEFAULT 0 NOT NULL,
+    daily_tokens_cap bigint,
+    capped_until timestamp with time zone,
+    capped_by text,
     CONSTRAINT openai_budgets_requests_limit_check CHECK ((requests_limit > 0)),
     CONSTRAINT openai_budgets_tokens_limit_check CHECK ((tokens_limit > 0))
 );

@@ -231,6 +231,54 @@ begin
 end
 $$;
 
+CREATE FUNCTION public.mealworker_defer_job(p_job_id bigint, p_lease_token uuid, p_run_at timestamp with time zone, p_reason text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_cancel boolean;
+  v_run_at timestamptz := coalesce(p_run_at, now());
+begin
+  if p_reason is null or pg_catalog.btrim(p_reason) = '' then
+    raise exception 'mealworker_defer_job: a deferred job needs a reason' using errcode = '22023';
+  end if;
+  select j.cancel_requested into v_cancel
+    from public.background_jobs j
+   where j.id = p_job_id
+     and j.lease_token = p_lease_token  -- implies status = 'processing' (check constraint)
+     for update;
+
+  if not found then
+    insert into public.background_job_events (job_id, event, job_type, worker_id, attempt, detail)
+    select j.id, 'lease_lost', j.job_type, null, j.attempts,
+           jsonb_build_object('call', 'defer', 'status', j.status, 'locked_by', j.locked_by)
+      from public.background_jobs j
+     where j.id = p_job_id;
+    return null;
+  end if;
+  if v_cancel then
+    return 'cancel_requested';
+  end if;
+
+  perform pg_catalog.set_config('mealworker.event', 'deferred', true),
+          pg_catalog.set_config(
+            'mealworker.detail',
+            jsonb_build_object('run_at', v_run_at, 'reason', p_reason)::text,
+            true);
+  update public.background_jobs j
+     set status = 'pending',
+         run_at = v_run_at,
+         attempts = greatest(j.attempts - 1, 0),
+         wait_reason = p_reason,
+         locked_by = null,
+         lease_token = null,
+         lease_expires_at = null,
+         updated_at = now()
+   where j.id = p_job_id;
+  return 'pending';
+end
+$$;
+
 CREATE FUNCTION public.mealworker_enqueue_job(p_job_type text, p_payload jsonb DEFAULT '{}'::jsonb, p_priority integer DEFAULT 0, p_max_attempts integer DEFAULT 5, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_idempotency_key text DEFAULT NULL::text) RETURNS TABLE(job_id bigint, created boolean)
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -426,6 +474,24 @@ CREATE FUNCTION public.mealworker_heartbeat(p_worker_id text, p_job_ids bigint[]
    order by l.job_id;
 $$;
 
+CREATE FUNCTION public.mealworker_job_note(p_job_id bigint, p_lease_token uuid, p_event text, p_detail jsonb DEFAULT NULL::jsonb) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+begin
+  if p_event is null or p_event !~ '^[a-z][a-z0-9_]{0,40}$' then
+    raise exception 'mealworker_job_note: an event is a lower-case name (got %)', p_event
+      using errcode = '22023';
+  end if;
+  insert into public.background_job_events (job_id, event, job_type, worker_id, attempt, detail)
+  select j.id, p_event, j.job_type, j.locked_by, j.attempts, p_detail
+    from public.background_jobs j
+   where j.id = p_job_id
+     and j.lease_token = p_lease_token;
+  return found;
+end
+$_$;
+
 CREATE FUNCTION public.mealworker_jobs_after_insert() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -539,6 +605,16 @@ begin
   end loop;
 
   return null;
+end
+$$;
+
+CREATE FUNCTION public.mealworker_jobs_wait_reason_clear() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  new.wait_reason := null;
+  return new;
 end
 $$;
 
@@ -960,6 +1036,19 @@ CREATE FUNCTION public.mealworker_stop_worker(p_worker_id text) RETURNS void
    where w.id = p_worker_id;
 $$;
 
+CREATE FUNCTION public.mealworker_waiting_jobs() RETURNS TABLE(job_type text, wait_reason text, jobs bigint, first_run_at timestamp with time zone, last_run_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select j.job_type, j.wait_reason, count(*), min(j.run_at), max(j.run_at)
+    from public.background_jobs j
+   where j.wait_reason is not null
+     and j.status = 'pending'
+     and j.run_at > now()
+   group by j.job_type, j.wait_reason
+   order by min(j.run_at), j.job_type, j.wait_reason;
+$$;
+
 REVOKE ALL ON FUNCTION public.mealworker_cancel_jobs(p_job_ids bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_cancel_jobs(p_job_ids bigint[]) TO service_role;
 
@@ -974,6 +1063,9 @@ GRANT ALL ON FUNCTION public.mealworker_claim_next(p_worker_id text, p_job_types
 
 REVOKE ALL ON FUNCTION public.mealworker_complete_jobs(p_job_ids bigint[], p_lease_tokens uuid[], p_results jsonb[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_complete_jobs(p_job_ids bigint[], p_lease_tokens uuid[], p_results jsonb[]) TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_defer_job(p_job_id bigint, p_lease_token uuid, p_run_at timestamp with time zone, p_reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_defer_job(p_job_id bigint, p_lease_token uuid, p_run_at timestamp with time zone, p_reason text) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_enqueue_job(p_job_type text, p_payload jsonb, p_priority integer, p_max_attempts integer, p_run_at timestamp with time zone, p_idempotency_key text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_enqueue_job(p_job_type text, p_payload jsonb, p_priority integer, p_max_attempts integer, p_run_at timestamp with time zone, p_idempotency_key text) TO service_role;
@@ -996,11 +1088,17 @@ GRANT ALL ON FUNCTION public.mealworker_get_job(p_job_id bigint) TO service_role
 REVOKE ALL ON FUNCTION public.mealworker_heartbeat(p_worker_id text, p_job_ids bigint[], p_lease_tokens uuid[], p_lease_seconds double precision, p_active_jobs integer, p_rss_bytes bigint, p_status text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_heartbeat(p_worker_id text, p_job_ids bigint[], p_lease_tokens uuid[], p_lease_seconds double precision, p_active_jobs integer, p_rss_bytes bigint, p_status text) TO service_role;
 
+REVOKE ALL ON FUNCTION public.mealworker_job_note(p_job_id bigint, p_lease_token uuid, p_event text, p_detail jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_job_note(p_job_id bigint, p_lease_token uuid, p_event text, p_detail jsonb) TO service_role;
+
 REVOKE ALL ON FUNCTION public.mealworker_jobs_after_insert() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_jobs_after_insert() TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_jobs_after_update() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_jobs_after_update() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_jobs_wait_reason_clear() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_jobs_wait_reason_clear() TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_prune(p_finished_before timestamp with time zone, p_statuses text[], p_events_before timestamp with time zone, p_limit integer, p_dry_run boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_prune(p_finished_before timestamp with time zone, p_statuses text[], p_events_before timestamp with time zone, p_limit integer, p_dry_run boolean) TO service_role;
@@ -1031,3 +1129,6 @@ GRANT ALL ON FUNCTION public.mealworker_stale_jobs(p_limit integer) TO service_r
 
 REVOKE ALL ON FUNCTION public.mealworker_stop_worker(p_worker_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_stop_worker(p_worker_id text) TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_waiting_jobs() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_waiting_jobs() TO service_role;

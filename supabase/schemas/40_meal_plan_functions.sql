@@ -156,6 +156,43 @@ begin
 end;
 $$;
 
+CREATE FUNCTION public.mealworker_meal_plan_waiting(p_job_id bigint, p_lease_token uuid, p_waiting text, p_until timestamp with time zone, p_message text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_meal_plan_id uuid;
+begin
+  select j.meal_plan_id into v_meal_plan_id
+    from public.background_jobs j
+   where j.id = p_job_id
+     and j.lease_token = p_lease_token  -- implies status = 'processing' (check constraint)
+     and not j.cancel_requested
+     for share;
+  if not found then
+    return false;
+  end if;
+  update public.meal_plans mp
+     set status = 'pending',
+         progress = jsonb_strip_nulls(jsonb_build_object(
+           'stage', 'waiting', 'waiting', p_waiting, 'until', p_until, 'message', p_message)),
+         updated_at = now()
+   where mp.id = v_meal_plan_id
+     and mp.status in ('pending', 'generating');  -- never revive a cancelled plan
+  return true;
+end
+$$;
+
+CREATE FUNCTION public.mealworker_meal_plan_waiting_clear() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  new.progress := '{}'::jsonb;
+  return new;
+end
+$$;
+
 CREATE FUNCTION public.mealworker_report_days(p_job_id bigint, p_lease_token uuid, p_days jsonb) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -396,6 +433,12 @@ GRANT ALL ON FUNCTION public.mealworker_job_for_meal_plan(p_meal_plan_id uuid) T
 
 REVOKE ALL ON FUNCTION public.mealworker_meal_plan_days_reset() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_meal_plan_days_reset() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_waiting(p_job_id bigint, p_lease_token uuid, p_waiting text, p_until timestamp with time zone, p_message text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_waiting(p_job_id bigint, p_lease_token uuid, p_waiting text, p_until timestamp with time zone, p_message text) TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_waiting_clear() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_waiting_clear() TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_report_days(p_job_id bigint, p_lease_token uuid, p_days jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_report_days(p_job_id bigint, p_lease_token uuid, p_days jsonb) TO service_role;

@@ -36,12 +36,13 @@ begin
 end
 $$;
 
-CREATE FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0) RETURNS void
+CREATE FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_usd double precision DEFAULT NULL::double precision) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
   v_now timestamptz := pg_catalog.clock_timestamp();
+  v_today date := (pg_catalog.clock_timestamp() at time zone 'utc')::date;
 begin
   update public.openai_budgets o
      set tokens_tat = greatest(v_now, o.tokens_tat - interval '60 seconds'
@@ -58,6 +59,12 @@ begin
          probe_until = null,
          updated_at = v_now
    where o.budget_key = p_key and o.model = p_model;
+  if p_usd is not null then
+    update public.openai_spend x
+       set usd_reserved = greatest(x.usd_reserved - greatest(p_usd, 0), 0),
+           updated_at = v_now
+     where x.budget_key = p_key and x.day = v_today;
+  end if;
 end
 $$;
 
@@ -83,36 +90,98 @@ begin
 end
 $$;
 
-CREATE FUNCTION public.mealworker_budget_stats() RETURNS TABLE(budget_key text, model text, tokens_limit bigint, requests_limit bigint, limits_learned_at timestamp with time zone, tokens_charged bigint, requests_charged bigint, refused bigint, waited_ms bigint, day date, tokens_free_share double precision, blocked_until timestamp with time zone)
-    LANGUAGE sql STABLE
-    SET search_path TO ''
-    AS $$
-  select o.budget_key, o.model, o.tokens_limit, o.requests_limit, o.limits_learned_at,
-         o.tokens_charged, o.requests_charged, o.refused, o.waited_ms, o.day,
-         least(1.0, greatest(0.0,
-           extract(epoch from (now() + interval '60 seconds' - greatest(o.tokens_tat, now())))
-           / 60.0))::double precision,
-         o.blocked_until
-    from public.openai_budgets o
-   order by o.budget_key, o.model;
-$$;
-
-CREATE FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text)
+CREATE FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision DEFAULT NULL::double precision, p_cost_usd double precision DEFAULT NULL::double precision, p_input_tokens bigint DEFAULT 0, p_cached_tokens bigint DEFAULT 0, p_output_tokens bigint DEFAULT 0) RETURNS double precision
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 declare
   v_now timestamptz := pg_catalog.clock_timestamp();
   v_today date := (pg_catalog.clock_timestamp() at time zone 'utc')::date;
+  v_spent numeric;
+begin
+  update public.openai_budgets o
+     set day = v_today,
+         tokens_charged = case when o.day = v_today then o.tokens_charged else 0 end,
+         requests_charged = case when o.day = v_today then o.requests_charged else 0 end,
+         refused = case when o.day = v_today then o.refused else 0 end,
+         waited_ms = case when o.day = v_today then o.waited_ms else 0 end,
+         tokens_input = case when o.day = v_today then o.tokens_input else 0 end
+                        + greatest(coalesce(p_input_tokens, 0), 0),
+         tokens_cached = case when o.day = v_today then o.tokens_cached else 0 end
+                         + greatest(coalesce(p_cached_tokens, 0), 0),
+         tokens_output = case when o.day = v_today then o.tokens_output else 0 end
+                         + greatest(coalesce(p_output_tokens, 0), 0),
+         cost_usd = case when o.day = v_today then o.cost_usd else 0 end
+                    + greatest(coalesce(p_cost_usd, 0), 0),
+         updated_at = v_now
+   where o.budget_key = p_key and o.model = p_model;
+  if p_reserved_usd is null and p_cost_usd is null then
+    return null;
+  end if;
+  insert into public.openai_spend as x (budget_key, day)
+  values (p_key, v_today)
+  on conflict (budget_key, day) do nothing;
+  update public.openai_spend x
+     set usd_reserved = greatest(x.usd_reserved - greatest(coalesce(p_reserved_usd, 0), 0), 0),
+         usd_spent = x.usd_spent + greatest(coalesce(p_cost_usd, 0), 0),
+         updated_at = v_now
+   where x.budget_key = p_key and x.day = v_today
+  returning x.usd_spent into v_spent;
+  return v_spent::double precision;
+end
+$$;
+
+CREATE FUNCTION public.mealworker_budget_stats() RETURNS TABLE(budget_key text, model text, tokens_limit bigint, requests_limit bigint, limits_learned_at timestamp with time zone, tokens_charged bigint, requests_charged bigint, refused bigint, waited_ms bigint, day date, tokens_free_share double precision, blocked_until timestamp with time zone, tokens_input bigint, tokens_cached bigint, tokens_output bigint, cost_usd double precision, daily_tokens_cap bigint, capped_until timestamp with time zone, capped_by text, key_usd_spent double precision, key_usd_reserved double precision, daily_usd_cap double precision)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  with today as (select (now() at time zone 'utc')::date as day)
+  select o.budget_key, o.model, o.tokens_limit, o.requests_limit, o.limits_learned_at,
+         case when o.day = t.day then o.tokens_charged else 0 end,
+         case when o.day = t.day then o.requests_charged else 0 end,
+         case when o.day = t.day then o.refused else 0 end,
+         case when o.day = t.day then o.waited_ms else 0 end,
+         o.day,
+         least(1.0, greatest(0.0,
+           extract(epoch from (now() + interval '60 seconds' - greatest(o.tokens_tat, now())))
+           / 60.0))::double precision,
+         case when o.blocked_until > now() then o.blocked_until end,
+         case when o.day = t.day then o.tokens_input else 0 end,
+         case when o.day = t.day then o.tokens_cached else 0 end,
+         case when o.day = t.day then o.tokens_output else 0 end,
+         (case when o.day = t.day then o.cost_usd else 0 end)::double precision,
+         o.daily_tokens_cap,
+         case when o.capped_until > now() then o.capped_until end,
+         case when o.capped_until > now() then o.capped_by end,
+         x.usd_spent::double precision,
+         x.usd_reserved::double precision,
+         x.daily_usd_cap::double precision
+    from public.openai_budgets o
+   cross join today t
+    left join public.openai_spend x on x.budget_key = o.budget_key and x.day = t.day
+   order by o.budget_key, o.model;
+$$;
+
+CREATE FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision, usd_reserved_today double precision)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := pg_catalog.clock_timestamp();
+  v_today date := (pg_catalog.clock_timestamp() at time zone 'utc')::date;
+  v_midnight timestamptz;
   v_window interval := interval '60 seconds';
   b public.openai_budgets;
+  s public.openai_spend;
   v_tokens bigint;
   v_requests bigint;
   v_tokens_tat timestamptz;
   v_requests_tat timestamptz;
   v_ready timestamptz := v_now;
   v_charged_today bigint;
+  v_capped_by text;
 begin
+  v_midnight := (v_today + 1)::timestamp at time zone 'utc';
   if p_tokens is null or p_tokens < 0 or p_requests is null or p_requests < 0 then
     raise exception 'mealworker_budget_take: a charge is a non-negative number of tokens and '
                     'requests (got % and %)', p_tokens, p_requests
@@ -122,6 +191,11 @@ begin
     raise exception 'mealworker_budget_take: the share must be in (0, 1] (got %)', p_share
       using errcode = '22023';
   end if;
+  if p_usd < 0 or (p_daily_usd_cap is not null and p_usd is null) then
+    raise exception 'mealworker_budget_take: a USD cap needs the call''s worst-case cost, a '
+                    'non-negative amount (got %)', p_usd
+      using errcode = '22023';
+  end if;
   insert into public.openai_budgets as o (budget_key, model)
   values (p_key, p_model)
   on conflict (budget_key, model) do nothing;
@@ -129,21 +203,56 @@ begin
     from public.openai_budgets o
    where o.budget_key = p_key and o.model = p_model
      for update;
+  -- The key's spend today, locked after the model's row (every function takes them in this
+  -- order), and only when dollars are counted.
+  if p_usd is not null then
+    insert into public.openai_spend as x (budget_key, day)
+    values (p_key, v_today)
+    on conflict (budget_key, day) do nothing;
+    select * into s
+      from public.openai_spend x
+     where x.budget_key = p_key and x.day = v_today
+       for update;
+  else
+    select * into s
+      from public.openai_spend x
+     where x.budget_key = p_key and x.day = v_today;
+  end if;
+  v_charged_today := case when b.day = v_today then b.tokens_charged else 0 end;
 
   if b.blocked_until > v_now then
     return query select
       pg_catalog.ceil(extract(epoch from b.blocked_until - v_now) * 1000)::int, false,
-      b.tokens_limit, b.requests_limit, 'rate_limited'::text;
+      b.tokens_limit, b.requests_limit, 'rate_limited'::text, b.blocked_until, v_charged_today,
+      s.usd_spent::double precision, s.usd_reserved::double precision;
     return;
   end if;
 
-  -- The operator's daily cap (OPENAI_DAILY_TOKEN_CAP): nothing more until the next UTC day.
-  v_charged_today := case when b.day = v_today then b.tokens_charged else 0 end;
+  -- The operator's daily caps: nothing more until the next UTC day.
   if p_daily_tokens_cap is not null and v_charged_today + p_tokens > p_daily_tokens_cap then
+    v_capped_by := 'tokens';
+  elsif p_daily_usd_cap is not null
+        and coalesce(s.usd_spent, 0) + coalesce(s.usd_reserved, 0) + p_usd > p_daily_usd_cap then
+    v_capped_by := 'usd';
+  end if;
+  if v_capped_by is not null then
+    update public.openai_budgets o
+       set capped_until = v_midnight,
+           capped_by = v_capped_by,
+           daily_tokens_cap = p_daily_tokens_cap,
+           updated_at = v_now
+     where o.budget_key = p_key and o.model = p_model;
+    if p_usd is not null then
+      update public.openai_spend x
+         set daily_usd_cap = p_daily_usd_cap, updated_at = v_now
+       where x.budget_key = p_key and x.day = v_today;
+    end if;
     return query select
-      pg_catalog.ceil(extract(epoch from
-        ((v_today + 1)::timestamp at time zone 'utc') - v_now) * 1000)::int,
-      false, b.tokens_limit, b.requests_limit, 'daily_cap'::text;
+      pg_catalog.ceil(extract(epoch from v_midnight - v_now) * 1000)::int,
+      false, b.tokens_limit, b.requests_limit,
+      case v_capped_by when 'tokens' then 'daily_cap' else 'daily_usd_cap' end,
+      v_midnight, v_charged_today, s.usd_spent::double precision,
+      s.usd_reserved::double precision;
     return;
   end if;
 
@@ -154,7 +263,9 @@ begin
   if v_tokens is null and v_requests is null and not b.no_limit_headers then
     -- Nothing known yet: one call goes and its answer's headers teach the limit.
     if b.probe_until is not null and b.probe_until > v_now then
-      return query select 200, false, b.tokens_limit, b.requests_limit, 'probing'::text;
+      return query select 200, false, b.tokens_limit, b.requests_limit, 'probing'::text,
+        v_now + interval '200 milliseconds', v_charged_today, s.usd_spent::double precision,
+        s.usd_reserved::double precision;
       return;
     end if;
     update public.openai_budgets o set probe_until = v_now + interval '30 seconds'
@@ -176,17 +287,32 @@ begin
      set tokens_tat = v_tokens_tat,
          requests_tat = v_requests_tat,
          day = v_today,
-         tokens_charged = case when o.day = v_today then o.tokens_charged else 0 end + p_tokens,
+         tokens_charged = v_charged_today + p_tokens,
          requests_charged = case when o.day = v_today then o.requests_charged else 0 end
                             + p_requests,
          refused = case when o.day = v_today then o.refused else 0 end,
          waited_ms = case when o.day = v_today then o.waited_ms else 0 end,
+         tokens_input = case when o.day = v_today then o.tokens_input else 0 end,
+         tokens_cached = case when o.day = v_today then o.tokens_cached else 0 end,
+         tokens_output = case when o.day = v_today then o.tokens_output else 0 end,
+         cost_usd = case when o.day = v_today then o.cost_usd else 0 end,
+         daily_tokens_cap = p_daily_tokens_cap,
+         capped_until = null,
+         capped_by = null,
          updated_at = v_now
    where o.budget_key = p_key and o.model = p_model;
+  if p_usd is not null then
+    update public.openai_spend x
+       set usd_reserved = x.usd_reserved + p_usd,
+           daily_usd_cap = p_daily_usd_cap,
+           updated_at = v_now
+     where x.budget_key = p_key and x.day = v_today;
+  end if;
 
   return query select
     pg_catalog.ceil(extract(epoch from v_ready - v_now) * 1000)::int, true,
-    b.tokens_limit, b.requests_limit, null::text;
+    b.tokens_limit, b.requests_limit, null::text, v_ready, v_charged_today + p_tokens,
+    s.usd_spent::double precision, (s.usd_reserved + p_usd)::double precision;
 end
 $$;
 
@@ -202,17 +328,20 @@ $$;
 REVOKE ALL ON FUNCTION public.mealworker_budget_learn(p_key text, p_model text, p_tokens_limit bigint, p_requests_limit bigint, p_tokens_remaining bigint, p_requests_remaining bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_learn(p_key text, p_model text, p_tokens_limit bigint, p_requests_limit bigint, p_tokens_remaining bigint, p_requests_remaining bigint) TO service_role;
 
-REVOKE ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision) TO service_role;
+REVOKE ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_budget_refused(p_key text, p_model text, p_wait_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_refused(p_key text, p_model text, p_wait_ms integer) TO service_role;
 
+REVOKE ALL ON FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision, p_cost_usd double precision, p_input_tokens bigint, p_cached_tokens bigint, p_output_tokens bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision, p_cost_usd double precision, p_input_tokens bigint, p_cached_tokens bigint, p_output_tokens bigint) TO service_role;
+
 REVOKE ALL ON FUNCTION public.mealworker_budget_stats() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_stats() TO service_role;
 
-REVOKE ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint) TO service_role;
+REVOKE ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms bigint) TO service_role;

@@ -6,7 +6,11 @@ CREATE TRIGGER background_jobs_events_insert AFTER INSERT ON public.background_j
 
 CREATE TRIGGER background_jobs_events_update AFTER UPDATE ON public.background_jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.mealworker_jobs_after_update();
 
+CREATE TRIGGER background_jobs_wait_reason_clear BEFORE UPDATE ON public.background_jobs FOR EACH ROW WHEN (((new.wait_reason IS NOT NULL) AND ((new.status <> 'pending'::text) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION public.mealworker_jobs_wait_reason_clear();
+
 CREATE TRIGGER meal_plans_days_reset BEFORE UPDATE ON public.meal_plans FOR EACH ROW WHEN (((new.days IS NOT NULL) AND (new.status = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])))) EXECUTE FUNCTION public.mealworker_meal_plan_days_reset();
+
+CREATE TRIGGER meal_plans_waiting_clear BEFORE UPDATE ON public.meal_plans FOR EACH ROW WHEN (((new.status <> 'pending'::text) AND ((new.progress ->> 'stage'::text) = 'waiting'::text))) EXECUTE FUNCTION public.mealworker_meal_plan_waiting_clear();
 
 ALTER TABLE ONLY public.background_jobs
     ADD CONSTRAINT background_jobs_meal_plan_id_fkey FOREIGN KEY (meal_plan_id) REFERENCES public.meal_plans(id) ON DELETE CASCADE;

@@ -76,6 +76,25 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_budget_refused": {"p_key": "k", "p_model": "m"},
     "mealworker_budget_waited": {"p_key": "k", "p_model": "m", "p_ms": 1},
     "mealworker_budget_stats": {},
+    "mealworker_budget_spent": {"p_key": "k", "p_model": "m", "p_cost_usd": 0.001},
+    "mealworker_defer_job": {
+        "p_job_id": 1,
+        "p_lease_token": str(uuid.uuid4()),
+        "p_run_at": "2999-01-01T00:00:00Z",
+        "p_reason": "later",
+    },
+    "mealworker_waiting_jobs": {},
+    "mealworker_job_note": {
+        "p_job_id": 1,
+        "p_lease_token": str(uuid.uuid4()),
+        "p_event": "budget_wait",
+    },
+    "mealworker_meal_plan_waiting": {
+        "p_job_id": 1,
+        "p_lease_token": str(uuid.uuid4()),
+        "p_waiting": "daily OpenAI cap reached",
+        "p_until": "2999-01-01T00:00:00Z",
+    },
 }
 TABLES = (
     "meal_plans",
@@ -84,6 +103,7 @@ TABLES = (
     "workers",
     "image_cache",
     "openai_budgets",
+    "openai_spend",
 )
 
 
@@ -200,16 +220,19 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("anon", "None", "workers"): "denied",
         ("anon", "None", "image_cache"): "denied",
         ("anon", "None", "openai_budgets"): "denied",
+        ("anon", "None", "openai_spend"): "denied",
         ("authenticated", str(ALICE), "meal_plans"): 1,
         ("authenticated", str(ALICE), "background_jobs"): "denied",
         ("authenticated", str(ALICE), "background_job_events"): "denied",
         ("authenticated", str(ALICE), "workers"): "denied",
         ("authenticated", str(ALICE), "image_cache"): "denied",
         ("authenticated", str(ALICE), "openai_budgets"): "denied",
+        ("authenticated", str(ALICE), "openai_spend"): "denied",
         ("service_role", "None", "meal_plans"): 2,
         ("service_role", "None", "background_jobs"): 2,
         ("service_role", "None", "background_job_events"): 2,
         ("service_role", "None", "workers"): 0,
         ("service_role", "None", "image_cache"): 0,
         ("service_role", "None", "openai_budgets"): 0,
+        ("service_role", "None", "openai_spend"): 0,
     }

@@ -374,7 +374,7 @@ def test_metrics_count_tokens_charged_and_unforeseen_429s() -> None:
     assert "mealworker_openai_rate_limited_total 2" in text
 
 
-@pytest.mark.parametrize("fallback", [False, True], ids=["wait", "catalogue"])
+@pytest.mark.parametrize("fallback", [False, True], ids=["fail", "catalogue"])
 def test_the_daily_spend_cap_holds_and_says_why(
     fake_openai: FakeOpenAI, database_url: str, fallback: bool
 ) -> None:
@@ -395,7 +395,7 @@ def test_the_daily_spend_cap_holds_and_says_why(
     assert fake_openai.requests == []  # nothing was sent past the cap
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         job = conn.execute(
-            "select status, last_error from public.background_jobs where id = %s",
+            "select status, attempts, last_error from public.background_jobs where id = %s",
             (enqueued.job_id,),
         ).fetchone()
         plan = conn.execute(
@@ -407,9 +407,9 @@ def test_the_daily_spend_cap_holds_and_says_why(
         assert plan["status"] == "completed"
         notes = plan["plan"]["metadata"]["validation"]["notes"]
         assert any("offline catalogue" in n and "daily OpenAI cap" in n for n in notes)
-    else:
-        assert job["status"] == "pending"  # retried later, not failed
-        assert "daily OpenAI cap of 500 tokens is spent" in job["last_error"]
+    else:  # a cap smaller than one call: waiting for the next day could never help
+        assert (job["status"], job["attempts"]) == ("failed", 1)
+        assert "more than the whole daily OpenAI cap of 500 tokens" in job["last_error"]
         assert "OPENAI_DAILY_TOKEN_CAP" in job["last_error"]
 
 

@@ -45,7 +45,8 @@ class Claim:
     time_limit: BatchTimeLimit[Claim] | None = None
     """Stops the handler when the job's time is up (let go of when the handler ends)."""
     outcome: str | None = None
-    """What was written: completed, pending (retry), failed, cancelled, released, or lost."""
+    """What was written: completed, pending (retry), deferred, failed, cancelled, released, or
+    lost."""
     error: str | None = None
     settled: asyncio.Future[None] | None = None
     """Made on demand by ``wait_settled`` (most claims are never waited for)."""

@@ -1,5 +1,6 @@
-"""Running one handler: every failure reduced to ``JobFailed`` (the time limit is the
-lifecycle's: one timer per batch of jobs started together, not a timeout context per call)."""
+"""Running one handler: every failure reduced to ``JobFailed``, a deferral passed on as the
+handler raised it (the time limit is the lifecycle's: one timer per batch of jobs started
+together, not a timeout context per call)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from mealplan_cli.core.handlers import Handler, JobContext
 from mealplan_cli.core.queue import ClaimedJob
-from mealplan_cli.ops.errors import JobFailed, MealworkerError
+from mealplan_cli.ops.errors import JobDeferred, JobFailed, MealworkerError
 
 log = logging.getLogger("mealworker.worker")
 
@@ -21,12 +22,13 @@ def job_fields(job: ClaimedJob) -> dict[str, Any]:
 async def execute(
     handler: Handler | None, job: ClaimedJob, context: JobContext
 ) -> dict[str, Any] | None:
-    """Run one job's handler; any failure becomes ``JobFailed`` (cancellation passes through)."""
+    """Run one job's handler; any failure becomes ``JobFailed`` (cancellation and
+    ``JobDeferred`` pass through)."""
     try:
         if handler is None:
             raise MealworkerError(f"no handler for job type {job.job_type!r}")
         return await handler(job, context)
-    except JobFailed:
+    except (JobFailed, JobDeferred):
         raise
     except MealworkerError as error:
         raise JobFailed(str(error), error.retryable, type(error).__name__) from None

@@ -4,6 +4,7 @@
 
 * a result joins the completion batch (written fenced, retried through a blip);
 * a ``JobFailed`` is written as a failure (a retry is scheduled, or the job fails for good);
+* a ``JobDeferred`` puts the job back to wait until its time, the attempt given back;
 * cancellation because an operator cancelled: the cancel is recorded;
 * cancellation because the lease was lost: nothing is written, another worker owns the job;
 * cancellation at shutdown: the claim stays, and ``release_unfinished`` gives the job back.
@@ -31,7 +32,12 @@ from mealplan_cli.core.worker.execute import execute, job_fields
 from mealplan_cli.core.worker.outage import Outage, retrying
 from mealplan_cli.core.worker.refusals import Refusals, describe, may_pass
 from mealplan_cli.core.worker.time_limits import BatchTimeLimit
-from mealplan_cli.ops.errors import DatabaseError, DatabaseUnavailableError, JobFailed
+from mealplan_cli.ops.errors import (
+    DatabaseError,
+    DatabaseUnavailableError,
+    JobDeferred,
+    JobFailed,
+)
 from mealplan_cli.ops.metrics import WorkerMetrics
 
 log = logging.getLogger("mealworker.worker")
@@ -42,6 +48,7 @@ class WorkerReport:
     completed: int = 0
     failed: int = 0
     retried: int = 0
+    deferred: int = 0
     released: int = 0
     lost: int = 0
 
@@ -169,6 +176,8 @@ class Lifecycle:
         except JobFailed as failure:
             self.metrics.errors[failure.kind] += 1
             await self._fail(claim, failure.message, failure.retryable)
+        except JobDeferred as deferral:
+            await self._defer(claim, deferral)
         else:
             seconds = time.monotonic() - claim.started
             usage = result.get("usage") if isinstance(result, dict) else None
@@ -218,6 +227,53 @@ class Lifecycle:
             self.report.lost += 1
             log.warning("job %s: lease lost before its failure was recorded", job.id, extra=extra)
         self.claims.settle(claim, outcome or "lost", error)
+
+    async def _defer(self, claim: Claim, deferral: JobDeferred) -> None:
+        """The handler asked its job to wait: back to pending until ``run_at``, no attempt
+        spent; an operator's cancel in the meantime is recorded as a cancel."""
+        job = claim.job
+        extra = job_fields(job)
+
+        def give_up() -> bool:
+            return claim.state is ClaimState.LOST or time.monotonic() >= claim.lease_until
+
+        reason = deferral.reason[:2000]
+        try:
+            outcome = await retrying(
+                lambda: self.queue.defer(job, deferral.run_at, reason), self.outage, give_up
+            )
+        except DatabaseUnavailableError:
+            outcome = None
+        except DatabaseError as refused:
+            self.report.lost += 1
+            log.error(
+                "job %s: the database refused to defer it (%s): %s; it returns to the queue "
+                "when its lease expires",
+                job.id,
+                reason,
+                describe(refused),
+                extra=extra,
+            )
+            self.claims.settle(claim, "lost", f"{reason}; deferring it refused: {refused}")
+            return
+        if outcome == "cancel_requested":
+            await self._fail(claim, "cancelled by an operator", True)
+            return
+        if outcome == "pending":
+            self.report.deferred += 1
+            self.metrics.deferred[job.job_type] += 1
+            log.warning(
+                "job %s waits until %s: %s",
+                job.id,
+                deferral.run_at.isoformat(timespec="seconds"),
+                reason,
+                extra=extra,
+            )
+            self.claims.settle(claim, "deferred", reason)
+            return
+        self.report.lost += 1
+        log.warning("job %s: lease lost before its deferral was recorded", job.id, extra=extra)
+        self.claims.settle(claim, "lost", reason)
 
     async def _result_refused(self, claim: Claim, error: DatabaseError) -> None:
         """The database refused this job's result (its own row: the others were saved): the

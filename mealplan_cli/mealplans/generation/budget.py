@@ -6,7 +6,9 @@ limit alone spends its calls on 429s. So the generation library asks a ``CallBud
 every request: ``take`` waits until the charge fits (a shared budget lives in the database,
 built by the runtime; the library never sees the queue), ``learn`` reads the limits from each
 answer's ``x-ratelimit-*`` headers, and ``refused`` tells the budget about a 429 that still
-happened, so that every worker holds back, not just this one.
+happened, so that every worker holds back, not just this one. ``spent`` tells it what each
+call cost by its answer's usage, so that a daily cap in dollars counts what was spent rather
+than the worst case reserved by ``take``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,21 @@ def estimate_prompt_tokens(messages: list[dict[str, Any]], schema: type[BaseMode
     return math.ceil(chars / CHARS_PER_TOKEN * ESTIMATE_MARGIN)
 
 
+@dataclass(frozen=True)
+class Spend:
+    """What one call used and cost, from its answer's ``usage``."""
+
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    """None when the model's price is unknown."""
+
+
+NOTHING_SPENT = Spend(cost_usd=0.0)
+"""A call OpenAI refused or failed (an error status is not billed)."""
+
+
 class CallBudget(Protocol):
     """What a planner's calls are charged against; see the module's docstring."""
 
@@ -111,8 +128,15 @@ class CallBudget(Protocol):
     """True when a 429 is the budget's business (told to ``refused``, then asked again at no
     cost to the job); False when the call's own retries handle it, as without a budget."""
 
-    async def take(self, model: str, tokens: int) -> None:
-        """Wait until a call of ``tokens`` (prompt estimate plus reservation) may be sent."""
+    async def take(self, model: str, tokens: int, worst_usd: float | None = None) -> None:
+        """Wait until a call of ``tokens`` (prompt estimate plus reservation) may be sent;
+        ``worst_usd`` is what it can cost at most (None: the price is unknown). Raises
+        ``SpendCapReachedError`` when a daily cap leaves no room for it today."""
+        ...
+
+    async def spent(self, model: str, worst_usd: float | None, spend: Spend | None) -> None:
+        """A call taken with ``worst_usd`` ended: ``spend`` is what it used and cost, None when
+        unknown (no answer read: it counts at its worst case)."""
         ...
 
     async def learn(self, model: str, limits: RateLimits) -> None:
@@ -129,7 +153,10 @@ class NoBudget:
 
     shared = False
 
-    async def take(self, model: str, tokens: int) -> None:
+    async def take(self, model: str, tokens: int, worst_usd: float | None = None) -> None:
+        return None
+
+    async def spent(self, model: str, worst_usd: float | None, spend: Spend | None) -> None:
         return None
 
     async def learn(self, model: str, limits: RateLimits) -> None:

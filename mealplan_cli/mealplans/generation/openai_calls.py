@@ -4,11 +4,12 @@ Every request is first charged to a ``CallBudget`` (its prompt estimate plus the
 ``max_completion_tokens``, what OpenAI's rate limiter counts), which waits while the fleet's
 budget is short; the limits are learned from each answer's headers. With a shared budget a 429
 is the budget's business: it is told, and the call asked for again, which spends no transport
-attempt. Tenacity retries the other *transport* failures (5xx, connection errors, timeouts, and
-429 when nothing is shared; never ``insufficient_quota``; the SDK's own retries are off),
-honouring Retry-After. An answer cut short or
-not matching the schema is raised as ``AnswerTruncatedError`` or ``AnswerUnparseableError``
-for the planner to ask again; a refusal or the content filter is the provider's rejection.
+attempt. After each call the budget is told what it cost (a daily cap in dollars counts it).
+Tenacity retries the other *transport* failures (5xx, connection errors, timeouts, and 429 when
+nothing is shared; never ``insufficient_quota``; the SDK's own retries are off), honouring
+Retry-After. An answer cut short or not matching the schema is raised as
+``AnswerTruncatedError`` or ``AnswerUnparseableError`` for the planner to ask again; a refusal
+or the content filter is the provider's rejection.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception
 
 from mealplan_cli.mealplans.generation.budget import (
+    NOTHING_SPENT,
     CallBudget,
     NoBudget,
     RateLimits,
+    Spend,
     estimate_prompt_tokens,
 )
 from mealplan_cli.mealplans.generation.models import Usage
@@ -38,7 +41,7 @@ from mealplan_cli.mealplans.generation.openai_errors import (
     transient,
 )
 from mealplan_cli.mealplans.generation.planner_prompts import INSTRUCTIONS
-from mealplan_cli.mealplans.generation.pricing import Price, cost_usd
+from mealplan_cli.mealplans.generation.pricing import Price, cost_usd, worst_case_usd
 from mealplan_cli.ops.errors import (
     AnswerTruncatedError,
     AnswerUnparseableError,
@@ -114,10 +117,10 @@ class StructuredCalls:
             {"role": "system", "content": INSTRUCTIONS},
             {"role": "user", "content": prompt},
         ]
-        charge = estimate_prompt_tokens(messages, schema) + max_tokens
+        prompt_tokens = estimate_prompt_tokens(messages, schema)
 
         async def call() -> Any:
-            return await self._send(messages, schema, max_tokens, charge, tally)
+            return await self._send(messages, schema, max_tokens, prompt_tokens, tally)
 
         try:
             completion = await self._with_retries(call)
@@ -151,17 +154,21 @@ class StructuredCalls:
         messages: list[dict[str, Any]],
         schema: type[T],
         max_tokens: int,
-        charge: int,
+        prompt_tokens: int,
         tally: Tally,
     ) -> Any:
-        """Take the charge from the budget, send, learn the limits from the answer's headers.
+        """Take the charge from the budget, send, learn the limits from the answer's headers,
+        and tell the budget what the call cost.
 
         A 429 under a shared budget empties it (for every worker) and the call waits its turn
         again: a rate-limit wait is not a failure and costs no transport attempt."""
+        charge = prompt_tokens + max_tokens
+        worst = worst_case_usd(self.price, prompt_tokens, max_tokens)
         refused = 0
         while True:
-            await self.budget.take(self.model, charge)
+            await self.budget.take(self.model, charge, worst)
             tally.usage = tally.usage + Usage(charged_tokens=charge)
+            spend: Spend | None = None  # unknown until an answer is read: the worst case
             try:
                 raw = await self.client.chat.completions.with_raw_response.parse(
                     model=self.model,
@@ -169,7 +176,9 @@ class StructuredCalls:
                     response_format=schema,
                     max_completion_tokens=max_tokens,
                 )
+                spend = self._spend(raw.http_response)
             except openai.RateLimitError as error:
+                spend = NOTHING_SPENT
                 if not self.budget.shared or error.code == "insufficient_quota":
                     raise
                 tally.usage = tally.usage + Usage(rate_limited=1)
@@ -180,8 +189,29 @@ class StructuredCalls:
                 await self.budget.learn(self.model, limits)  # a 429 tells the limit too
                 await self.budget.refused(self.model, limits)
                 continue
+            except openai.APIStatusError:
+                spend = NOTHING_SPENT
+                raise
+            finally:
+                await asyncio.shield(self.budget.spent(self.model, worst, spend))
             await self.budget.learn(self.model, RateLimits.from_headers(raw.headers))
             return raw.parse()
+
+    def _spend(self, response: Any) -> Spend | None:
+        """What the answer's ``usage`` says it used and cost (None when it says nothing);
+        ``response`` is the SDK's HTTP response."""
+        try:
+            usage = response.json().get("usage")
+        except ValueError:
+            return None
+        if not isinstance(usage, dict):
+            return None
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details")
+        cached = int((details or {}).get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        cost = None if self.price is None else cost_usd(self.price, prompt, cached, completion)
+        return Spend(prompt, cached, completion, cost)
 
     async def _with_retries(self, call: Callable[[], Awaitable[Any]]) -> Any:
         try:

@@ -46,3 +46,11 @@ def cost_usd(
     return (
         uncached * price.input + cached_tokens * price.cached_input + output_tokens * price.output
     ) / 1_000_000
+
+
+def worst_case_usd(price: Price | None, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """The most a call can cost before it is sent: its prompt's estimate, all of it uncached,
+    and every completion token it reserves (None when the price is unknown)."""
+    if price is None:
+        return None
+    return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000

@@ -36,6 +36,8 @@ class GenerationServices:
     planner: Planner
     images: UnsplashPhotos | None
     description: str
+    budget: CallBudget | None = None
+    """What the OpenAI calls are charged against (None: nothing shared)."""
 
 
 def choose_planner(settings: Settings) -> PlannerChoice:
@@ -114,6 +116,29 @@ class CapFallbackPlanner:
             return result
 
 
+def model_price(settings: Settings) -> Price | None:
+    """The price the OpenAI model's calls are counted at: the OPENAI_PRICE_* settings, else the
+    price table's (None: unknown)."""
+    from mealplan_cli.mealplans.generation.pricing import price_for
+
+    return price_for(settings.openai_model, _price_override(settings))
+
+
+def check_spend_caps(settings: Settings) -> None:
+    """A dollar cap needs the model's price: with none known, refuse to start rather than count
+    the calls as free."""
+    if settings.openai_daily_usd_cap is None or model_price(settings) is not None:
+        return
+    from mealplan_cli.mealplans.generation.pricing import PRICES
+
+    raise ConfigurationError(
+        f"OPENAI_DAILY_USD_CAP is set but the price of model {settings.openai_model!r} is "
+        "unknown, so its calls could not be counted: set OPENAI_PRICE_INPUT_PER_MTOK and "
+        "OPENAI_PRICE_OUTPUT_PER_MTOK (US dollars per million tokens), or use a model of the "
+        f"price table ({', '.join(sorted(PRICES))})"
+    )
+
+
 def _price_override(settings: Settings) -> Price | None:
     from mealplan_cli.mealplans.generation.pricing import Price
 
@@ -139,6 +164,7 @@ async def generation_services(
     async with AsyncExitStack() as stack:
         planner: Planner
         if choice is PlannerChoice.openai:
+            check_spend_caps(settings)
             planner = await stack.enter_async_context(_openai_planner(settings, budget))
             where = settings.openai_base_url or "api.openai.com"
             planner_text = f"openai ({settings.openai_model} at {where})"
@@ -165,7 +191,9 @@ async def generation_services(
                 cache=image_cache or MemoryImageCache(),
             )
             photos_text = f"photos from Unsplash ({settings.unsplash_api_url})"
-        yield GenerationServices(planner, images, f"planner {planner_text}, {photos_text}")
+        yield GenerationServices(
+            planner, images, f"planner {planner_text}, {photos_text}", budget=budget
+        )
 
 
 @asynccontextmanager
