@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with psycopg.connect(url, autocommit=True) as conn:
             # Count the budget functions' calls in the workers' sessions (a superuser setting).
             conn.execute(
-                sql.SQL("alter database {} set track_functions = 'pl'").format(
+                sql.SQL("alter database {} set track_functions = 'all'").format(
                     sql.Identifier(conn.info.dbname)
                 )
             )
