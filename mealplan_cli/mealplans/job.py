@@ -13,6 +13,7 @@ from typing import Any
 
 from mealplan_cli.core.handlers import JobContext
 from mealplan_cli.core.queue import ClaimedJob
+from mealplan_cli.mealplans.budget import CallOwner, calls_of
 from mealplan_cli.mealplans.days import DayWriter
 from mealplan_cli.mealplans.generation import generate_meal_plan
 from mealplan_cli.mealplans.generation.models import Day
@@ -106,14 +107,17 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
         saved = []
     days = DayWriter(plans, job, interval=PROGRESS_INTERVAL_SECONDS)
     try:
-        plan = await generate_meal_plan(
-            request,
-            planner=services.planner,
-            images=services.images,
-            on_progress=progress.update,
-            on_day=days.add,
-            saved_days=saved,
-        )
+        # The OpenAI calls wait their turn on a short budget as this job's (its meal plan's
+        # user found by the database), oldest job first.
+        with calls_of(CallOwner(job.id, job.created_at)):
+            plan = await generate_meal_plan(
+                request,
+                planner=services.planner,
+                images=services.images,
+                on_progress=progress.update,
+                on_day=days.add,
+                saved_days=saved,
+            )
     except Exception:
         await days.flush()  # what is validated is kept for the next attempt
         raise

@@ -76,6 +76,14 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_budget_refused": {"p_key": "k", "p_model": "m"},
     "mealworker_budget_waited": {"p_key": "k", "p_model": "m", "p_ms": 1},
     "mealworker_budget_stats": {},
+    "mealworker_budget_take_turn": {
+        "p_key": "k",
+        "p_model": "m",
+        "p_tokens": 1,
+        "p_waiter": str(uuid.uuid4()),
+    },
+    "mealworker_budget_leave": {"p_key": "k", "p_model": "m", "p_waiter": str(uuid.uuid4())},
+    "mealworker_budget_waiters": {},
 }
 TABLES = (
     "meal_plans",
@@ -84,6 +92,8 @@ TABLES = (
     "workers",
     "image_cache",
     "openai_budgets",
+    "openai_budget_waiters",
+    "openai_budget_rounds",
 )
 
 
@@ -200,16 +210,22 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("anon", "None", "workers"): "denied",
         ("anon", "None", "image_cache"): "denied",
         ("anon", "None", "openai_budgets"): "denied",
+        ("anon", "None", "openai_budget_waiters"): "denied",
+        ("anon", "None", "openai_budget_rounds"): "denied",
         ("authenticated", str(ALICE), "meal_plans"): 1,
         ("authenticated", str(ALICE), "background_jobs"): "denied",
         ("authenticated", str(ALICE), "background_job_events"): "denied",
         ("authenticated", str(ALICE), "workers"): "denied",
         ("authenticated", str(ALICE), "image_cache"): "denied",
         ("authenticated", str(ALICE), "openai_budgets"): "denied",
+        ("authenticated", str(ALICE), "openai_budget_waiters"): "denied",
+        ("authenticated", str(ALICE), "openai_budget_rounds"): "denied",
         ("service_role", "None", "meal_plans"): 2,
         ("service_role", "None", "background_jobs"): 2,
         ("service_role", "None", "background_job_events"): 2,
         ("service_role", "None", "workers"): 0,
         ("service_role", "None", "image_cache"): 0,
         ("service_role", "None", "openai_budgets"): 0,
+        ("service_role", "None", "openai_budget_waiters"): 0,
+        ("service_role", "None", "openai_budget_rounds"): 0,
     }
