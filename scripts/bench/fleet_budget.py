@@ -57,17 +57,35 @@ def user_id(number: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"mealworker-bench-user-{number}")
 
 
-async def enqueue(url: str, plans: int, days: int, users: int) -> None:
+def owners(plans: int, users: int, heavy_share: float) -> list[int | None]:
+    """Whose each plan is, in queue order: nobody's without users (each plan its own group);
+    else user 0's for ``heavy_share`` of the plans, spread evenly through the queue, and the
+    others' in turn."""
+    if not users:
+        return [None] * plans
+    if heavy_share <= 0:
+        return [number % users for number in range(plans)]
+    found: list[int | None] = []
+    others = 0
+    for number in range(plans):
+        if users == 1 or int((number + 1) * heavy_share) > int(number * heavy_share):
+            found.append(0)
+        else:
+            found.append(1 + others % (users - 1))
+            others += 1
+    return found
+
+
+async def enqueue(url: str, owned: list[int | None], days: int) -> None:
     settings = Settings(database_url=SecretStr(url))
     async with open_database(settings) as db:
         meal_plans = MealPlans(db)
-        for number in range(plans):
-            # Each plan its own request (a different calorie target); with --users, plan n is
-            # user n % users's, else nobody's (a service's request, each plan its own group).
+        for number, owner in enumerate(owned):
+            # Each plan its own request (a different calorie target).
             request = parse_request(
                 {"days": days, "meals": "breakfast,lunch,dinner", "calories": 1800 + number * 10}
             )
-            await meal_plans.enqueue(request, user_id=user_id(number % users) if users else None)
+            await meal_plans.enqueue(request, user_id=None if owner is None else user_id(owner))
 
 
 def spread(seconds: list[float]) -> dict[str, float | None]:
@@ -83,7 +101,7 @@ def spread(seconds: list[float]) -> dict[str, float | None]:
 
 def waits(conn: psycopg.Connection[dict[str, Any]], users: int) -> dict[str, Any]:
     """How long the completed plans took: from enqueue (queue and budget) and from the last
-    claim (mostly the budget, with 12 plans in flight), and per user the slowest plan."""
+    claim (mostly waits for the budget), also per user with ``--users``."""
     rows = conn.execute(
         "select mp.user_id,"
         " extract(epoch from j.finished_at - j.created_at)::float8 as total,"
@@ -96,30 +114,45 @@ def waits(conn: psycopg.Connection[dict[str, Any]], users: int) -> dict[str, Any
         "claim_to_done_seconds": spread([r["running"] for r in rows]),
     }
     if users:
-        slowest: dict[str, float] = {}
-        for row in rows:
-            key = str(row["user_id"])
-            slowest[key] = max(slowest.get(key, 0.0), row["total"])
         names = {str(user_id(n)): f"user{n}" for n in range(users)}
-        found["slowest_plan_per_user_seconds"] = {
-            names.get(k, k): round(v, 1)
-            for k, v in sorted(slowest.items(), key=lambda i: names.get(i[0], i[0]))
+        running: dict[str, list[float]] = {}
+        for row in rows:
+            running.setdefault(names[str(row["user_id"])], []).append(row["running"])
+        found["claim_to_done_per_user"] = {
+            name: {"plans": len(seconds), **spread(seconds)}
+            for name, seconds in sorted(running.items())
         }
-        found["slowest_plan_per_user_spread"] = round(
-            max(slowest.values()) - min(slowest.values()), 1
-        )
     return found
 
 
-def budget_round_trips(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, int]:
-    """Calls of each budget function, as PostgreSQL counted them (``track_functions``)."""
+NESTED = {"mealworker_budget_take": "mealworker_budget_take_turn"}
+"""Budget functions another one calls (not a round trip) when that other one exists."""
+
+
+def budget_round_trips(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Calls of each budget function and their mean time, as PostgreSQL counted them
+    (``track_functions``); nested calls included."""
     return {
-        row["funcname"]: int(row["calls"])
+        row["funcname"]: {
+            "calls": int(row["calls"]),
+            "mean_ms": round(row["total_time"] / max(row["calls"], 1), 3),
+        }
         for row in conn.execute(
-            "select funcname, calls from pg_catalog.pg_stat_user_functions"
+            "select funcname, calls, total_time from pg_catalog.pg_stat_user_functions"
             " where funcname like 'mealworker_budget%' order by funcname"
         )
     }
+
+
+def round_trips(calls: dict[str, dict[str, float]]) -> int:
+    """The budget functions the workers called themselves: one round trip each."""
+    return int(
+        sum(
+            c["calls"]
+            for name, c in calls.items()
+            if name != "mealworker_budget_waiters" and NESTED.get(name) not in calls
+        )
+    )
 
 
 def outcome(url: str, users: int = 0) -> dict[str, Any]:
@@ -174,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="mealworker-fleet-") as logs,
     ):
         fake.budget = RateBudget(tokens_per_minute=tpm, requests_per_minute=args.rpm or NO_LIMIT)
-        asyncio.run(enqueue(url, args.plans, args.days, args.users))
+        asyncio.run(enqueue(url, owners(args.plans, args.users, args.heavy_share), args.days))
         with psycopg.connect(url, autocommit=True) as conn:
             # Count the budget functions' calls in the workers' sessions (a superuser setting).
             conn.execute(
@@ -237,6 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "plans": args.plans,
         "users": args.users or None,
+        "heavy_share": args.heavy_share if args.users else None,
         "days": args.days,
         "tpm_limit": args.tpm or None,
         "shared_budget": not args.no_shared_budget,
@@ -255,8 +289,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "completion_tokens_per_plan": round(usage["output"] / max(completed, 1)),
         "calls_per_plan": round(usage["calls"] / max(completed, 1), 2),
         "budget_calls": found["budget_calls"],
-        "budget_calls_per_successful_call": round(
-            sum(found["budget_calls"].values()) / max(budget.answered, 1), 2
+        "budget_round_trips_per_successful_call": round(
+            round_trips(found["budget_calls"]) / max(budget.answered, 1), 2
         ),
         **found["waits"],
         "drain_seconds": round(drain, 1),
@@ -273,7 +307,13 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=40)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument(
-        "--users", type=int, default=0, help="plan n is user n %% USERS's (0: nobody's)"
+        "--users", type=int, default=0, help="the plans' users (0: no user, each plan alone)"
+    )
+    parser.add_argument(
+        "--heavy-share",
+        type=float,
+        default=0.0,
+        help="with --users, the share of the plans that are user 0's (the rest in turn)",
     )
     parser.add_argument("--tpm", type=int, default=2_000_000, help="0: no limit")
     parser.add_argument("--rpm", type=int, default=0, help="0: no limit")
