@@ -321,12 +321,14 @@ begin
     -- Served: out of the line, and its group has had its turn in this round.
     delete from public.openai_budget_waiters w
      where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;
-    insert into public.openai_budget_rounds as r (budget_key, model, turn_group, round)
-    values (p_key, p_model, v_group, v_turn)
-    on conflict (budget_key, model, turn_group)
-    do update set round = greatest(r.round, excluded.round);
-    delete from public.openai_budget_rounds r
-     where r.budget_key = p_key and r.model = p_model and r.round < v_turn;
+    if v_turn is not null then  -- (null: its row was out of sight, e.g. p_stale_ms tiny)
+      insert into public.openai_budget_rounds as r (budget_key, model, turn_group, round)
+      values (p_key, p_model, v_group, v_turn)
+      on conflict (budget_key, model, turn_group)
+      do update set round = greatest(r.round, excluded.round);
+      delete from public.openai_budget_rounds r
+       where r.budget_key = p_key and r.model = p_model and r.round < v_turn;
+    end if;
   elsif t.reason is null or t.reason not in ('probing', 'rate_limited') then
     -- Refused for good (the daily cap): out of the line.
     delete from public.openai_budget_waiters w
