@@ -191,7 +191,6 @@ declare
   v_ready timestamptz;
   v_group text;
   v_created timestamptz;
-  v_place bigint;
   v_turn bigint;
   v_ahead int := 0;
   v_ahead_tokens bigint := 0;
@@ -210,13 +209,19 @@ begin
   v_alive_since := v_now - interval '1 millisecond' * v_stale_ms;
 
   -- The budget's row lock orders every caller, here and in take() (which takes it again).
-  insert into public.openai_budgets as o (budget_key, model)
-  values (p_key, p_model)
-  on conflict (budget_key, model) do nothing;
   select * into b
     from public.openai_budgets o
    where o.budget_key = p_key and o.model = p_model
      for update;
+  if not found then
+    insert into public.openai_budgets as o (budget_key, model)
+    values (p_key, p_model)
+    on conflict (budget_key, model) do nothing;
+    select * into b
+      from public.openai_budgets o
+     where o.budget_key = p_key and o.model = p_model
+       for update;
+  end if;
   -- The limits take() applies (least() ignores nulls).
   v_tokens := pg_catalog.floor(least(b.tokens_limit, p_tokens_cap) * p_share)::bigint;
   v_requests := pg_catalog.floor(least(b.requests_limit, p_requests_cap) * p_share)::bigint;
@@ -271,20 +276,24 @@ begin
    where w.budget_key = p_key and w.model = p_model and w.seen_at <= v_alive_since;
 
   -- This call's place, the charges ahead of it, and when the bucket holds them and its own.
-  select l.place, l.turn, l.turn_group into v_place, v_turn, v_group
-    from public.mealworker_budget_waiters(p_key, p_model, v_stale_ms) l
-   where l.waiter = p_waiter;
-  select count(*)::int, coalesce(sum(l.tokens), 0), coalesce(sum(l.requests), 0)
-    into v_ahead, v_ahead_tokens, v_ahead_requests
-    from public.mealworker_budget_waiters(p_key, p_model, v_stale_ms) l
-   where l.place < v_place;
+  with l as (select * from public.mealworker_budget_waiters(p_key, p_model, v_stale_ms))
+  select m.turn, m.turn_group,
+         (select count(*)::int from l where l.place < m.place),
+         (select coalesce(sum(l.tokens), 0) from l where l.place < m.place),
+         (select coalesce(sum(l.requests), 0) from l where l.place < m.place)
+    into v_turn, v_group, v_ahead, v_ahead_tokens, v_ahead_requests
+    from l m
+   where m.waiter = p_waiter;
+  v_ahead := coalesce(v_ahead, 0);  -- (none when its row was out of sight)
+  v_ahead_tokens := coalesce(v_ahead_tokens, 0);
+  v_ahead_requests := coalesce(v_ahead_requests, 0);
   v_ready := mealworker_private.budget_ready_at(v_now, b.blocked_until, b.tokens_tat,
     b.requests_tat, v_tokens, v_requests, v_ahead_tokens + p_tokens,
     v_ahead_requests + p_requests);
   if v_ready > v_now + v_lead then
     return query select
-      least(pg_catalog.ceil(extract(epoch from v_ready - v_lead - v_now) * 1000)::int,
-            greatest(p_refresh_ms, 1)),
+      least(pg_catalog.ceil(extract(epoch from v_ready - v_lead - v_now) * 1000),
+            greatest(p_refresh_ms, 1))::int,
       false, b.tokens_limit, b.requests_limit, 'waiting'::text, v_ahead;
     return;
   end if;

@@ -118,7 +118,7 @@ async def job_created_at(db: Database, job_id: int) -> datetime:
 
 @asynccontextmanager
 async def head_of_line(db: Database) -> AsyncIterator[None]:
-    """A call older than any job and larger than the bucket at the head of the line (another
+    """A call older than any job and larger than any bucket at the head of the line (another
     worker's, still asking): nobody is served until it leaves."""
     blocker = uuid.uuid4()
 
@@ -127,7 +127,7 @@ async def head_of_line(db: Database) -> AsyncIterator[None]:
             "mealworker_budget_take_turn",
             p_key=KEY,
             p_model=MODEL,
-            p_tokens=10 * LIMIT,
+            p_tokens=10**12,  # years of refill: its wait is still given as the refresh
             p_waiter=blocker,
             p_group="blocker",
             p_job_created_at=datetime(2000, 1, 1, tzinfo=UTC),
