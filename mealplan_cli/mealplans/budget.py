@@ -2,11 +2,15 @@
 ``20240120000001_budget_caps.sql``).
 
 Every worker on every machine takes each call's charge from one row per (API key fingerprint,
-model) through ``mealworker_budget_take``, which reserves the charge under the row's lock by the
-database's clock and says how long to wait before sending. The wait is a plain sleep in the
-job's task: the worker's heartbeat keeps extending the job's lease meanwhile, and cancelling the
-job (an operator's cancel, a lost lease, shutdown) ends the sleep and gives the reservation
-back. Nothing here spends a job attempt; a long wait is noted in the job's history (``tail``).
+model) through ``mealworker_budget_take_turn``, which reserves the charge under the row's lock by
+the database's clock and says how long to wait before sending. When the budget is short, calls
+take turns (``20240121000000_fair_budget_turns.sql``): a waiting line in the database, served
+round-robin across users, oldest job first. Whose call it is comes from the job being run
+(``calls_of``), not from the generation library, which knows nothing of jobs. The wait is a
+plain sleep in the job's task: the worker's heartbeat keeps extending the job's lease meanwhile,
+and cancelling the job (an operator's cancel, a lost lease, shutdown) ends the sleep, gives the
+reservation back and leaves the line. Nothing here spends a job attempt; a long wait is noted
+in the job's history (``tail``).
 
 The operator's daily caps (``OPENAI_DAILY_TOKEN_CAP``, ``OPENAI_DAILY_USD_CAP``) are checked by
 the same call: when one leaves no room, ``take`` raises ``SpendCapReachedError`` with the time
@@ -21,8 +25,13 @@ import asyncio
 import hashlib
 import logging
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from mealplan_cli.core.db.base import Database, Row
 from mealplan_cli.core.queue import ClaimedJob, Queue, parse_time
@@ -46,6 +55,53 @@ OUTAGE_RETRY_SECONDS = 1.0
 
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 
+TURN_LEAD_SECONDS = 0.25
+"""A call whose turn comes within this reserves its charge now and sleeps the rest."""
+
+WAITER_REFRESH_SECONDS = 2.0
+"""A call waiting in line asks again at least this often, which shows it is alive."""
+
+WAITER_STALE_SECONDS = 10.0
+"""A waiter not seen for this long (five missed asks: its worker died) no longer holds its
+place; one that comes back takes its place again, since the order is by the job's age."""
+
+
+@dataclass(frozen=True)
+class CallOwner:
+    """Whose OpenAI calls these are, for the turn order on a short budget and the job's history.
+
+    ``group`` is who takes turns with whom (a user); None lets the database find the job's
+    meal plan's user, and a job without one is its own group. ``created_at`` is the job's age
+    (the database reads it when None). No job at all: each call is its own group. ``job``, the
+    claimed job itself, lets a long wait be noted in its history (``tail``)."""
+
+    job_id: int | None = None
+    created_at: datetime | None = None
+    group: str | None = None
+    job: ClaimedJob | None = None
+
+    @classmethod
+    def of(cls, job: ClaimedJob) -> CallOwner:
+        return cls(job.id, job.created_at, job=job)
+
+
+NO_JOB = CallOwner()
+
+_owner: ContextVar[CallOwner | None] = ContextVar("mealworker_budget_owner", default=None)
+
+
+@contextmanager
+def calls_of(owner: CallOwner) -> Iterator[None]:
+    """The budget calls made within (in this task and the tasks it starts) are ``owner``'s.
+
+    The budget is built once per worker and handed to the planner, so the job's identity
+    travels beside the generation library's calls rather than through them."""
+    token = _owner.set(owner)
+    try:
+        yield
+    finally:
+        _owner.reset(token)
+
 
 def budget_key(api_key: str, base_url: str | None) -> str:
     """Which budget a key draws on: a fingerprint of the key and where it is sent, never the
@@ -53,10 +109,6 @@ def budget_key(api_key: str, base_url: str | None) -> str:
     digest = hashlib.sha256(f"{base_url or OPENAI_DEFAULT_URL}\n{api_key}".encode()).hexdigest()
     return f"key-{digest[:16]}"
 
-
-CURRENT_JOB: ContextVar[ClaimedJob | None] = ContextVar("mealworker_budget_job", default=None)
-"""The job whose calls are being charged (set by the meal-plan handler; the planner's tasks
-inherit it), so that a long wait can be noted in that job's history."""
 
 NOTED_WAIT_SECONDS = 1.0
 """A wait for the budget at least this long is written as a ``budget_wait`` event of the job."""
@@ -79,7 +131,12 @@ class DatabaseBudget:
         requests_cap: int | None = None,
         daily_tokens_cap: int | None = None,
         daily_usd_cap: float | None = None,
+        lead: float = TURN_LEAD_SECONDS,
+        refresh: float = WAITER_REFRESH_SECONDS,
+        stale_after: float = WAITER_STALE_SECONDS,
     ) -> None:
+        if stale_after <= refresh:
+            raise ValueError("a waiter must ask again well before it is taken for dead")
         self.db = db
         self.key = key
         self.share = share
@@ -87,6 +144,9 @@ class DatabaseBudget:
         self.requests_cap = requests_cap
         self.daily_tokens_cap = daily_tokens_cap
         self.daily_usd_cap = daily_usd_cap
+        self.lead_ms = round(lead * 1000)
+        self.refresh_ms = round(refresh * 1000)
+        self.stale_ms = round(stale_after * 1000)
         self._learned: dict[str, tuple[int | None, int | None]] = {}
         self.waited_seconds = 0.0
         self.refusals = 0
@@ -127,48 +187,38 @@ class DatabaseBudget:
 
     async def take(self, model: str, tokens: int, worst_usd: float | None = None) -> None:
         self._check_fits(model, tokens, worst_usd)
+        owner = _owner.get() or NO_JOB
+        waiter = uuid.uuid4()  # this call's place in the line, the same on each ask
+        in_line = slept = False
         started = time.monotonic()
         why: set[str] = set()
         while True:
-            try:
-                rows = await self.db.call(
-                    "mealworker_budget_take",
-                    p_key=self.key,
-                    p_model=model,
-                    p_tokens=tokens,
-                    p_requests=1,
-                    p_tokens_cap=self.tokens_cap,
-                    p_requests_cap=self.requests_cap,
-                    p_share=self.share,
-                    p_daily_tokens_cap=self.daily_tokens_cap,
-                    p_usd=worst_usd,
-                    p_daily_usd_cap=self.daily_usd_cap,
-                )
-            except DatabaseUnavailableError as error:
-                log.debug("budget not reachable, no call sent yet: %s", error)
-                why.add("database unreachable")
-                await asyncio.sleep(OUTAGE_RETRY_SECONDS)
-                continue
-            row = rows[0]
-            wait_ms, reserved = int(row["wait_ms"]), bool(row["reserved"])
-            reason = row.get("reason")
-            self._seen(model, row)
-            if reason in CAP_SETTINGS:
+            answer = await self._ask(model, tokens, worst_usd, waiter, owner, why)
+            wait_ms, reserved = int(answer["wait_ms"]), bool(answer["reserved"])
+            reason = answer.get("reason")
+            self._seen(model, answer)
+            if reason in CAP_SETTINGS:  # the database took it out of the line
                 self._figures.capped[model] = True
-                raise self._cap_reached(str(reason), row, wait_ms)
+                raise self._cap_reached(str(reason), answer, wait_ms)
             self._figures.capped[model] = False
+            if reason == "waiting" and not in_line:
+                in_line = True
+                log.debug("waiting for the budget: %s calls ahead", answer.get("ahead"))
             if wait_ms > 0:
+                slept = True
                 why.add(str(reason or "per-minute limit"))
                 try:
                     await asyncio.sleep(wait_ms / 1000)
                 except asyncio.CancelledError:
                     if reserved:
                         await asyncio.shield(self._refund(model, tokens, worst_usd))
+                    elif in_line:
+                        await asyncio.shield(self._leave(model, waiter))
                     raise
             if reserved:
                 break
         waited = time.monotonic() - started
-        if waited >= 0.05:
+        if slept and waited >= 0.05:  # a call that was not told to wait did not wait
             self.waited_seconds += waited
             waits = self._figures.waited_seconds
             waits[model] = waits.get(model, 0.0) + waited
@@ -260,7 +310,7 @@ class DatabaseBudget:
             self._figures.cost_today_usd = float(spent)
 
     async def _note_wait(self, model: str, waited: float, why: set[str]) -> None:
-        job = CURRENT_JOB.get()
+        job = (_owner.get() or NO_JOB).job
         if job is None:
             return
         detail = {"model": model, "waited_ms": round(waited * 1000), "why": ", ".join(sorted(why))}
@@ -268,6 +318,46 @@ class DatabaseBudget:
             await Queue(self.db).note(job, "budget_wait", detail)
         except DatabaseError as error:  # history is a courtesy: the call goes on without it
             log.debug("job %s: budget wait not noted: %s", job.id, error)
+
+    async def _ask(
+        self,
+        model: str,
+        tokens: int,
+        worst_usd: float | None,
+        waiter: uuid.UUID,
+        owner: CallOwner,
+        why: set[str],
+    ) -> dict[str, Any]:
+        """One ask for the call's turn: its reservation, or how long to wait before asking
+        again. While the database cannot be reached no call goes out (fail closed)."""
+        while True:
+            try:
+                rows = await self.db.call(
+                    "mealworker_budget_take_turn",
+                    p_key=self.key,
+                    p_model=model,
+                    p_tokens=tokens,
+                    p_waiter=waiter,
+                    p_requests=1,
+                    p_tokens_cap=self.tokens_cap,
+                    p_requests_cap=self.requests_cap,
+                    p_share=self.share,
+                    p_daily_tokens_cap=self.daily_tokens_cap,
+                    p_usd=worst_usd,
+                    p_daily_usd_cap=self.daily_usd_cap,
+                    p_job_id=owner.job_id,
+                    p_job_created_at=owner.created_at,
+                    p_group=owner.group,
+                    p_lead_ms=self.lead_ms,
+                    p_refresh_ms=self.refresh_ms,
+                    p_stale_ms=self.stale_ms,
+                )
+            except DatabaseUnavailableError as error:
+                log.debug("budget not reachable, no call sent yet: %s", error)
+                why.add("database unreachable")
+                await asyncio.sleep(OUTAGE_RETRY_SECONDS)
+                continue
+            return dict(rows[0])
 
     async def learn(self, model: str, limits: RateLimits) -> None:
         """Tell the database the limits when this process sees them first or they change;
@@ -309,6 +399,10 @@ class DatabaseBudget:
             p_share=self.share,
             p_usd=worst_usd,
         )
+
+    async def _leave(self, model: str, waiter: uuid.UUID) -> None:
+        """Give up the call's place at once: a stale waiter would hold the line for seconds."""
+        await self._quietly("mealworker_budget_leave", model, p_waiter=waiter)
 
     async def _quietly(self, function: str, model: str, **params: object) -> None:
         """Bookkeeping that must not fail a plan: an outage here only makes the budget late."""

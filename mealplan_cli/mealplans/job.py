@@ -16,7 +16,7 @@ from typing import Any
 
 from mealplan_cli.core.handlers import JobContext
 from mealplan_cli.core.queue import ClaimedJob
-from mealplan_cli.mealplans.budget import CURRENT_JOB
+from mealplan_cli.mealplans.budget import CallOwner, calls_of
 from mealplan_cli.mealplans.days import DayWriter
 from mealplan_cli.mealplans.generation import generate_meal_plan
 from mealplan_cli.mealplans.generation.models import Day
@@ -141,16 +141,18 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
         log.info("job %s: saved days not read, all days written: %s", job.id, error)
         saved = []
     days = DayWriter(plans, job, interval=PROGRESS_INTERVAL_SECONDS)
-    charged_to = CURRENT_JOB.set(job)
     try:
-        plan = await generate_meal_plan(
-            request,
-            planner=services.planner,
-            images=services.images,
-            on_progress=progress.update,
-            on_day=days.add,
-            saved_days=saved,
-        )
+        # The OpenAI calls wait their turn on a short budget as this job's (its meal plan's
+        # user found by the database), oldest job first.
+        with calls_of(CallOwner.of(job)):
+            plan = await generate_meal_plan(
+                request,
+                planner=services.planner,
+                images=services.images,
+                on_progress=progress.update,
+                on_day=days.add,
+                saved_days=saved,
+            )
     except SpendCapReachedError as error:
         await days.flush()  # what is validated is kept for when the cap opens again
         if error.until is None:  # waiting cannot help: the job fails, saying what to change
@@ -161,7 +163,6 @@ async def generate_meal_plan_job(job: ClaimedJob, context: JobContext) -> dict[s
         await days.flush()  # what is validated is kept for the next attempt
         raise
     finally:
-        CURRENT_JOB.reset(charged_to)
         await days.close()
     await progress.flush()
     return {

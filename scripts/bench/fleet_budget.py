@@ -6,8 +6,11 @@ included, plus ``max_completion_tokens``; ``x-ratelimit-*`` headers; 429s and no
 ``retry-after`` when over), a fresh database (``MEALWORKER_TEST_DATABASE_URL``'s server, else an
 embedded one), and W ``mealworker work`` processes with C jobs each over N plans on the OpenAI
 planner. Prints one JSON object: plans completed, 429s per successful call, job retries,
-tokens charged per plan (as the fake counted them), and the drain time against the ideal
-(tokens charged / TPM; the bucket starts full, so a short run can beat it).
+tokens charged per plan (as the fake counted them), the drain time against the ideal
+(tokens charged / TPM; the bucket starts full, so a short run can beat it), how long plans
+took (from enqueue to completion and from claim to completion: the slowest, the median and the
+spread; per user with ``--users``), and the budget's round trips per OpenAI call (counted by
+PostgreSQL's ``track_functions``).
 
     python -m scripts.bench.fleet_budget --workers 3 --concurrency 4 --plans 40 --tpm 2000000
     python -m scripts.bench.fleet_budget --workers 10 --concurrency 4 --plans 40 --tpm 0
@@ -23,13 +26,16 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from mealplan_cli.core.db.connect import open_database
@@ -47,19 +53,109 @@ MODEL = "gpt-4.1-mini"
 NO_LIMIT = 10**12
 
 
-async def enqueue(url: str, plans: int, days: int) -> None:
+def user_id(number: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"mealworker-bench-user-{number}")
+
+
+def owners(plans: int, users: int, heavy_share: float) -> list[int | None]:
+    """Whose each plan is, in queue order: nobody's without users (each plan its own group);
+    else user 0's for ``heavy_share`` of the plans, spread evenly through the queue, and the
+    others' in turn."""
+    if not users:
+        return [None] * plans
+    if heavy_share <= 0:
+        return [number % users for number in range(plans)]
+    found: list[int | None] = []
+    others = 0
+    for number in range(plans):
+        if users == 1 or int((number + 1) * heavy_share) > int(number * heavy_share):
+            found.append(0)
+        else:
+            found.append(1 + others % (users - 1))
+            others += 1
+    return found
+
+
+async def enqueue(url: str, owned: list[int | None], days: int) -> None:
     settings = Settings(database_url=SecretStr(url))
     async with open_database(settings) as db:
         meal_plans = MealPlans(db)
-        for number in range(plans):
-            # Each plan its own request (a different calorie target), as from different users.
+        for number, owner in enumerate(owned):
+            # Each plan its own request (a different calorie target).
             request = parse_request(
                 {"days": days, "meals": "breakfast,lunch,dinner", "calories": 1800 + number * 10}
             )
-            await meal_plans.enqueue(request)
+            await meal_plans.enqueue(request, user_id=None if owner is None else user_id(owner))
 
 
-def outcome(url: str) -> dict[str, Any]:
+def spread(seconds: list[float]) -> dict[str, float | None]:
+    """The slowest, the median and the gap between the slowest and the fastest."""
+    if not seconds:
+        return {"max": None, "median": None, "spread": None}
+    return {
+        "max": round(max(seconds), 1),
+        "median": round(statistics.median(seconds), 1),
+        "spread": round(max(seconds) - min(seconds), 1),
+    }
+
+
+def waits(conn: psycopg.Connection[dict[str, Any]], users: int) -> dict[str, Any]:
+    """How long the completed plans took: from enqueue (queue and budget) and from the last
+    claim (mostly waits for the budget), also per user with ``--users``."""
+    rows = conn.execute(
+        "select mp.user_id,"
+        " extract(epoch from j.finished_at - j.created_at)::float8 as total,"
+        " extract(epoch from j.finished_at - j.started_at)::float8 as running"
+        " from public.background_jobs j join public.meal_plans mp on mp.id = j.meal_plan_id"
+        " where j.status = 'completed'"
+    ).fetchall()
+    found: dict[str, Any] = {
+        "enqueue_to_done_seconds": spread([r["total"] for r in rows]),
+        "claim_to_done_seconds": spread([r["running"] for r in rows]),
+    }
+    if users:
+        names = {str(user_id(n)): f"user{n}" for n in range(users)}
+        running: dict[str, list[float]] = {}
+        for row in rows:
+            running.setdefault(names[str(row["user_id"])], []).append(row["running"])
+        found["claim_to_done_per_user"] = {
+            name: {"plans": len(seconds), **spread(seconds)}
+            for name, seconds in sorted(running.items())
+        }
+    return found
+
+
+NESTED = {"mealworker_budget_take": "mealworker_budget_take_turn"}
+"""Budget functions another one calls (not a round trip) when that other one exists."""
+
+
+def budget_round_trips(conn: psycopg.Connection[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Calls of each budget function and their mean time, as PostgreSQL counted them
+    (``track_functions``); nested calls included."""
+    return {
+        row["funcname"]: {
+            "calls": int(row["calls"]),
+            "mean_ms": round(row["total_time"] / max(row["calls"], 1), 3),
+        }
+        for row in conn.execute(
+            "select funcname, calls, total_time from pg_catalog.pg_stat_user_functions"
+            " where funcname like 'mealworker_budget%' order by funcname"
+        )
+    }
+
+
+def round_trips(calls: dict[str, dict[str, float]]) -> int:
+    """The budget functions the workers called themselves: one round trip each."""
+    return int(
+        sum(
+            c["calls"]
+            for name, c in calls.items()
+            if name != "mealworker_budget_waiters" and NESTED.get(name) not in calls
+        )
+    )
+
+
+def outcome(url: str, users: int = 0) -> dict[str, Any]:
     with psycopg.connect(url, row_factory=dict_row) as conn:
         counts = {
             row["status"]: row["n"]
@@ -83,7 +179,16 @@ def outcome(url: str) -> dict[str, Any]:
             " from public.meal_plans where status = 'completed'"
         ).fetchone()
         most = conn.execute("select max(attempts) as n from public.background_jobs").fetchone()
-    return {"statuses": counts, "events": events, "usage": usage, "max_attempts": most}
+        timing = waits(conn, users)
+        trips = budget_round_trips(conn)
+    return {
+        "statuses": counts,
+        "events": events,
+        "usage": usage,
+        "max_attempts": most,
+        "waits": timing,
+        "budget_calls": trips,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,7 +207,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="mealworker-fleet-") as logs,
     ):
         fake.budget = RateBudget(tokens_per_minute=tpm, requests_per_minute=args.rpm or NO_LIMIT)
-        asyncio.run(enqueue(url, args.plans, args.days))
+        asyncio.run(enqueue(url, owners(args.plans, args.users, args.heavy_share), args.days))
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Count the budget functions' calls in the workers' sessions (a superuser setting).
+            conn.execute(
+                sql.SQL("alter database {} set track_functions = 'all'").format(
+                    sql.Identifier(conn.info.dbname)
+                )
+            )
         env.update(
             {
                 "DATABASE_URL": url,
@@ -144,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _, stderr = worker.communicate(timeout=60)
                 if worker.returncode not in (0, -15):
                     errors.append(stderr.decode(errors="replace")[-500:])
-        found = outcome(url)
+        found = outcome(url, args.users)
     completed = found["statuses"].get("completed", 0)
     budget = fake.budget
     charged = budget.charged_tokens
@@ -157,6 +269,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
         "concurrency": args.concurrency,
         "plans": args.plans,
+        "users": args.users or None,
+        "heavy_share": args.heavy_share if args.users else None,
         "days": args.days,
         "tpm_limit": args.tpm or None,
         "shared_budget": not args.no_shared_budget,
@@ -174,6 +288,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cached_prompt_tokens_per_plan": round(usage["cached"] / max(completed, 1)),
         "completion_tokens_per_plan": round(usage["output"] / max(completed, 1)),
         "calls_per_plan": round(usage["calls"] / max(completed, 1), 2),
+        "budget_calls": found["budget_calls"],
+        "budget_round_trips_per_successful_call": round(
+            round_trips(found["budget_calls"]) / max(budget.answered, 1), 2
+        ),
+        **found["waits"],
         "drain_seconds": round(drain, 1),
         "ideal_drain_seconds": None if ideal is None else round(ideal, 1),
         "drain_vs_ideal": None if not ideal else round(drain / ideal, 2),
@@ -187,6 +306,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--plans", type=int, default=40)
     parser.add_argument("--days", type=int, default=7)
+    parser.add_argument(
+        "--users", type=int, default=0, help="the plans' users (0: no user, each plan alone)"
+    )
+    parser.add_argument(
+        "--heavy-share",
+        type=float,
+        default=0.0,
+        help="with --users, the share of the plans that are user 0's (the rest in turn)",
+    )
     parser.add_argument("--tpm", type=int, default=2_000_000, help="0: no limit")
     parser.add_argument("--rpm", type=int, default=0, help="0: no limit")
     parser.add_argument("--ttft", type=float, default=0.3)

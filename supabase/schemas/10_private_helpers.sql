@@ -3,6 +3,21 @@
 -- tests/integration/test_declarative_schema.py fails while the two disagree.
 
 set check_function_bodies = false;
+CREATE FUNCTION mealworker_private.budget_ready_at(p_now timestamp with time zone, p_blocked_until timestamp with time zone, p_tokens_tat timestamp with time zone, p_requests_tat timestamp with time zone, p_tokens_limit bigint, p_requests_limit bigint, p_tokens bigint, p_requests bigint) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+  select greatest(
+    p_now,
+    p_blocked_until,
+    case when p_tokens_limit > 0 then
+      greatest(p_tokens_tat, p_now) - interval '60 seconds'
+      + interval '60 seconds' * (p_tokens::double precision / p_tokens_limit) end,
+    case when p_requests_limit > 0 then
+      greatest(p_requests_tat, p_now) - interval '60 seconds'
+      + interval '60 seconds' * (p_requests::double precision / p_requests_limit) end)
+$$;
+
 CREATE FUNCTION mealworker_private.choice_word(p_word text) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
@@ -66,6 +81,9 @@ CREATE FUNCTION mealworker_private.ws_python() RETURNS text
     AS $$
   select mealworker_private.ws_pydantic() || E'\u001c\u001d\u001e\u001f'
 $$;
+
+REVOKE ALL ON FUNCTION mealworker_private.budget_ready_at(p_now timestamp with time zone, p_blocked_until timestamp with time zone, p_tokens_tat timestamp with time zone, p_requests_tat timestamp with time zone, p_tokens_limit bigint, p_requests_limit bigint, p_tokens bigint, p_requests bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION mealworker_private.budget_ready_at(p_now timestamp with time zone, p_blocked_until timestamp with time zone, p_tokens_tat timestamp with time zone, p_requests_tat timestamp with time zone, p_tokens_limit bigint, p_requests_limit bigint, p_tokens bigint, p_requests bigint) TO service_role;
 
 REVOKE ALL ON FUNCTION mealworker_private.choice_word(p_word text) FROM PUBLIC;
 GRANT ALL ON FUNCTION mealworker_private.choice_word(p_word text) TO service_role;

@@ -36,6 +36,14 @@ begin
 end
 $$;
 
+CREATE FUNCTION public.mealworker_budget_leave(p_key text, p_model text, p_waiter uuid) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+  delete from public.openai_budget_waiters w
+   where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;
+$$;
+
 CREATE FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_usd double precision DEFAULT NULL::double precision) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -316,6 +324,164 @@ begin
 end
 $$;
 
+CREATE FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision, p_job_id bigint DEFAULT NULL::bigint, p_job_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_group text DEFAULT NULL::text, p_lead_ms integer DEFAULT 250, p_refresh_ms integer DEFAULT 2000, p_stale_ms integer DEFAULT 10000) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision, usd_reserved_today double precision, ahead integer)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_now timestamptz := pg_catalog.clock_timestamp();
+  v_lead interval := interval '1 millisecond' * greatest(coalesce(p_lead_ms, 0), 0);
+  v_stale_ms int := greatest(coalesce(p_stale_ms, 10000), 1);
+  v_alive_since timestamptz;
+  b public.openai_budgets;
+  v_tokens bigint;
+  v_requests bigint;
+  v_ready timestamptz;
+  v_group text;
+  v_created timestamptz;
+  v_turn bigint;
+  v_ahead int := 0;
+  v_ahead_tokens bigint := 0;
+  v_ahead_requests bigint := 0;
+  t record;
+begin
+  if p_waiter is null then
+    raise exception 'mealworker_budget_take_turn: every call needs a waiter id'
+      using errcode = '22023';
+  end if;
+  if p_tokens is null or p_tokens < 0 or p_requests is null or p_requests < 0 then
+    raise exception 'mealworker_budget_take_turn: a charge is a non-negative number of tokens '
+                    'and requests (got % and %)', p_tokens, p_requests
+      using errcode = '22023';
+  end if;
+  v_alive_since := v_now - interval '1 millisecond' * v_stale_ms;
+
+  -- The budget's row lock orders every caller, here and in take() (which takes it again).
+  select * into b
+    from public.openai_budgets o
+   where o.budget_key = p_key and o.model = p_model
+     for update;
+  if not found then
+    insert into public.openai_budgets as o (budget_key, model)
+    values (p_key, p_model)
+    on conflict (budget_key, model) do nothing;
+    select * into b
+      from public.openai_budgets o
+     where o.budget_key = p_key and o.model = p_model
+       for update;
+  end if;
+  -- The limits take() applies (least() ignores nulls).
+  v_tokens := pg_catalog.floor(least(b.tokens_limit, p_tokens_cap) * p_share)::bigint;
+  v_requests := pg_catalog.floor(least(b.requests_limit, p_requests_cap) * p_share)::bigint;
+
+  -- The fast path: nobody waits and the charge fits. Nothing is written to the line.
+  v_ready := mealworker_private.budget_ready_at(v_now, b.blocked_until, b.tokens_tat,
+    b.requests_tat, v_tokens, v_requests, p_tokens, p_requests);
+  if v_ready <= v_now + v_lead
+     and not exists (select 1
+                       from public.openai_budget_waiters w
+                      where w.budget_key = p_key and w.model = p_model
+                        and w.seen_at > v_alive_since) then
+    return query select k.wait_ms, k.reserved, k.tokens_limit, k.requests_limit, k.reason,
+                        k.retry_at, k.tokens_charged_today, k.usd_spent_today,
+                        k.usd_reserved_today, 0
+      from public.mealworker_budget_take(
+        p_key => p_key, p_model => p_model, p_tokens => p_tokens, p_requests => p_requests,
+        p_tokens_cap => p_tokens_cap, p_requests_cap => p_requests_cap, p_share => p_share,
+        p_daily_tokens_cap => p_daily_tokens_cap, p_usd => p_usd,
+        p_daily_usd_cap => p_daily_usd_cap) k;
+    return;
+  end if;
+
+  -- Join the line, or show this call is still waiting.
+  update public.openai_budget_waiters w
+     set seen_at = v_now, tokens = p_tokens, requests = p_requests
+   where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;
+  if not found then
+    if not exists (select 1
+                     from public.openai_budget_waiters w
+                    where w.budget_key = p_key and w.model = p_model
+                      and w.seen_at > v_alive_since) then
+      -- The first to wait: the rounds start again.
+      delete from public.openai_budget_rounds r
+       where r.budget_key = p_key and r.model = p_model;
+    end if;
+    v_group := p_group;
+    v_created := p_job_created_at;
+    if p_job_id is not null and (v_group is null or v_created is null) then
+      select coalesce(v_group, 'user:' || mp.user_id::text), coalesce(v_created, j.created_at)
+        into v_group, v_created
+        from public.background_jobs j
+        left join public.meal_plans mp on mp.id = j.meal_plan_id
+       where j.id = p_job_id;
+    end if;
+    insert into public.openai_budget_waiters as w
+      (budget_key, model, waiter, job_id, turn_group, job_created_at, tokens, requests,
+       joined_at, seen_at)
+    values (p_key, p_model, p_waiter, p_job_id,
+            coalesce(v_group, 'job:' || p_job_id::text, 'call:' || p_waiter::text),
+            coalesce(v_created, v_now), p_tokens, p_requests, v_now, v_now);
+  end if;
+  -- A waiter whose worker stopped asking is out of the line.
+  delete from public.openai_budget_waiters w
+   where w.budget_key = p_key and w.model = p_model and w.seen_at <= v_alive_since;
+
+  -- This call's place, the charges ahead of it, and when the bucket holds them and its own.
+  with l as (select * from public.mealworker_budget_waiters(p_key, p_model, v_stale_ms))
+  select m.turn, m.turn_group,
+         (select count(*)::int from l where l.place < m.place),
+         (select coalesce(sum(l.tokens), 0) from l where l.place < m.place),
+         (select coalesce(sum(l.requests), 0) from l where l.place < m.place)
+    into v_turn, v_group, v_ahead, v_ahead_tokens, v_ahead_requests
+    from l m
+   where m.waiter = p_waiter;
+  v_ahead := coalesce(v_ahead, 0);  -- (none when its row was out of sight)
+  v_ahead_tokens := coalesce(v_ahead_tokens, 0);
+  v_ahead_requests := coalesce(v_ahead_requests, 0);
+  v_ready := mealworker_private.budget_ready_at(v_now, b.blocked_until, b.tokens_tat,
+    b.requests_tat, v_tokens, v_requests, v_ahead_tokens + p_tokens,
+    v_ahead_requests + p_requests);
+  if v_ready > v_now + v_lead then
+    return query select
+      least(pg_catalog.ceil(extract(epoch from v_ready - v_lead - v_now) * 1000),
+            greatest(p_refresh_ms, 1))::int,
+      false, b.tokens_limit, b.requests_limit, 'waiting'::text,
+      v_ready - v_lead, null::bigint, null::double precision, null::double precision, v_ahead;
+    return;
+  end if;
+
+  -- Its turn.
+  select * into t
+    from public.mealworker_budget_take(
+      p_key => p_key, p_model => p_model, p_tokens => p_tokens, p_requests => p_requests,
+      p_tokens_cap => p_tokens_cap, p_requests_cap => p_requests_cap, p_share => p_share,
+      p_daily_tokens_cap => p_daily_tokens_cap, p_usd => p_usd,
+      p_daily_usd_cap => p_daily_usd_cap);
+  if t.reserved then
+    -- Served: out of the line, and its group has had its turn in this round.
+    delete from public.openai_budget_waiters w
+     where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;
+    if v_turn is not null then  -- (null: its row was out of sight, e.g. p_stale_ms tiny)
+      insert into public.openai_budget_rounds as r (budget_key, model, turn_group, round)
+      values (p_key, p_model, v_group, v_turn)
+      on conflict (budget_key, model, turn_group)
+      do update set round = greatest(r.round, excluded.round);
+      delete from public.openai_budget_rounds r
+       where r.budget_key = p_key and r.model = p_model and r.round < v_turn;
+    end if;
+  elsif t.reason is null or t.reason not in ('probing', 'rate_limited') then
+    -- Refused for good (the daily cap): out of the line.
+    delete from public.openai_budget_waiters w
+     where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;
+  else
+    t.wait_ms := least(t.wait_ms, greatest(p_refresh_ms, 1));  -- still waiting: ask again
+  end if;
+  return query select t.wait_ms, t.reserved, t.tokens_limit, t.requests_limit, t.reason,
+                      t.retry_at, t.tokens_charged_today, t.usd_spent_today,
+                      t.usd_reserved_today, v_ahead;
+end
+$$;
+
 CREATE FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms bigint) RETURNS void
     LANGUAGE sql
     SET search_path TO ''
@@ -325,8 +491,42 @@ CREATE FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms b
    where o.budget_key = p_key and o.model = p_model;
 $$;
 
+CREATE FUNCTION public.mealworker_budget_waiters(p_key text DEFAULT NULL::text, p_model text DEFAULT NULL::text, p_stale_ms integer DEFAULT 10000) RETURNS TABLE(budget_key text, model text, place bigint, turn bigint, waiter uuid, job_id bigint, turn_group text, job_created_at timestamp with time zone, tokens bigint, requests integer, waiting_ms bigint)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select w.budget_key, w.model,
+         pg_catalog.row_number() over (
+           partition by w.budget_key, w.model
+           order by w.turn, w.job_created_at, w.job_id, w.joined_at, w.waiter),
+         w.turn, w.waiter, w.job_id, w.turn_group, w.job_created_at, w.tokens, w.requests,
+         (extract(epoch from pg_catalog.clock_timestamp() - w.joined_at) * 1000)::bigint
+    from (select x.*,
+                 -- The group's first round: the current one, or the next if it was served in it.
+                 coalesce(c.round, 0) + case when g.round >= c.round then 1 else 0 end
+                 + pg_catalog.row_number() over (
+                     partition by x.budget_key, x.model, x.turn_group
+                     order by x.job_created_at, x.job_id, x.joined_at, x.waiter) - 1 as turn
+            from public.openai_budget_waiters x
+            left join lateral (select max(o.round) as round
+                                 from public.openai_budget_rounds o
+                                where o.budget_key = x.budget_key and o.model = x.model) c
+              on true
+            left join public.openai_budget_rounds g
+              on g.budget_key = x.budget_key and g.model = x.model
+             and g.turn_group = x.turn_group
+           where (p_key is null or x.budget_key = p_key)
+             and (p_model is null or x.model = p_model)
+             and x.seen_at > pg_catalog.clock_timestamp()
+                             - interval '1 millisecond' * greatest(p_stale_ms, 1)) w
+   order by 1, 2, 3;
+$$;
+
 REVOKE ALL ON FUNCTION public.mealworker_budget_learn(p_key text, p_model text, p_tokens_limit bigint, p_requests_limit bigint, p_tokens_remaining bigint, p_requests_remaining bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_learn(p_key text, p_model text, p_tokens_limit bigint, p_requests_limit bigint, p_tokens_remaining bigint, p_requests_remaining bigint) TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_budget_leave(p_key text, p_model text, p_waiter uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_leave(p_key text, p_model text, p_waiter uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision) TO service_role;
@@ -343,5 +543,11 @@ GRANT ALL ON FUNCTION public.mealworker_budget_stats() TO service_role;
 REVOKE ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision) TO service_role;
 
+REVOKE ALL ON FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_job_created_at timestamp with time zone, p_group text, p_lead_ms integer, p_refresh_ms integer, p_stale_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_job_created_at timestamp with time zone, p_group text, p_lead_ms integer, p_refresh_ms integer, p_stale_ms integer) TO service_role;
+
 REVOKE ALL ON FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms bigint) TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_budget_waiters(p_key text, p_model text, p_stale_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_waiters(p_key text, p_model text, p_stale_ms integer) TO service_role;

@@ -95,6 +95,14 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
         "p_waiting": "daily OpenAI cap reached",
         "p_until": "2999-01-01T00:00:00Z",
     },
+    "mealworker_budget_take_turn": {
+        "p_key": "k",
+        "p_model": "m",
+        "p_tokens": 1,
+        "p_waiter": str(uuid.uuid4()),
+    },
+    "mealworker_budget_leave": {"p_key": "k", "p_model": "m", "p_waiter": str(uuid.uuid4())},
+    "mealworker_budget_waiters": {},
 }
 TABLES = (
     "meal_plans",
@@ -104,6 +112,8 @@ TABLES = (
     "image_cache",
     "openai_budgets",
     "openai_spend",
+    "openai_budget_waiters",
+    "openai_budget_rounds",
 )
 
 
@@ -221,6 +231,8 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("anon", "None", "image_cache"): "denied",
         ("anon", "None", "openai_budgets"): "denied",
         ("anon", "None", "openai_spend"): "denied",
+        ("anon", "None", "openai_budget_waiters"): "denied",
+        ("anon", "None", "openai_budget_rounds"): "denied",
         ("authenticated", str(ALICE), "meal_plans"): 1,
         ("authenticated", str(ALICE), "background_jobs"): "denied",
         ("authenticated", str(ALICE), "background_job_events"): "denied",
@@ -228,6 +240,8 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("authenticated", str(ALICE), "image_cache"): "denied",
         ("authenticated", str(ALICE), "openai_budgets"): "denied",
         ("authenticated", str(ALICE), "openai_spend"): "denied",
+        ("authenticated", str(ALICE), "openai_budget_waiters"): "denied",
+        ("authenticated", str(ALICE), "openai_budget_rounds"): "denied",
         ("service_role", "None", "meal_plans"): 2,
         ("service_role", "None", "background_jobs"): 2,
         ("service_role", "None", "background_job_events"): 2,
@@ -235,4 +249,6 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("service_role", "None", "image_cache"): 0,
         ("service_role", "None", "openai_budgets"): 0,
         ("service_role", "None", "openai_spend"): 0,
+        ("service_role", "None", "openai_budget_waiters"): 0,
+        ("service_role", "None", "openai_budget_rounds"): 0,
     }

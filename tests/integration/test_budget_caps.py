@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from mealplan_cli.cli import app
 from mealplan_cli.core.db.connect import open_database
 from mealplan_cli.core.queue import Queue
-from mealplan_cli.mealplans.budget import CURRENT_JOB, DatabaseBudget, budget_key
+from mealplan_cli.mealplans.budget import CallOwner, DatabaseBudget, budget_key, calls_of
 from mealplan_cli.mealplans.generation.budget import Spend
 from mealplan_cli.mealplans.generation.request import MealPlanRequest
 from mealplan_cli.mealplans.plans import Enqueued, MealPlans
@@ -485,12 +485,9 @@ def test_a_long_budget_wait_is_in_the_job_history_and_the_metrics(database_url: 
             budget = DatabaseBudget(db, "k")
             metrics = WorkerMetrics()
             metrics.budget = budget.figures
-            charged_to = CURRENT_JOB.set(job)
-            try:
+            with calls_of(CallOwner.of(job)):
                 await budget.take('m"x', 60_000)  # the whole bucket
                 await budget.take('m"x', 1_200)  # 1.2 s of refill away
-            finally:
-                CURRENT_JOB.reset(charged_to)
             return job_id, metrics.render()
 
     job_id, metrics = asyncio.run(main())

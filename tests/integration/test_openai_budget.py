@@ -432,7 +432,9 @@ def test_a_wait_cancelled_gives_its_reservation_back(database_url: str) -> None:
 
     async def main() -> dict[str, Any]:
         async with open_database(Settings(database_url=SecretStr(database_url))) as db:
-            budget = DatabaseBudget(db, "k")
+            # A call whose turn comes within a minute reserves at once and sleeps (with the
+            # default quarter of a second, it would wait in line holding nothing).
+            budget = DatabaseBudget(db, "k", lead=60.0, stale_after=120.0)
             await db.call(
                 "mealworker_budget_learn",
                 p_key="k",
