@@ -27,7 +27,14 @@ SECRET_KEY = "sb_secret_test_4f1d6a0c9b2e7d3f"
 Opener = Callable[[], Awaitable[Database]]
 
 
-@pytest.fixture(params=["postgres", "rest", "rest-sb-secret"])
+@pytest.fixture(
+    params=[
+        "postgres",
+        "rest",
+        # The same REST path with another key kind: the whole suite runs it, the quick loop not.
+        pytest.param("rest-sb-secret", marks=pytest.mark.slow),
+    ]
+)
 def open_db(request: pytest.FixtureRequest, database_url: str) -> Iterator[Opener]:
     if request.param == "postgres":
         yield lambda: PostgresDatabase(database_url).open()
