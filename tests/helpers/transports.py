@@ -19,6 +19,7 @@ from mealplan_cli.core.db.base import (
 from mealplan_cli.core.db.postgres import PostgresDatabase
 from mealplan_cli.core.db.rest import RestDatabase
 from mealplan_cli.core.queue import Queue
+from mealplan_cli.settings.config import Settings
 from tests.fakes.postgrest_server import FakePostgrest
 
 SECRET_KEY = "sb_secret_test_4f1d6a0c9b2e7d3f"
@@ -43,6 +44,20 @@ def open_db(request: pytest.FixtureRequest, database_url: str) -> Iterator[Opene
     with server:
         key = server.service_role_key if request.param == "rest" else SECRET_KEY
         yield lambda: RestDatabase(server.base_url, SecretStr(key)).open()
+
+
+@pytest.fixture(params=["postgres", "rest"])
+def db_settings(request: pytest.FixtureRequest, database_url: str) -> Iterator[Settings]:
+    """Settings that reach the test database directly, or through PostgREST with the
+    service-role key."""
+    if request.param == "postgres":
+        yield Settings(database_url=SecretStr(database_url))
+        return
+    with FakePostgrest(database_url) as server:
+        yield Settings(
+            supabase_url=server.base_url,
+            supabase_service_role_key=SecretStr(server.service_role_key),
+        )
 
 
 @asynccontextmanager

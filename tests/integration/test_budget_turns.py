@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -27,25 +27,12 @@ from mealplan_cli.runtime import open_runtime
 from mealplan_cli.settings.config import Settings
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.postgrest_server import FakePostgrest
 
 KEY = "key-turns"
 MODEL = "m"
 LIMIT = 60_000
 """Tokens a minute: a thousand a second, so a charge of 500 is half a second of refill."""
 CHARGE = 500
-
-
-@pytest.fixture(params=["postgres", "rest"])
-def db_settings(request: pytest.FixtureRequest, database_url: str) -> Iterator[Settings]:
-    if request.param == "postgres":
-        yield Settings(database_url=SecretStr(database_url))
-        return
-    with FakePostgrest(database_url) as server:
-        yield Settings(
-            supabase_url=server.base_url,
-            supabase_service_role_key=SecretStr(server.service_role_key),
-        )
 
 
 class CountingDatabase:

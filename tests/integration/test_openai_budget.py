@@ -29,7 +29,6 @@ from mealplan_cli.runtime import open_runtime
 from mealplan_cli.settings.config import Settings
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import ChatRequest, FakeOpenAI, Fault
-from tests.fakes.postgrest_server import FakePostgrest
 from tests.fakes.rate_budget import RateBudget, charge_of
 
 MODEL = "gpt-4o-mini"
@@ -52,18 +51,6 @@ def limited_openai() -> Iterator[FakeOpenAI]:
         # 120 calls' worth a minute: a burst of 120, then one call every half second.
         fake.budget = RateBudget(tokens_per_minute=120 * (RESERVE + 100))
         yield fake
-
-
-@pytest.fixture(params=["postgres", "rest"])
-def db_settings(request: pytest.FixtureRequest, database_url: str) -> Iterator[Settings]:
-    if request.param == "postgres":
-        yield Settings(database_url=SecretStr(database_url))
-        return
-    with FakePostgrest(database_url) as server:
-        yield Settings(
-            supabase_url=server.base_url,
-            supabase_service_role_key=SecretStr(server.service_role_key),
-        )
 
 
 @asynccontextmanager
