@@ -24,6 +24,7 @@ from mealplan_cli.ops.monitoring import METRICS, QueueHealth, Threshold
 if TYPE_CHECKING:
     from rich.console import Group
 
+    from mealplan_cli.core.db.base import Database
     from mealplan_cli.settings.config import Settings
 
 
@@ -159,12 +160,19 @@ def _threshold(text: str) -> Threshold:
         ) from None
 
 
+async def _figures(db: Database) -> dict[str, Any]:
+    """The queue's figures and the meal plans' (``plans_24h``, ``openai_24h``), one object."""
+    from mealplan_cli.mealplans.plans import MealPlans
+
+    return {**await Queue(db).stats(), **await MealPlans(db).stats()}
+
+
 async def _health(settings: Settings) -> tuple[QueueHealth, list[dict[str, Any]]]:
     from mealplan_cli.core.db.connect import open_database
     from mealplan_cli.mealplans.budget import budget_stats
 
     async with open_database(settings) as db:
-        health = QueueHealth(await Queue(db).stats(), settings.lease_seconds)
+        health = QueueHealth(await _figures(db), settings.lease_seconds)
         return health, await budget_stats(db)
 
 
@@ -174,14 +182,13 @@ async def _watch(settings: Settings, interval: float, database: str) -> None:
     from mealplan_cli.core.db.connect import open_database
 
     async with open_database(settings) as db:
-        queue = Queue(db)
         said = False
         with Live(console=stdout, refresh_per_second=4) as live:
             try:
                 while True:
                     live.update(
                         health_view(
-                            QueueHealth(await queue.stats(), settings.lease_seconds), database
+                            QueueHealth(await _figures(db), settings.lease_seconds), database
                         )
                     )
                     said = said or ready(f"refreshing every {interval:g}s; Ctrl-C to stop")

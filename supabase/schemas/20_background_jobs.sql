@@ -23,10 +23,15 @@ CREATE TABLE public.background_jobs (
     finished_at timestamp with time zone,
     idempotency_key text,
     result jsonb,
+    progress jsonb,
     CONSTRAINT background_jobs_lease_only_while_processing CHECK (((lease_token IS NULL) OR (status = 'processing'::text))),
     CONSTRAINT background_jobs_max_attempts_check CHECK ((max_attempts > 0)),
     CONSTRAINT background_jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
 );
+
+COMMENT ON COLUMN public.background_jobs.meal_plan_id IS 'Owned by the meal-plan domain: the plan a generate_meal_plan job makes. The queue''s functions never read it; the domain''s triggers on this table (meal_plan_jobs_*) mirror the job into meal_plans through it.';
+
+COMMENT ON COLUMN public.background_jobs.progress IS 'The latest progress the job''s handler reported (mealworker_report_progress); null before its first report, and again when the job is run afresh.';
 
 ALTER TABLE public.background_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.background_jobs_id_seq
@@ -45,6 +50,8 @@ CREATE INDEX background_jobs_claim_by_type_idx ON public.background_jobs USING b
 CREATE INDEX background_jobs_lease_idx ON public.background_jobs USING btree (lease_expires_at) WHERE (status = 'processing'::text);
 
 CREATE INDEX background_jobs_meal_plan_job_idx ON public.background_jobs USING btree (meal_plan_id) WHERE (meal_plan_id IS NOT NULL);
+
+CREATE INDEX background_jobs_meal_plan_result_idx ON public.background_jobs USING btree (id) WHERE ((meal_plan_id IS NOT NULL) AND (result IS NOT NULL));
 
 CREATE UNIQUE INDEX background_jobs_type_idempotency_key ON public.background_jobs USING btree (job_type, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 

@@ -146,6 +146,44 @@ CREATE FUNCTION public.mealworker_job_for_meal_plan(p_meal_plan_id uuid) RETURNS
    limit 1;
 $$;
 
+CREATE FUNCTION public.mealworker_meal_plan_complete() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_saved bigint[];
+begin
+  -- The plan update runs for every completion, even of no meal plan (see the header).
+  with done as (
+    select j.id, j.meal_plan_id, j.result
+      from public.background_jobs j
+     where j.meal_plan_id is not null
+       and j.result is not null
+       and j.status = 'completed'
+  ), saved as (
+    update public.meal_plans mp
+       set status = 'completed',
+           plan = d.result -> 'plan',
+           usage = d.result -> 'usage',
+           progress = '{"stage": "done"}'::jsonb,
+           error = null,
+           completed_at = now(),
+           updated_at = now()
+      from done d
+     where mp.id = any(array(select x.meal_plan_id from done x))
+       and mp.id = d.meal_plan_id
+    returning d.id
+  )
+  select pg_catalog.array_agg(s.id) into v_saved from saved s;
+
+  if v_saved is not null then
+    -- Fires this trigger once more, which then finds nothing to save.
+    update public.background_jobs j set result = null where j.id = any(v_saved);
+  end if;
+  return null;
+end
+$$;
+
 CREATE FUNCTION public.mealworker_meal_plan_days_reset() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -154,6 +192,98 @@ begin
   new.days := null;
   return new;
 end;
+$$;
+
+CREATE FUNCTION public.mealworker_meal_plan_follow_job() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if new.status = 'processing' then
+    if old.status = 'pending' then  -- claimed
+      update public.meal_plans mp
+         set status = 'generating', updated_at = now()
+       where mp.id = new.meal_plan_id;
+    else  -- run again from where it ended (`run-job --force`): the plan starts over
+      update public.meal_plans mp
+         set status = 'generating',
+             plan = null,
+             usage = null,
+             error = null,
+             progress = '{}'::jsonb,
+             completed_at = null,
+             updated_at = now()
+       where mp.id = new.meal_plan_id;
+    end if;
+  elsif old.status = 'processing' then
+    if new.attempts < old.attempts then
+      -- Released (a worker stopping): the attempt is handed back and no error is told.
+      update public.meal_plans mp
+         set status = new.status, updated_at = now()
+       where mp.id = new.meal_plan_id;
+    else  -- failed, retried later, cancelled at its worker, or its lease expired
+      update public.meal_plans mp
+         set status = new.status, error = new.last_error, updated_at = now()
+       where mp.id = new.meal_plan_id;
+    end if;
+  elsif new.status = 'pending' then  -- requeued, from its end or while waiting
+    update public.meal_plans mp
+       set status = 'pending',
+           plan = null,
+           usage = null,
+           error = null,
+           progress = '{}'::jsonb,
+           completed_at = null,
+           updated_at = now()
+     where mp.id = new.meal_plan_id;
+  elsif new.status = 'cancelled' then  -- cancelled while waiting
+    update public.meal_plans mp
+       set status = 'cancelled', updated_at = now()
+     where mp.id = new.meal_plan_id;
+  end if;
+  return null;
+end
+$$;
+
+CREATE FUNCTION public.mealworker_meal_plan_progress() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  update public.meal_plans mp
+     set progress = coalesce(new.progress, '{}'::jsonb), status = 'generating', updated_at = now()
+   where mp.id = new.meal_plan_id;
+  return null;
+end
+$$;
+
+CREATE FUNCTION public.mealworker_meal_plan_stats() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  with completed_plans as (
+    select mp.usage
+      from public.meal_plans mp
+     where mp.status = 'completed' and mp.completed_at > now() - interval '24 hours'
+  ), openai as (
+    select count(*) as n,
+           coalesce(sum((p.usage ->> 'input_tokens')::bigint), 0) as input_tokens,
+           coalesce(sum((p.usage ->> 'output_tokens')::bigint), 0) as output_tokens,
+           coalesce(sum((p.usage ->> 'cost_usd')::numeric), 0) as cost_usd
+      from completed_plans p
+     where coalesce((p.usage ->> 'calls')::int, 0) > 0
+        or coalesce((p.usage ->> 'input_tokens')::bigint, 0) > 0
+  )
+  select jsonb_build_object(
+    'plans_24h', (select count(*) from completed_plans),
+    'openai_24h', (
+      select jsonb_build_object(
+        'plans', o.n, 'input_tokens', o.input_tokens, 'output_tokens', o.output_tokens,
+        'cost_usd', o.cost_usd,
+        'cost_per_plan_usd', case when o.n > 0 then round(o.cost_usd / o.n, 6) end)
+        from openai o
+    )
+  )
 $$;
 
 CREATE FUNCTION public.mealworker_report_days(p_job_id bigint, p_lease_token uuid, p_days jsonb) RETURNS boolean
@@ -394,8 +524,20 @@ GRANT ALL ON FUNCTION public.mealworker_image_cache_put(p_query text, p_photo js
 REVOKE ALL ON FUNCTION public.mealworker_job_for_meal_plan(p_meal_plan_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_job_for_meal_plan(p_meal_plan_id uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_complete() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_complete() TO service_role;
+
 REVOKE ALL ON FUNCTION public.mealworker_meal_plan_days_reset() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_meal_plan_days_reset() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_follow_job() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_follow_job() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_progress() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_progress() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_stats() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_stats() TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_report_days(p_job_id bigint, p_lease_token uuid, p_days jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_report_days(p_job_id bigint, p_lease_token uuid, p_days jsonb) TO service_role;
