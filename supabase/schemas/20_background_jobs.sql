@@ -51,8 +51,6 @@ CREATE INDEX background_jobs_lease_idx ON public.background_jobs USING btree (le
 
 CREATE INDEX background_jobs_meal_plan_job_idx ON public.background_jobs USING btree (meal_plan_id) WHERE (meal_plan_id IS NOT NULL);
 
-CREATE INDEX background_jobs_meal_plan_result_idx ON public.background_jobs USING btree (id) WHERE ((meal_plan_id IS NOT NULL) AND (result IS NOT NULL));
-
 CREATE UNIQUE INDEX background_jobs_type_idempotency_key ON public.background_jobs USING btree (job_type, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
 ALTER TABLE public.background_jobs ENABLE ROW LEVEL SECURITY;

@@ -151,15 +151,19 @@ CREATE FUNCTION public.mealworker_meal_plan_complete() RETURNS trigger
     SET search_path TO ''
     AS $$
 declare
-  v_saved bigint[];
+  v_jobs bigint[] := pg_catalog.string_to_array(
+    nullif(pg_catalog.current_setting('mealworker.meal_plans_completed', true), ''), ',');
+  v_held bigint[];
 begin
+  if v_jobs is not null then
+    perform pg_catalog.set_config('mealworker.meal_plans_completed', '', true);
+  end if;
+
   -- The plan update runs for every completion, even of no meal plan (see the header).
   with done as (
     select j.id, j.meal_plan_id, j.result
       from public.background_jobs j
-     where j.meal_plan_id is not null
-       and j.result is not null
-       and j.status = 'completed'
+     where j.id = any(coalesce(v_jobs, '{}'))
   ), saved as (
     update public.meal_plans mp
        set status = 'completed',
@@ -172,13 +176,13 @@ begin
       from done d
      where mp.id = any(array(select x.meal_plan_id from done x))
        and mp.id = d.meal_plan_id
-    returning d.id
+    returning d.id, d.result
   )
-  select pg_catalog.array_agg(s.id) into v_saved from saved s;
+  select pg_catalog.array_agg(s.id) into v_held from saved s where s.result is not null;
 
-  if v_saved is not null then
-    -- Fires this trigger once more, which then finds nothing to save.
-    update public.background_jobs j set result = null where j.id = any(v_saved);
+  if v_held is not null then
+    -- Fires this trigger once more, which then has nothing to save.
+    update public.background_jobs j set result = null where j.id = any(v_held);
   end if;
   return null;
 end
@@ -199,7 +203,15 @@ CREATE FUNCTION public.mealworker_meal_plan_follow_job() RETURNS trigger
     SET search_path TO ''
     AS $$
 begin
-  if new.status = 'processing' then
+  if new.status = 'completed' then
+    -- Saved by `meal_plan_jobs_completed` at the end of the statement: named to it here.
+    perform pg_catalog.set_config(
+      'mealworker.meal_plans_completed',
+      pg_catalog.concat_ws(
+        ',', nullif(pg_catalog.current_setting('mealworker.meal_plans_completed', true), ''),
+        new.id),
+      true);
+  elsif new.status = 'processing' then
     if old.status = 'pending' then  -- claimed
       update public.meal_plans mp
          set status = 'generating', updated_at = now()

@@ -10,7 +10,7 @@ CREATE TRIGGER meal_plan_jobs_completed AFTER UPDATE OF result ON public.backgro
 
 CREATE TRIGGER meal_plan_jobs_progress AFTER UPDATE OF progress ON public.background_jobs FOR EACH ROW WHEN (((new.meal_plan_id IS NOT NULL) AND (old.status = 'processing'::text) AND (new.status = 'processing'::text))) EXECUTE FUNCTION public.mealworker_meal_plan_progress();
 
-CREATE TRIGGER meal_plan_jobs_status AFTER UPDATE OF status ON public.background_jobs FOR EACH ROW WHEN (((new.meal_plan_id IS NOT NULL) AND (new.status <> 'completed'::text) AND ((old.status IS DISTINCT FROM new.status) OR (new.status = 'pending'::text)))) EXECUTE FUNCTION public.mealworker_meal_plan_follow_job();
+CREATE TRIGGER meal_plan_jobs_status AFTER UPDATE OF status ON public.background_jobs FOR EACH ROW WHEN (((new.meal_plan_id IS NOT NULL) AND ((old.status IS DISTINCT FROM new.status) OR (new.status = 'pending'::text)))) EXECUTE FUNCTION public.mealworker_meal_plan_follow_job();
 
 CREATE TRIGGER meal_plans_days_reset BEFORE UPDATE ON public.meal_plans FOR EACH ROW WHEN (((new.days IS NOT NULL) AND (new.status = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])))) EXECUTE FUNCTION public.mealworker_meal_plan_days_reset();
 

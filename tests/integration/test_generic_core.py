@@ -239,6 +239,25 @@ def test_a_lost_lease_saves_no_plan_and_a_plan_is_saved_once(conn: Conn) -> None
     assert plan(conn, plan_id)["plan"] == {"by": "fresh"}
 
 
+def test_a_plan_job_completed_with_no_result_completes_its_plan(conn: Conn) -> None:
+    enqueued = enqueue_plan(conn)
+    plan_job, plan_id = enqueued["job_id"], enqueued["meal_plan_id"]
+    claim(conn)
+    done = conn.execute(
+        "select * from public.mealworker_complete_jobs(array[%s]::bigint[], array[%s]::uuid[],"
+        " array[null]::jsonb[])",
+        (plan_job, lease(conn, plan_job)),
+    ).fetchall()
+    assert len(done) == 1
+    stored = plan(conn, plan_id)
+    assert (stored["status"], stored["plan"], stored["usage"], stored["completed"]) == (
+        "completed",
+        None,
+        None,
+        True,
+    )
+
+
 # --- the plan follows its job ----------------------------------------------------------------
 
 

@@ -21,11 +21,10 @@ MIGRATION = (
 
 
 def indexes(conn: Conn) -> dict[str, str]:
-    """The indexes on ``meal_plan_id`` (not those that name it only in their predicate)."""
     rows = conn.execute(
         "select indexname, indexdef from pg_indexes"
         " where schemaname = 'public' and tablename = 'background_jobs'"
-        " and indexdef ~ 'USING btree \\([^)]*meal_plan_id'"
+        " and indexdef like '%meal_plan_id%'"
     ).fetchall()
     return {r["indexname"]: r["indexdef"] for r in rows}
 
