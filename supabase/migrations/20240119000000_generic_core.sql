@@ -153,11 +153,15 @@ create or replace trigger meal_plan_jobs_progress
   when (new.meal_plan_id is not null and old.status = 'processing' and new.status = 'processing')
   execute function public.mealworker_meal_plan_progress();
 
+-- One cached plan (as for the claim): with the statement's job ids a parameter, PostgreSQL found
+-- a custom plan for no ids cheaper than the generic one and planned the update again on every
+-- completion, 0.15 ms of a 1.2 ms `claim_next` carrying 4 completions.
 create or replace function public.mealworker_meal_plan_complete()
 returns trigger
 language plpgsql
 volatile
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_jobs bigint[] := pg_catalog.string_to_array(

@@ -149,6 +149,7 @@ $$;
 CREATE FUNCTION public.mealworker_meal_plan_complete() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_jobs bigint[] := pg_catalog.string_to_array(
