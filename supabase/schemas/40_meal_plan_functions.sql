@@ -149,42 +149,38 @@ $$;
 CREATE FUNCTION public.mealworker_meal_plan_complete() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
-    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_jobs bigint[] := pg_catalog.string_to_array(
     nullif(pg_catalog.current_setting('mealworker.meal_plans_completed', true), ''), ',');
-  v_held bigint[];
 begin
-  if v_jobs is not null then
-    perform pg_catalog.set_config('mealworker.meal_plans_completed', '', true);
-  end if;
-
-  -- The plan update runs for every completion, even of no meal plan (see the header).
-  with done as (
-    select j.id, j.meal_plan_id, j.result
-      from public.background_jobs j
-     where j.id = any(coalesce(v_jobs, '{}'))
-  ), saved as (
+  if v_jobs is null then
+    -- No meal plan completed: the plans' update still runs, of no row, as it did in the
+    -- queue's function (see the header). It reads no table and has no parameter to plan for.
     update public.meal_plans mp
-       set status = 'completed',
-           plan = d.result -> 'plan',
-           usage = d.result -> 'usage',
-           progress = '{"stage": "done"}'::jsonb,
-           error = null,
-           completed_at = now(),
-           updated_at = now()
-      from done d
-     where mp.id = any(array(select x.meal_plan_id from done x))
-       and mp.id = d.meal_plan_id
-    returning d.id, d.result
-  )
-  select pg_catalog.array_agg(s.id) into v_held from saved s where s.result is not null;
-
-  if v_held is not null then
-    -- Fires this trigger once more, which then has nothing to save.
-    update public.background_jobs j set result = null where j.id = any(v_held);
+       set status = 'completed', plan = null, usage = null, progress = '{"stage": "done"}'::jsonb,
+           error = null, completed_at = now(), updated_at = now()
+     where false;
+    return null;
   end if;
+  perform pg_catalog.set_config('mealworker.meal_plans_completed', '', true);
+
+  update public.meal_plans mp
+     set status = 'completed',
+         plan = j.result -> 'plan',
+         usage = j.result -> 'usage',
+         progress = '{"stage": "done"}'::jsonb,
+         error = null,
+         completed_at = now(),
+         updated_at = now()
+    from public.background_jobs j
+   where j.id = any(v_jobs)
+     and mp.id = j.meal_plan_id;
+
+  -- Saved: the plan is kept once. Fires this trigger once more, with nothing to save.
+  update public.background_jobs j
+     set result = null
+   where j.id = any(v_jobs) and j.result is not null;
   return null;
 end
 $$;
