@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 
 from mealplan_cli.core.db.migrations import apply_migrations
+from mealplan_cli.core.queue import QUEUE_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "supabase" / "migrations"
@@ -40,7 +41,8 @@ HEADER = """\
 -- tests/integration/test_declarative_schema.py fails while the two disagree.
 """
 
-# Meal-plan functions, named here because the queue's functions share their `mealworker_` prefix.
+# Meal-plan functions, named here because the queue's functions share their `mealworker_` prefix
+# (the queue's are `QUEUE_FUNCTIONS`; the OpenAI budget's are `mealworker_budget_*`).
 MEAL_PLAN_FUNCTIONS = frozenset(
     {
         "cancel_meal_plan",
@@ -48,9 +50,13 @@ MEAL_PLAN_FUNCTIONS = frozenset(
         "mealworker_enqueue_meal_plan",
         "mealworker_get_meal_plan",
         "mealworker_job_for_meal_plan",
+        "mealworker_meal_plan_complete",
         "mealworker_meal_plan_days_reset",
         "mealworker_meal_plan_waiting",
         "mealworker_meal_plan_waiting_clear",
+        "mealworker_meal_plan_follow_job",
+        "mealworker_meal_plan_progress",
+        "mealworker_meal_plan_stats",
         "mealworker_report_days",
         "mealworker_request_problem",
         "mealworker_image_cache_get",
@@ -172,11 +178,16 @@ def file_for(entry: Entry) -> str:
         return "60_triggers_and_foreign_keys.sql"
     if entry.kind == "FUNCTION" or name.startswith("FUNCTION "):
         function = name.removeprefix("FUNCTION ").split("(")[0]
+        if function in QUEUE_FUNCTIONS:
+            return "30_queue_functions.sql"
         if function in MEAL_PLAN_FUNCTIONS:
             return "40_meal_plan_functions.sql"
         if function.startswith("mealworker_budget_"):
             return "50_openai_budget_functions.sql"
-        return "30_queue_functions.sql"
+        raise SystemExit(
+            f"function {function} is neither the queue's (mealplan_cli.core.queue."
+            "QUEUE_FUNCTIONS) nor a meal plan's (MEAL_PLAN_FUNCTIONS here): name it in one"
+        )
     if entry.kind == "SEQUENCE" or name.startswith("SEQUENCE "):
         return f"20_{re.sub(r'_id_seq$', '', name.removeprefix('SEQUENCE '))}.sql"
     return f"20_{entry.table}.sql"

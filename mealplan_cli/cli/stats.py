@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.table import Table
 
+    from mealplan_cli.core.db.base import Database
     from mealplan_cli.settings.config import Settings
 
 
@@ -249,6 +250,13 @@ def _threshold(text: str) -> Threshold:
         ) from None
 
 
+async def _figures(db: Database) -> dict[str, Any]:
+    """The queue's figures and the meal plans' (``plans_24h``, ``openai_24h``), one object."""
+    from mealplan_cli.mealplans.plans import MealPlans
+
+    return {**await Queue(db).stats(), **await MealPlans(db).stats()}
+
+
 async def _health(
     settings: Settings,
 ) -> tuple[QueueHealth, list[dict[str, Any]], list[WaitingJobs]]:
@@ -256,9 +264,8 @@ async def _health(
     from mealplan_cli.mealplans.budget import budget_stats
 
     async with open_database(settings) as db:
-        queue = Queue(db)
-        health = QueueHealth(await queue.stats(), settings.lease_seconds)
-        return health, await budget_stats(db), await queue.waiting()
+        health = QueueHealth(await _figures(db), settings.lease_seconds)
+        return health, await budget_stats(db), await Queue(db).waiting()
 
 
 async def _watch(settings: Settings, interval: float, database: str) -> None:
@@ -268,13 +275,12 @@ async def _watch(settings: Settings, interval: float, database: str) -> None:
     from mealplan_cli.mealplans.budget import budget_stats
 
     async with open_database(settings) as db:
-        queue = Queue(db)
         said = False
         with Live(console=stdout, refresh_per_second=4) as live:
             try:
                 while True:
-                    health = QueueHealth(await queue.stats(), settings.lease_seconds)
-                    budgets, waiting = await budget_stats(db), await queue.waiting()
+                    health = QueueHealth(await _figures(db), settings.lease_seconds)
+                    budgets, waiting = await budget_stats(db), await Queue(db).waiting()
                     live.update(health_view(health, database, budgets, waiting))
                     said = said or ready(f"refreshing every {interval:g}s; Ctrl-C to stop")
                     await asyncio.sleep(interval)

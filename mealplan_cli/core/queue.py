@@ -23,6 +23,42 @@ PING_JOB = "ping"
 NOTIFY_CHANNEL = "mealworker_jobs"
 """Where the enqueue path's triggers ``pg_notify`` (the SQL side names it in its triggers)."""
 
+QUEUE_FUNCTIONS = frozenset(
+    {
+        "mealworker_cancel_jobs",
+        "mealworker_claim_job",
+        "mealworker_claim_jobs",
+        "mealworker_claim_next",
+        "mealworker_complete_jobs",
+        "mealworker_defer_job",
+        "mealworker_enqueue_job",
+        "mealworker_enqueue_jobs",
+        "mealworker_events_from",
+        "mealworker_events_since",
+        "mealworker_fail_job",
+        "mealworker_get_job",
+        "mealworker_heartbeat",
+        "mealworker_job_note",
+        "mealworker_jobs_after_insert",
+        "mealworker_jobs_after_update",
+        "mealworker_jobs_wait_reason_clear",
+        "mealworker_prune",
+        "mealworker_queue_stats",
+        "mealworker_recent_events",
+        "mealworker_register_worker",
+        "mealworker_release_jobs",
+        "mealworker_report_progress",
+        "mealworker_requeue_jobs",
+        "mealworker_requeue_stale",
+        "mealworker_stale_jobs",
+        "mealworker_stop_worker",
+        "mealworker_waiting_jobs",
+    }
+)
+"""The queue's own SQL functions (``public.<name>``), the generic core's: they touch only the
+queue's tables and know no job type's domain. A job type's SQL (meal plans' included) lives
+beside them under other names; ``tests/integration/test_generic_core.py`` holds them to this."""
+
 
 def parse_uuid(value: Any) -> UUID | None:
     if value is None or isinstance(value, UUID):

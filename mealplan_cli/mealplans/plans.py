@@ -1,8 +1,10 @@
 """Meal plans on top of the generic job protocol: their rows, their enqueue, the photo cache.
 
 A meal plan is a ``meal_plans`` row plus one ``generate_meal_plan`` job, created together by
-``mealworker_enqueue_meal_plan``; completing the job writes the plan into the row in the same
-transaction. The generic ``Queue`` knows none of this.
+``mealworker_enqueue_meal_plan``. The domain's triggers on ``background_jobs`` (the
+``meal_plan_jobs_*`` of the migrations) mirror the job into the row in the statement that
+changes it: completing the job saves the plan in the same transaction. The generic ``Queue``
+and its SQL functions know none of this.
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ class MealPlans:
         """The newest job generating this meal plan (``run-job <meal plan id>``)."""
         job_id = await self.db.value("mealworker_job_for_meal_plan", p_meal_plan_id=meal_plan_id)
         return None if job_id is None else int(job_id)
+
+    async def stats(self) -> dict[str, Any]:
+        """The meal plans completed in the last 24 hours and their OpenAI usage
+        (``plans_24h``, ``openai_24h``), beside the queue's own figures in ``stats``."""
+        return dict(await self.db.value("mealworker_meal_plan_stats") or {})
 
     async def report_days(self, job: ClaimedJob, days: dict[str, Any]) -> bool:
         """Merge finished days (``{"<day number>": day}``) into the job's meal plan, so the app

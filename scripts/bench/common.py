@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mealplan_cli.core.db.migrations import Migration
 from mealplan_cli.core.worker import WorkerReport
 from mealplan_cli.handlers import HandlerRegistry
 from mealplan_cli.mealplans import job  # noqa: F401  (loaded up front, not in the timing)
@@ -18,10 +19,11 @@ from tests.helpers import pg
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A migrated database on ``MEALWORKER_TEST_DATABASE_URL``'s server, else an embedded one."""
+def fresh_database(migrations: list[Migration] | None = None) -> Iterator[str]:
+    """A migrated database on ``MEALWORKER_TEST_DATABASE_URL``'s server, else an embedded one
+    (``migrations``: those instead of the bundled ones)."""
     server, handle = pg.start_server()
-    template = pg.create_template(server)
+    template = pg.create_template(server, migrations)
     name = pg.clone(server, template)
     try:
         yield pg.with_database(server, name)

@@ -1,7 +1,7 @@
 """Database CPU per job: what PostgreSQL itself spends to claim and complete one no-op job, and
 what it would spend if the product kept less per job. Prints JSON.
 
-    python -m scripts.bench.sql_per_job [--jobs 30000] [--rounds 5]
+    python -m scripts.bench.sql_per_job [--jobs 30000] [--rounds 5] [--baseline DIR]
 
 One connection drains the queue with ``mealworker_claim_next`` in batches of 500 (each call
 completes the previous batch and claims the next, as a busy worker does), and the server
@@ -14,7 +14,10 @@ is noisy; medians and ratios, not single figures):
 * ``and_completed_jobs_deleted``: also a completion that deletes the job, as graphile-worker's.
 
 The last two are not options the product offers: they price the two per-job records it keeps.
-The server must run on this machine (its process's CPU is read from /proc).
+``--baseline DIR`` adds a fourth, ``baseline``: the migrations in DIR (another checkout's
+``supabase/migrations``, e.g. main's), to price a change of the SQL in the same run. Besides the
+CPU, the WAL each job writes (bytes, exact on any machine). The server must run on this machine
+(its process's CPU is read from /proc).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
+from mealplan_cli.core.db.migrations import Migration, bundled_migrations
 from scripts.bench.common import fresh_database, server_description
 
 BATCH = 500
@@ -56,8 +60,8 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_per_job(url: str, changes: list[str], jobs: int) -> float:
-    """Microseconds of server CPU per claimed and completed job."""
+def cpu_per_job(url: str, changes: list[str], jobs: int) -> tuple[float, float]:
+    """Microseconds of server CPU, and bytes of WAL, per claimed and completed job."""
     with psycopg.connect(url, autocommit=True) as setup:
         for change in changes:
             setup.execute(change)
@@ -71,6 +75,7 @@ def cpu_per_job(url: str, changes: list[str], jobs: int) -> float:
         pid = conn.info.backend_pid
         held: list[tuple[int, object]] = []
         completed = 0
+        wal_before = conn.execute("select pg_current_wal_insert_lsn()").fetchone()
         before = process_cpu_seconds(pid)
         while True:
             rows = conn.execute(
@@ -83,22 +88,40 @@ def cpu_per_job(url: str, changes: list[str], jobs: int) -> float:
             if not held:
                 break
         spent = process_cpu_seconds(pid) - before
+        wal = conn.execute(
+            "select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", wal_before
+        ).fetchone()
     if completed != jobs:
         raise SystemExit(f"expected {jobs} completions, got {completed}")
-    return spent * 1e6 / jobs
+    assert wal is not None
+    return spent * 1e6 / jobs, float(wal[0]) / jobs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="Also measure the schema the migrations in DIR make (another checkout's).",
+    )
     args = parser.parse_args()
-    figures: dict[str, list[float]] = {name: [] for name in SCHEMAS}
+    schemas = dict(SCHEMAS)
+    migrations: dict[str, list[Migration] | None] = dict.fromkeys(SCHEMAS)
+    if args.baseline:
+        schemas["baseline"] = []
+        migrations["baseline"] = bundled_migrations(args.baseline)
+    figures: dict[str, list[float]] = {name: [] for name in schemas}
+    wal: dict[str, list[float]] = {name: [] for name in schemas}
     for round_number in range(args.rounds):
-        order = list(SCHEMAS) if round_number % 2 == 0 else list(reversed(SCHEMAS))
+        order = list(schemas) if round_number % 2 == 0 else list(reversed(schemas))
         for name in order:
-            with fresh_database() as url:
-                figures[name].append(cpu_per_job(url, SCHEMAS[name], args.jobs))
+            with fresh_database(migrations[name]) as url:
+                cpu, wal_bytes = cpu_per_job(url, schemas[name], args.jobs)
+            figures[name].append(cpu)
+            wal[name].append(wal_bytes)
     shipped = statistics.median(figures["as_shipped"])
     print(
         json.dumps(
@@ -114,6 +137,9 @@ def main() -> None:
                         "ratio_to_as_shipped": round(statistics.median(values) / shipped, 2),
                     }
                     for name, values in figures.items()
+                },
+                "wal_bytes_per_job": {
+                    name: round(statistics.median(values)) for name, values in wal.items()
                 },
             },
             indent=2,

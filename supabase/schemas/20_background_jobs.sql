@@ -23,11 +23,16 @@ CREATE TABLE public.background_jobs (
     finished_at timestamp with time zone,
     idempotency_key text,
     result jsonb,
+    progress jsonb,
     wait_reason text,
     CONSTRAINT background_jobs_lease_only_while_processing CHECK (((lease_token IS NULL) OR (status = 'processing'::text))),
     CONSTRAINT background_jobs_max_attempts_check CHECK ((max_attempts > 0)),
     CONSTRAINT background_jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
 );
+
+COMMENT ON COLUMN public.background_jobs.meal_plan_id IS 'Owned by the meal-plan domain: the plan a generate_meal_plan job makes. The queue''s functions never read it; the domain''s triggers on this table (meal_plan_jobs_*) mirror the job into meal_plans through it.';
+
+COMMENT ON COLUMN public.background_jobs.progress IS 'The latest progress the job''s handler reported (mealworker_report_progress); null before its first report, and again when the job is run afresh.';
 
 COMMENT ON COLUMN public.background_jobs.wait_reason IS 'Why a pending job waits until run_at (mealworker_defer_job); null once it runs again.';
 

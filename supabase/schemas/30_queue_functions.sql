@@ -23,12 +23,7 @@ CREATE FUNCTION public.mealworker_cancel_jobs(p_job_ids bigint[]) RETURNS TABLE(
       from before b
      where j.id = b.id
        and (b.status = 'pending' or (b.status = 'processing' and not b.cancel_requested))
-    returning j.id, j.status, j.meal_plan_id
-  ), plans as (
-    update public.meal_plans mp
-       set status = 'cancelled', updated_at = now()
-     where mp.id = any(array(select c.meal_plan_id from changed c where c.status = 'cancelled'))
-    returning mp.id
+    returning j.id, j.status
   )
   select b.id,
          coalesce(c.status, b.status),
@@ -43,17 +38,16 @@ CREATE FUNCTION public.mealworker_cancel_jobs(p_job_ids bigint[]) RETURNS TABLE(
    order by b.id;
 $$;
 
-CREATE FUNCTION public.mealworker_claim_job(p_job_id bigint, p_worker_id text, p_lease_seconds double precision DEFAULT 300, p_force boolean DEFAULT false) RETURNS TABLE(id bigint, job_type text, payload jsonb, attempts integer, max_attempts integer, priority integer, lease_token uuid, lease_expires_at timestamp with time zone, meal_plan_id uuid, created_at timestamp with time zone)
+CREATE FUNCTION public.mealworker_claim_job(p_job_id bigint, p_worker_id text, p_lease_seconds double precision DEFAULT 300, p_force boolean DEFAULT false) RETURNS TABLE(id bigint, job_type text, payload jsonb, attempts integer, max_attempts integer, priority integer, lease_token uuid, lease_expires_at timestamp with time zone, created_at timestamp with time zone)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
 #variable_conflict use_column
 declare
   v_status text;
-  v_plan_id uuid;
   v_forced boolean;
 begin
-  select j.status, j.meal_plan_id into v_status, v_plan_id
+  select j.status into v_status
     from public.background_jobs j
    where j.id = p_job_id
      for update;
@@ -75,6 +69,7 @@ begin
      set status = 'processing',
          attempts = case when v_forced then 1 else j.attempts + 1 end,
          last_error = case when v_forced then null else j.last_error end,
+         progress = case when v_forced then null else j.progress end,
          cancel_requested = false,
          finished_at = null,
          locked_by = p_worker_id,
@@ -84,23 +79,11 @@ begin
          updated_at = now()
    where j.id = p_job_id
   returning j.id, j.job_type, j.payload, j.attempts, j.max_attempts, j.priority, j.lease_token,
-            j.lease_expires_at, j.meal_plan_id, j.created_at;
-
-  if v_plan_id is not null then
-    update public.meal_plans mp
-       set status = 'generating',
-           plan = case when v_forced then null else mp.plan end,
-           usage = case when v_forced then null else mp.usage end,
-           error = case when v_forced then null else mp.error end,
-           progress = case when v_forced then '{}'::jsonb else mp.progress end,
-           completed_at = case when v_forced then null else mp.completed_at end,
-           updated_at = now()
-     where mp.id = v_plan_id;
-  end if;
+            j.lease_expires_at, j.created_at;
 end
 $$;
 
-CREATE FUNCTION public.mealworker_claim_jobs(p_worker_id text, p_job_types text[], p_limit integer, p_lease_seconds double precision DEFAULT 300) RETURNS TABLE(id bigint, job_type text, payload jsonb, attempts integer, max_attempts integer, priority integer, lease_token uuid, lease_expires_at timestamp with time zone, meal_plan_id uuid, created_at timestamp with time zone)
+CREATE FUNCTION public.mealworker_claim_jobs(p_worker_id text, p_job_types text[], p_limit integer, p_lease_seconds double precision DEFAULT 300) RETURNS TABLE(id bigint, job_type text, payload jsonb, attempts integer, max_attempts integer, priority integer, lease_token uuid, lease_expires_at timestamp with time zone, created_at timestamp with time zone)
     LANGUAGE plpgsql
     SET search_path TO ''
     SET plan_cache_mode TO 'force_generic_plan'
@@ -137,22 +120,16 @@ begin
                 order by c.priority desc, c.run_at, c.id
                 limit greatest(p_limit, 0)))
       returning j.id, j.job_type, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at,
-                j.lease_token, j.lease_expires_at, j.meal_plan_id, j.created_at
-    ), plans as (
-      update public.meal_plans mp
-         set status = 'generating', updated_at = now()
-       where mp.id = any(array(
-               select c.meal_plan_id from claimed c where c.meal_plan_id is not null))
-      returning mp.id
+                j.lease_token, j.lease_expires_at, j.created_at
     )
     select c.id, c.job_type, c.payload, c.attempts, c.max_attempts, c.priority, c.lease_token,
-           c.lease_expires_at, c.meal_plan_id, c.created_at
+           c.lease_expires_at, c.created_at
       from claimed c
      order by c.priority desc, c.run_at, c.id;
 end
 $$;
 
-CREATE FUNCTION public.mealworker_claim_next(p_worker_id text, p_job_types text[], p_limit integer, p_lease_seconds double precision DEFAULT 300, p_job_ids bigint[] DEFAULT '{}'::bigint[], p_lease_tokens uuid[] DEFAULT '{}'::uuid[], p_results jsonb[] DEFAULT '{}'::jsonb[]) RETURNS TABLE(id bigint, job_type text, payload jsonb, attempts integer, max_attempts integer, priority integer, lease_token uuid, lease_expires_at timestamp with time zone, meal_plan_id uuid, created_at timestamp with time zone, completed bigint)
+CREATE FUNCTION public.mealworker_claim_next(p_worker_id text, p_job_types text[], p_limit integer, p_lease_seconds double precision DEFAULT 300, p_job_ids bigint[] DEFAULT '{}'::bigint[], p_lease_tokens uuid[] DEFAULT '{}'::uuid[], p_results jsonb[] DEFAULT '{}'::jsonb[]) RETURNS TABLE(id bigint, job_type text, payload jsonb, attempts integer, max_attempts integer, priority integer, lease_token uuid, lease_expires_at timestamp with time zone, created_at timestamp with time zone, completed bigint)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -161,7 +138,7 @@ begin
   if coalesce(cardinality(p_job_ids), 0) > 0 then
     return query
       select null::bigint, null::text, null::jsonb, null::int, null::int, null::int, null::uuid,
-             null::timestamptz, null::uuid, null::timestamptz, c.job_id
+             null::timestamptz, null::timestamptz, c.job_id
         from public.mealworker_complete_jobs(p_job_ids, p_lease_tokens, p_results) as c (job_id);
   else
     perform pg_catalog.set_config('synchronous_commit', 'off', true);
@@ -169,7 +146,7 @@ begin
 
   return query
     select c.id, c.job_type, c.payload, c.attempts, c.max_attempts, c.priority, c.lease_token,
-           c.lease_expires_at, c.meal_plan_id, c.created_at, null::bigint
+           c.lease_expires_at, c.created_at, null::bigint
       from public.mealworker_claim_jobs(p_worker_id, p_job_types, p_limit, p_lease_seconds) c;
 end
 $$;
@@ -192,7 +169,7 @@ begin
   ), done as (
     update public.background_jobs j
        set status = 'completed',
-           result = case when j.meal_plan_id is null then i.result end,
+           result = i.result,
            finished_at = now(),
            updated_at = now(),
            lease_token = null,
@@ -201,19 +178,7 @@ begin
      where j.id = any(array(select x.job_id from input x))
        and j.id = i.job_id
        and j.lease_token = i.lease_token  -- implies status = 'processing' (check constraint)
-    returning j.id, j.meal_plan_id, i.result
-  ), plans as (
-    update public.meal_plans mp
-       set status = 'completed',
-           plan = d.result -> 'plan',
-           usage = d.result -> 'usage',
-           progress = '{"stage": "done"}'::jsonb,
-           error = null,
-           completed_at = now(),
-           updated_at = now()
-      from done d
-     where mp.id = d.meal_plan_id
-    returning mp.id
+    returning j.id
   )
   select coalesce(pg_catalog.array_agg(d.id order by d.id), '{}') into v_done from done d;
 
@@ -391,9 +356,6 @@ begin
            lease_expires_at = null,
            updated_at = now()
      where j.id = p_job_id;
-    update public.meal_plans mp
-       set status = 'pending', error = p_error, updated_at = now()
-     where mp.id = v_job.meal_plan_id;
   else
     update public.background_jobs j
        set status = v_status,
@@ -403,21 +365,18 @@ begin
            finished_at = now(),
            updated_at = now()
      where j.id = p_job_id;
-    update public.meal_plans mp
-       set status = v_status, error = p_error, updated_at = now()
-     where mp.id = v_job.meal_plan_id;
   end if;
 
   return v_status;
 end
 $$;
 
-CREATE FUNCTION public.mealworker_get_job(p_job_id bigint) RETURNS TABLE(id bigint, job_type text, payload jsonb, status text, priority integer, run_at timestamp with time zone, attempts integer, max_attempts integer, locked_by text, lease_expires_at timestamp with time zone, last_error text, meal_plan_id uuid, created_at timestamp with time zone, updated_at timestamp with time zone, started_at timestamp with time zone, finished_at timestamp with time zone)
+CREATE FUNCTION public.mealworker_get_job(p_job_id bigint) RETURNS TABLE(id bigint, job_type text, payload jsonb, status text, priority integer, run_at timestamp with time zone, attempts integer, max_attempts integer, locked_by text, lease_expires_at timestamp with time zone, last_error text, created_at timestamp with time zone, updated_at timestamp with time zone, started_at timestamp with time zone, finished_at timestamp with time zone)
     LANGUAGE sql STABLE
     SET search_path TO ''
     AS $$
   select j.id, j.job_type, j.payload, j.status, j.priority, j.run_at, j.attempts,
-         j.max_attempts, j.locked_by, j.lease_expires_at, j.last_error, j.meal_plan_id,
+         j.max_attempts, j.locked_by, j.lease_expires_at, j.last_error,
          j.created_at, j.updated_at, j.started_at, j.finished_at
     from public.background_jobs j
    where j.id = p_job_id;
@@ -711,18 +670,6 @@ CREATE FUNCTION public.mealworker_queue_stats() RETURNS jsonb
      group by 1
      order by n desc, last_at desc
      limit 10
-  ), completed_plans as (
-    select mp.usage
-      from public.meal_plans mp
-     where mp.status = 'completed' and mp.completed_at > now() - interval '24 hours'
-  ), openai as (
-    select count(*) as n,
-           coalesce(sum((p.usage ->> 'input_tokens')::bigint), 0) as input_tokens,
-           coalesce(sum((p.usage ->> 'output_tokens')::bigint), 0) as output_tokens,
-           coalesce(sum((p.usage ->> 'cost_usd')::numeric), 0) as cost_usd
-      from completed_plans p
-     where coalesce((p.usage ->> 'calls')::int, 0) > 0
-        or coalesce((p.usage ->> 'input_tokens')::bigint, 0) > 0
   )
   select jsonb_build_object(
     'by_status', (
@@ -779,15 +726,7 @@ CREATE FUNCTION public.mealworker_queue_stats() RETURNS jsonb
              order by w.last_seen_at desc)
         from public.workers w
        where w.last_seen_at > now() - interval '24 hours'
-    ), '[]'::jsonb),
-    'plans_24h', (select count(*) from completed_plans),
-    'openai_24h', (
-      select jsonb_build_object(
-        'plans', o.n, 'input_tokens', o.input_tokens, 'output_tokens', o.output_tokens,
-        'cost_usd', o.cost_usd,
-        'cost_per_plan_usd', case when o.n > 0 then round(o.cost_usd / o.n, 6) end)
-        from openai o
-    )
+    ), '[]'::jsonb)
   )
 $$;
 
@@ -852,13 +791,7 @@ CREATE FUNCTION public.mealworker_release_jobs(p_worker_id text, p_job_ids bigin
       from input i
      where j.id = i.job_id
        and j.lease_token = i.lease_token  -- implies status = 'processing' (check constraint)
-    returning j.id, j.status, j.meal_plan_id
-  ), plans as (
-    update public.meal_plans mp
-       set status = r.status, updated_at = now()
-      from released r
-     where mp.id = r.meal_plan_id
-    returning mp.id
+    returning j.id
   ), lost as (
     insert into public.background_job_events (job_id, event, job_type, worker_id, attempt, detail)
     select j.id, 'lease_lost', j.job_type, p_worker_id, j.attempts,
@@ -876,18 +809,11 @@ CREATE FUNCTION public.mealworker_report_progress(p_job_id bigint, p_lease_token
     SET search_path TO ''
     AS $$
   with held as (
-    -- FOR SHARE: wait for a concurrent requeue/complete and re-check the lease on its result.
-    select j.id, j.job_type, j.locked_by, j.attempts, j.meal_plan_id
-      from public.background_jobs j
+    update public.background_jobs j
+       set progress = p_progress
      where j.id = p_job_id
        and j.lease_token = p_lease_token  -- implies status = 'processing' (check constraint)
-       for share
-  ), plan as (
-    update public.meal_plans mp
-       set progress = coalesce(p_progress, '{}'::jsonb), status = 'generating', updated_at = now()
-      from held h
-     where mp.id = h.meal_plan_id
-    returning mp.id
+    returning j.id, j.job_type, j.locked_by, j.attempts
   ), progress_event as (
     insert into public.background_job_events (job_id, event, job_type, worker_id, attempt, detail)
     select h.id, 'progress', h.job_type, h.locked_by, h.attempts, p_progress
@@ -950,22 +876,12 @@ CREATE FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[] DEFAULT NULL::
            lease_token = null,
            lease_expires_at = null,
            finished_at = null,
+           progress = null,
            updated_at = now()
      where j.id = any(array(select t.id from target t))
        and j.status <> 'processing'
        and not coalesce(p_dry_run, false)
-    returning j.id, j.meal_plan_id
-  ), plans as (
-    update public.meal_plans mp
-       set status = 'pending',
-           plan = null,
-           usage = null,
-           error = null,
-           progress = '{}'::jsonb,
-           completed_at = null,
-           updated_at = now()
-     where mp.id = any(array(select r.meal_plan_id from requeued r))
-    returning mp.id
+    returning j.id
   )
   select t.id, t.job_type, t.previous_status, t.last_error from target t order by t.id;
 $$;
@@ -999,13 +915,7 @@ CREATE FUNCTION public.mealworker_requeue_stale(p_limit integer DEFAULT 1000) RE
                 for update skip locked))
        and j.status = 'processing'
        and j.lease_expires_at < now()
-    returning j.id, j.status, j.meal_plan_id, j.last_error
-  ), plans as (
-    update public.meal_plans mp
-       set status = r.status, error = r.last_error, updated_at = now()
-      from requeued r
-     where mp.id = r.meal_plan_id
-    returning mp.id
+    returning j.id, j.status
   )
   select r.id, r.status from requeued r order by r.id;
 $$;

@@ -146,6 +146,45 @@ CREATE FUNCTION public.mealworker_job_for_meal_plan(p_meal_plan_id uuid) RETURNS
    limit 1;
 $$;
 
+CREATE FUNCTION public.mealworker_meal_plan_complete() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_jobs bigint[] := pg_catalog.string_to_array(
+    nullif(pg_catalog.current_setting('mealworker.meal_plans_completed', true), ''), ',');
+begin
+  if v_jobs is null then
+    -- No meal plan completed: the plans' update still runs, of no row, as it did in the
+    -- queue's function (see the header). It reads no table and has no parameter to plan for.
+    update public.meal_plans mp
+       set status = 'completed', plan = null, usage = null, progress = '{"stage": "done"}'::jsonb,
+           error = null, completed_at = now(), updated_at = now()
+     where false;
+    return null;
+  end if;
+  perform pg_catalog.set_config('mealworker.meal_plans_completed', '', true);
+
+  update public.meal_plans mp
+     set status = 'completed',
+         plan = j.result -> 'plan',
+         usage = j.result -> 'usage',
+         progress = '{"stage": "done"}'::jsonb,
+         error = null,
+         completed_at = now(),
+         updated_at = now()
+    from public.background_jobs j
+   where j.id = any(v_jobs)
+     and mp.id = j.meal_plan_id;
+
+  -- Saved: the plan is kept once. Fires this trigger once more, with nothing to save.
+  update public.background_jobs j
+     set result = null
+   where j.id = any(v_jobs) and j.result is not null;
+  return null;
+end
+$$;
+
 CREATE FUNCTION public.mealworker_meal_plan_days_reset() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
@@ -154,6 +193,106 @@ begin
   new.days := null;
   return new;
 end;
+$$;
+
+CREATE FUNCTION public.mealworker_meal_plan_follow_job() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if new.status = 'completed' then
+    -- Saved by `meal_plan_jobs_completed` at the end of the statement: named to it here.
+    perform pg_catalog.set_config(
+      'mealworker.meal_plans_completed',
+      pg_catalog.concat_ws(
+        ',', nullif(pg_catalog.current_setting('mealworker.meal_plans_completed', true), ''),
+        new.id),
+      true);
+  elsif new.status = 'processing' then
+    if old.status = 'pending' then  -- claimed
+      update public.meal_plans mp
+         set status = 'generating', updated_at = now()
+       where mp.id = new.meal_plan_id;
+    else  -- run again from where it ended (`run-job --force`): the plan starts over
+      update public.meal_plans mp
+         set status = 'generating',
+             plan = null,
+             usage = null,
+             error = null,
+             progress = '{}'::jsonb,
+             completed_at = null,
+             updated_at = now()
+       where mp.id = new.meal_plan_id;
+    end if;
+  elsif old.status = 'processing' then
+    if new.attempts < old.attempts then
+      -- Released (a worker stopping): the attempt is handed back and no error is told.
+      update public.meal_plans mp
+         set status = new.status, updated_at = now()
+       where mp.id = new.meal_plan_id;
+    else  -- failed, retried later, cancelled at its worker, or its lease expired
+      update public.meal_plans mp
+         set status = new.status, error = new.last_error, updated_at = now()
+       where mp.id = new.meal_plan_id;
+    end if;
+  elsif new.status = 'pending' then  -- requeued, from its end or while waiting
+    update public.meal_plans mp
+       set status = 'pending',
+           plan = null,
+           usage = null,
+           error = null,
+           progress = '{}'::jsonb,
+           completed_at = null,
+           updated_at = now()
+     where mp.id = new.meal_plan_id;
+  elsif new.status = 'cancelled' then  -- cancelled while waiting
+    update public.meal_plans mp
+       set status = 'cancelled', updated_at = now()
+     where mp.id = new.meal_plan_id;
+  end if;
+  return null;
+end
+$$;
+
+CREATE FUNCTION public.mealworker_meal_plan_progress() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  update public.meal_plans mp
+     set progress = coalesce(new.progress, '{}'::jsonb), status = 'generating', updated_at = now()
+   where mp.id = new.meal_plan_id;
+  return null;
+end
+$$;
+
+CREATE FUNCTION public.mealworker_meal_plan_stats() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  with completed_plans as (
+    select mp.usage
+      from public.meal_plans mp
+     where mp.status = 'completed' and mp.completed_at > now() - interval '24 hours'
+  ), openai as (
+    select count(*) as n,
+           coalesce(sum((p.usage ->> 'input_tokens')::bigint), 0) as input_tokens,
+           coalesce(sum((p.usage ->> 'output_tokens')::bigint), 0) as output_tokens,
+           coalesce(sum((p.usage ->> 'cost_usd')::numeric), 0) as cost_usd
+      from completed_plans p
+     where coalesce((p.usage ->> 'calls')::int, 0) > 0
+        or coalesce((p.usage ->> 'input_tokens')::bigint, 0) > 0
+  )
+  select jsonb_build_object(
+    'plans_24h', (select count(*) from completed_plans),
+    'openai_24h', (
+      select jsonb_build_object(
+        'plans', o.n, 'input_tokens', o.input_tokens, 'output_tokens', o.output_tokens,
+        'cost_usd', o.cost_usd,
+        'cost_per_plan_usd', case when o.n > 0 then round(o.cost_usd / o.n, 6) end)
+        from openai o
+    )
+  )
 $$;
 
 CREATE FUNCTION public.mealworker_meal_plan_waiting(p_job_id bigint, p_lease_token uuid, p_waiting text, p_until timestamp with time zone, p_message text DEFAULT NULL::text) RETURNS boolean
@@ -431,8 +570,20 @@ GRANT ALL ON FUNCTION public.mealworker_image_cache_put(p_query text, p_photo js
 REVOKE ALL ON FUNCTION public.mealworker_job_for_meal_plan(p_meal_plan_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_job_for_meal_plan(p_meal_plan_id uuid) TO service_role;
 
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_complete() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_complete() TO service_role;
+
 REVOKE ALL ON FUNCTION public.mealworker_meal_plan_days_reset() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_meal_plan_days_reset() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_follow_job() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_follow_job() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_progress() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_progress() TO service_role;
+
+REVOKE ALL ON FUNCTION public.mealworker_meal_plan_stats() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_meal_plan_stats() TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_meal_plan_waiting(p_job_id bigint, p_lease_token uuid, p_waiting text, p_until timestamp with time zone, p_message text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_meal_plan_waiting(p_job_id bigint, p_lease_token uuid, p_waiting text, p_until timestamp with time zone, p_message text) TO service_role;

@@ -8,6 +8,12 @@ CREATE TRIGGER background_jobs_events_update AFTER UPDATE ON public.background_j
 
 CREATE TRIGGER background_jobs_wait_reason_clear BEFORE UPDATE ON public.background_jobs FOR EACH ROW WHEN (((new.wait_reason IS NOT NULL) AND ((new.status <> 'pending'::text) OR (new.run_at < old.run_at)))) EXECUTE FUNCTION public.mealworker_jobs_wait_reason_clear();
 
+CREATE TRIGGER meal_plan_jobs_completed AFTER UPDATE OF result ON public.background_jobs FOR EACH STATEMENT EXECUTE FUNCTION public.mealworker_meal_plan_complete();
+
+CREATE TRIGGER meal_plan_jobs_progress AFTER UPDATE OF progress ON public.background_jobs FOR EACH ROW WHEN (((new.meal_plan_id IS NOT NULL) AND (old.status = 'processing'::text) AND (new.status = 'processing'::text))) EXECUTE FUNCTION public.mealworker_meal_plan_progress();
+
+CREATE TRIGGER meal_plan_jobs_status AFTER UPDATE OF status ON public.background_jobs FOR EACH ROW WHEN (((new.meal_plan_id IS NOT NULL) AND ((old.status IS DISTINCT FROM new.status) OR (new.status = 'pending'::text)))) EXECUTE FUNCTION public.mealworker_meal_plan_follow_job();
+
 CREATE TRIGGER meal_plans_days_reset BEFORE UPDATE ON public.meal_plans FOR EACH ROW WHEN (((new.days IS NOT NULL) AND (new.status = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])))) EXECUTE FUNCTION public.mealworker_meal_plan_days_reset();
 
 CREATE TRIGGER meal_plans_waiting_clear BEFORE UPDATE ON public.meal_plans FOR EACH ROW WHEN (((new.status <> 'pending'::text) AND ((new.progress ->> 'stage'::text) = 'waiting'::text))) EXECUTE FUNCTION public.mealworker_meal_plan_waiting_clear();

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from mealplan_cli.core.db.embedded import start_server as start_embedded_server
-from mealplan_cli.core.db.migrations import apply_migrations
+from mealplan_cli.core.db.migrations import Migration, apply_migrations
 
 ENV_VAR = "MEALWORKER_TEST_DATABASE_URL"
 
@@ -39,8 +39,9 @@ def start_server() -> tuple[str, object | None]:
     return str(server.get_uri()), server
 
 
-def create_template(server_url: str) -> str:
-    """A migrated database to clone; returns its name."""
+def create_template(server_url: str, migrations: list[Migration] | None = None) -> str:
+    """A migrated database to clone; returns its name. ``migrations``: those instead of the
+    bundled ones (the schema an older migration was written for, another checkout's)."""
     name = f"mw_template_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
@@ -48,7 +49,7 @@ def create_template(server_url: str) -> str:
     async def migrate() -> None:
         url = with_database(server_url, name)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await apply_migrations(conn)
+            await apply_migrations(conn, migrations)
 
     asyncio.run(migrate())
     return name

@@ -62,6 +62,7 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_prune": {"p_finished_before": "2000-01-01T00:00:00Z", "p_dry_run": True},
     "mealworker_job_for_meal_plan": {"p_meal_plan_id": str(uuid.uuid4())},
     "mealworker_queue_stats": {},
+    "mealworker_meal_plan_stats": {},
     "mealworker_events_since": {},
     "mealworker_image_cache_get": {"p_query": "dal"},
     "mealworker_image_cache_put": {"p_query": "dal", "p_photo": None},

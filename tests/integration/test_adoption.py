@@ -160,8 +160,9 @@ def test_adopt_keeps_every_row_and_app_column_and_queues_the_pending_jobs(
         assert {"Users see their own and shared plans", "Users edit their own plans"} <= policies
         # The pending and interrupted jobs are claimable, with a request the worker accepts.
         claimed = conn.execute(
-            "select id, payload, meal_plan_id from public.mealworker_claim_jobs("
-            "'adopter', array['generate_meal_plan'], 10)"
+            "select c.id, c.payload, j.meal_plan_id from public.mealworker_claim_jobs("
+            "'adopter', array['generate_meal_plan'], 10) c"
+            " join public.background_jobs j on j.id = c.id"
         ).fetchall()
         assert {str(row[2])[-1] for row in claimed} == {"4", "5", "6"}
         for _, payload, plan_id in claimed:
@@ -190,8 +191,9 @@ def test_adopt_keeps_every_row_and_app_column_and_queues_the_pending_jobs(
         )
         conn.commit()
         (node_job,) = conn.execute(
-            "select payload, meal_plan_id from public.mealworker_claim_jobs("
-            "'adopter', array['generate_meal_plan'], 10)"
+            "select c.payload, j.meal_plan_id from public.mealworker_claim_jobs("
+            "'adopter', array['generate_meal_plan'], 10) c"
+            " join public.background_jobs j on j.id = c.id"
         ).fetchall()
         assert node_job[1] == plan[0]
         assert parse_request(node_job[0]["request"]).days == 2

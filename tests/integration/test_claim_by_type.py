@@ -5,11 +5,16 @@ dropped."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg.rows import dict_row
 
+from mealplan_cli.core.db.migrations import bundled_migrations
+from tests.helpers import pg
 from tests.helpers.sql import claim, insert_pending
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -91,7 +96,25 @@ def test_a_claim_for_no_types_claims_nothing(conn: Conn) -> None:
     assert claim(conn, types=(), limit=10) == []
 
 
-def test_an_operators_index_of_that_name_is_kept(conn: Conn) -> None:
+@pytest.fixture
+def conn_then(pg_server_url: str) -> Iterator[Conn]:
+    """A database migrated up to this migration and no further: the schema it was written for
+    and is applied again to (a later migration changed the result of the claim it replaces)."""
+    through = MIGRATION.name.split("_")[0]
+    name = pg.create_template(
+        pg_server_url, [m for m in bundled_migrations() if m.version <= through]
+    )
+    try:
+        with psycopg.connect(
+            pg.with_database(pg_server_url, name), autocommit=True, row_factory=dict_row
+        ) as c:
+            yield c
+    finally:
+        pg.drop(pg_server_url, name)
+
+
+def test_an_operators_index_of_that_name_is_kept(conn_then: Conn) -> None:
+    conn = conn_then
     conn.execute("drop index public.background_jobs_claim_by_type_idx")
     conn.execute(
         "create index background_jobs_claim_idx"
@@ -105,7 +128,8 @@ def test_an_operators_index_of_that_name_is_kept(conn: Conn) -> None:
     assert "(priority DESC, run_at)" in claim_indexes(conn)["background_jobs_claim_idx"]
 
 
-def test_the_first_migrations_index_is_replaced(conn: Conn) -> None:
+def test_the_first_migrations_index_is_replaced(conn_then: Conn) -> None:
+    conn = conn_then
     conn.execute("drop index public.background_jobs_claim_by_type_idx")
     conn.execute(FIRST_INDEX)
     conn.execute(MIGRATION.read_text())
