@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 JOBS_HELP = "Job ids, or meal plan ids (uuids)."
 
+BY_ID = ("failed", "cancelled", "pending")
+"""What ``requeue ID`` takes back without ``--force`` (a pending job is made runnable now)."""
+
 
 @app.command()
 def requeue(
@@ -48,13 +51,22 @@ def requeue(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be requeued; change nothing.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Requeue completed jobs named by id too (their results start over)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Put jobs back in the queue: --stale (from cron), --failed with filters, or by id.
-    A meal plan job's meal plan goes back to pending with it. Exit 1 when a job named by id
-    was not requeued (unknown, or being processed)."""
+    A meal plan job's meal plan goes back to pending with it. A completed job is requeued
+    only with --force: its meal plan would be written again. Exit 1 when a job named by id
+    was not requeued (unknown, completed without --force, or being processed)."""
     if sum((stale, failed, bool(job_ids))) != 1:
         raise typer.BadParameter("give exactly one of --stale, --failed or job ids")
+    if force and not job_ids:
+        raise typer.BadParameter("--force applies to jobs named by id")
     refs = parse_refs(job_ids or [])
     changed_since = ago(since, "--since")  # a typo is refused before any connection
     settings = load_settings(ctx)
@@ -82,6 +94,7 @@ def requeue(
             limit=limit,
             reset_attempts=reset_attempts,
             dry_run=dry_run,
+            force=force,
         ),
     )
     rows = outcome.rows
@@ -132,6 +145,7 @@ async def _requeue(
     limit: int,
     reset_attempts: bool,
     dry_run: bool,
+    force: bool = False,
 ) -> Requeued:
     from mealplan_cli.core.db.connect import open_database
 
@@ -143,7 +157,7 @@ async def _requeue(
             return Requeued([], problems)
         rows = await queue.requeue_jobs(
             job_ids=job_ids or None,
-            statuses=("failed", "cancelled") if job_ids else ("failed",),
+            statuses=(BY_ID + ("completed",) if force else BY_ID) if job_ids else ("failed",),
             job_type=job_type,
             since=since,
             error_contains=error_contains,
@@ -161,6 +175,11 @@ async def _requeue(
             elif info.status == "processing":
                 problems.append(
                     f"job {job_id} was not requeued: it is being processed by {info.locked_by}"
+                )
+            elif info.status == "completed":
+                problems.append(
+                    f"job {job_id} was not requeued: it is completed, and requeueing it would "
+                    "write its result (a meal plan) again; add --force to do that"
                 )
             else:
                 problems.append(f"job {job_id} was not requeued (it is {info.status})")

@@ -470,7 +470,7 @@ class Queue:
         self,
         *,
         job_ids: Sequence[int] | None = None,
-        statuses: Sequence[str] = ("failed",),
+        statuses: Sequence[str] | None = None,
         job_type: str | None = None,
         since: datetime | None = None,
         error_contains: str | None = None,
@@ -478,11 +478,13 @@ class Queue:
         limit: int = 100,
         dry_run: bool = False,
     ) -> list[Row]:
-        """Failed (or other finished) jobs back to pending; never a processing one."""
+        """Jobs in ``statuses`` back to pending; never a processing one. Without statuses:
+        failed, cancelled or pending jobs by id, failed ones by filter; a completed job only
+        when ``statuses`` names it."""
         return await self.db.call(
             "mealworker_requeue_jobs",
             p_job_ids=list(job_ids) if job_ids else None,
-            p_statuses=list(statuses),
+            p_statuses=list(statuses) if statuses is not None else None,
             p_job_type=job_type,
             p_since=since,
             p_error_contains=error_contains,

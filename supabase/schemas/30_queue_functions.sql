@@ -832,7 +832,7 @@ CREATE FUNCTION public.mealworker_report_progress(p_job_id bigint, p_lease_token
   select exists (select 1 from held);
 $$;
 
-CREATE FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[] DEFAULT NULL::bigint[], p_statuses text[] DEFAULT ARRAY['failed'::text], p_job_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_error_contains text DEFAULT NULL::text, p_reset_attempts boolean DEFAULT false, p_limit integer DEFAULT 100, p_dry_run boolean DEFAULT false) RETURNS TABLE(job_id bigint, job_type text, previous_status text, last_error text)
+CREATE FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[] DEFAULT NULL::bigint[], p_statuses text[] DEFAULT NULL::text[], p_job_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_error_contains text DEFAULT NULL::text, p_reset_attempts boolean DEFAULT false, p_limit integer DEFAULT 100, p_dry_run boolean DEFAULT false) RETURNS TABLE(job_id bigint, job_type text, previous_status text, last_error text)
     LANGUAGE sql
     SET search_path TO ''
     AS $$
@@ -845,6 +845,7 @@ CREATE FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[] DEFAULT NULL::
       from public.background_jobs j
      where p_job_ids is not null
        and j.id = any(p_job_ids)
+       and j.status = any(coalesce(p_statuses, array['failed', 'cancelled', 'pending']))
        and j.status <> 'processing'
      order by j.id
      limit p_limit

@@ -179,3 +179,30 @@ def test_generate_never_promises_a_retry(
     assert "OpenAI unavailable after 1 attempt (" in message
     assert "retried later" not in message
     assert "try again in a minute" in message
+
+
+def test_requeue_keeps_a_completed_plan_unless_forced(
+    env: dict[str, str], database_url: str
+) -> None:
+    queued = enqueue(env)
+    code, _, err = cli(env, "run-job", str(queued["job_id"]))
+    assert code == 0, err
+    plan_of = "select status, plan is not null from public.meal_plans where id = %s"
+    assert sql(database_url, plan_of, queued["meal_plan_id"]) == [("completed", True)]
+
+    for dry_run in ("--dry-run", None):
+        args = [a for a in ("requeue", str(queued["meal_plan_id"]), dry_run) if a]
+        code, out, err = cli(env, *args)
+        assert code == 1
+        assert f"job {queued['job_id']} was not requeued: it is completed" in " ".join(err.split())
+        assert "--force" in err
+        assert "0 jobs" in out
+    assert sql(database_url, plan_of, queued["meal_plan_id"]) == [("completed", True)]
+
+    code, out, err = cli(env, "requeue", "--force", str(queued["job_id"]))
+    assert code == 0, err
+    assert "requeued 1 job" in out
+    assert sql(database_url, plan_of, queued["meal_plan_id"]) == [("pending", False)]
+    code, _, err = cli(env, "requeue", "--failed", "--force")
+    assert code == 2
+    assert "--force applies to jobs named by id" in " ".join(err.split())
