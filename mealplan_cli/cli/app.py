@@ -128,6 +128,10 @@ class _LazyConsole:
             self._console = console
         return self._console
 
+    def forget(self) -> None:
+        """Measure the terminal again at the next use (a new command in the same process)."""
+        self._console = None
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._made(), name)
 
@@ -141,8 +145,10 @@ class _LazyConsole:
 OFF_TERMINAL_WIDTH = 10_000
 """Wide enough that no line of mealworker's output wraps when it goes to a pipe or a file."""
 
-stdout = cast("Console", _LazyConsole())
-stderr = cast("Console", _LazyConsole(stderr=True))
+_stdout = _LazyConsole()
+_stderr = _LazyConsole(stderr=True)
+stdout = cast("Console", _stdout)
+stderr = cast("Console", _stderr)
 
 
 @dataclass
@@ -178,6 +184,10 @@ def main(
 ) -> None:
     from mealplan_cli.ops.logs import quiet_drivers
 
+    # Each command measures its own terminal: a process that runs several (the tests, an app
+    # embedding the CLI) must not keep the first one's width.
+    _stdout.forget()
+    _stderr.forget()
     quiet_drivers()
     if _source(ctx, "env_file") != "DEFAULT" and not env_file.is_file():
         fail(

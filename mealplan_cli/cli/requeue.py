@@ -157,7 +157,7 @@ async def _requeue(
             return Requeued([], problems)
         rows = await queue.requeue_jobs(
             job_ids=job_ids or None,
-            statuses=(BY_ID + ("completed",) if force else BY_ID) if job_ids else ("failed",),
+            statuses=((*BY_ID, "completed") if force else BY_ID) if job_ids else ("failed",),
             job_type=job_type,
             since=since,
             error_contains=error_contains,

@@ -319,7 +319,10 @@ def test_the_plan_follows_its_job_through_every_transition(conn: Conn) -> None:
         completed=True,
     )
 
-    assert len(call(conn, "mealworker_requeue_jobs", p_job_ids=[job_id])) == 1
+    assert call(conn, "mealworker_requeue_jobs", p_job_ids=[job_id]) == []  # completed: kept
+    expect("completed", plan=made["plan"], usage=made["usage"], completed=True)
+    requeued = call(conn, "mealworker_requeue_jobs", p_job_ids=[job_id], p_statuses=["completed"])
+    assert len(requeued) == 1
     expect("pending", plan=None, usage=None, error=None, progress={}, completed=False)
 
     claim(conn)
