@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,6 +36,9 @@ from tests.fakes.postgrest_server import FakePostgrest
 from tests.helpers.sql import Conn, Row, call, claim, complete
 
 REQUEST = {"days": 1, "meals": ["lunch", "dinner"], "calories": 2000}
+MIGRATION = (
+    Path(__file__).parents[2] / "supabase" / "migrations" / "20240119000000_generic_core.sql"
+)
 DOMAIN_WORDS = ("meal_plan", "openai")
 
 
@@ -73,6 +77,27 @@ def test_every_function_is_the_queues_or_a_domains(conn: Conn) -> None:
     }
     assert unlisted == set()
     assert not QUEUE_FUNCTIONS & MEAL_PLAN_FUNCTIONS
+
+
+def test_the_migration_applies_again_and_keeps_the_grants(conn: Conn) -> None:
+    def catalogue() -> list[Row]:
+        return conn.execute(
+            "select p.proname, pg_get_function_result(p.oid) as result,"
+            " coalesce(p.proacl::text, '') as acl"
+            " from pg_proc p where p.pronamespace = 'public'::regnamespace"
+            " and p.proname like 'mealworker%%' order by 1"
+        ).fetchall()
+
+    before = catalogue()
+    conn.execute(MIGRATION.read_text(encoding="utf-8"))
+    assert catalogue() == before
+    claimed = conn.execute(
+        "select has_function_privilege('service_role', 'public.mealworker_claim_next("
+        "text, text[], int, double precision, bigint[], uuid[], jsonb[])', 'execute') as service,"
+        " has_function_privilege('anon', 'public.mealworker_claim_next("
+        "text, text[], int, double precision, bigint[], uuid[], jsonb[])', 'execute') as anon"
+    ).fetchone()
+    assert claimed == {"service": True, "anon": False}
 
 
 # --- calls as the worker makes them ----------------------------------------------------------
