@@ -29,6 +29,22 @@ export PEERS_TMP="${PEERS_TMP:-${TMPDIR:-/tmp}/peers-$checkout_id}"
 export PEERS_RESULTS="${PEERS_RESULTS:-$(mktemp -d "${TMPDIR:-/tmp}/peers-results-XXXXXX")}"
 export MEALWORKER_SRC="$root"
 
+# The harness's mealworker adapter may import the module paths of mealworker 0.1 (before the
+# package was sorted into layers): run a copy of the harness whose adapter names today's paths.
+if grep -q '^from mealplan_cli\.\(config\|db\.connect\|generation\|queue\|worker\) import' \
+     "$harness/peer_mealworker.py"; then
+  copy="$PEERS_TMP/harness"
+  rm -rf "$copy" && mkdir -p "$PEERS_TMP" && cp -a "$harness" "$copy"
+  sed -i \
+    -e 's/^from mealplan_cli\.config import/from mealplan_cli.settings.config import/' \
+    -e 's/^from mealplan_cli\.db\.connect import/from mealplan_cli.core.db.connect import/' \
+    -e 's/^from mealplan_cli\.generation import/from mealplan_cli.mealplans.generation.services import/' \
+    -e 's/^from mealplan_cli\.queue import/from mealplan_cli.core.queue import/' \
+    -e 's/^from mealplan_cli\.worker import/from mealplan_cli.core.worker import/' \
+    "$copy/peer_mealworker.py"
+  harness="$copy"
+fi
+
 cd "$root"
 "$harness/run_all.sh"
 echo
