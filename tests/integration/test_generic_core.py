@@ -27,12 +27,11 @@ from pydantic import SecretStr
 
 from mealplan_cli.core.db.postgres import PostgresDatabase
 from mealplan_cli.core.db.rest import RestDatabase
-from mealplan_cli.core.queue import QUEUE_FUNCTIONS, ClaimedJob, Queue
+from mealplan_cli.core.queue import QUEUE_FUNCTIONS, Queue
 from mealplan_cli.core.worker import Worker, WorkerConfig
-from mealplan_cli.handlers import HandlerRegistry, JobContext
-from mealplan_cli.mealplans.plans import MEAL_PLAN_JOB
 from scripts.declarative_schema import MEAL_PLAN_FUNCTIONS
 from tests.fakes.postgrest_server import FakePostgrest
+from tests.helpers.batches import finishing_together
 from tests.helpers.sql import Conn, Row, call, claim, complete
 
 REQUEST = {"days": 1, "meals": ["lunch", "dinner"], "calories": 2000}
@@ -381,26 +380,6 @@ def check_plans(url: str) -> None:
             "alter table public.meal_plans add constraint app_plan_has_days"
             " check (plan is null or plan ? 'days')"
         )
-
-
-def finishing_together(count: int, bad_plan: str) -> HandlerRegistry:
-    """``count`` meal-plan jobs that end in the same tick (one completion batch); the job of
-    ``bad_plan`` returns a plan the app's check refuses."""
-    started = 0
-    all_started = asyncio.Event()
-
-    async def handler(job: ClaimedJob, context: JobContext) -> dict[str, Any]:
-        nonlocal started
-        started += 1
-        if started == count:
-            all_started.set()
-        await all_started.wait()
-        key = "weeks" if job.payload["meal_plan_id"] == bad_plan else "days"
-        return {"plan": {key: []}, "usage": {"total_tokens": 0}}
-
-    handlers = HandlerRegistry()
-    handlers.register(MEAL_PLAN_JOB, handler)
-    return handlers
 
 
 @asynccontextmanager

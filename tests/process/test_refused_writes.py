@@ -23,15 +23,14 @@ from pydantic import SecretStr
 
 from mealplan_cli.core.db.postgres import PostgresDatabase
 from mealplan_cli.core.db.rest import RestDatabase
-from mealplan_cli.core.queue import ClaimedJob, Queue
+from mealplan_cli.core.queue import Queue
 from mealplan_cli.core.worker import Worker, WorkerConfig
 from mealplan_cli.core.worker.refusals import SYSTEMIC_STREAK
-from mealplan_cli.handlers import HandlerRegistry, JobContext
 from mealplan_cli.mealplans.generation.services import generation_services
-from mealplan_cli.mealplans.plans import MEAL_PLAN_JOB
 from mealplan_cli.runtime import builtin_handlers
 from mealplan_cli.settings.config import Settings
 from tests.fakes.postgrest_server import FakePostgrest
+from tests.helpers.batches import finishing_together
 from tests.helpers.processes import WorkerProcess, env_for, statuses, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -118,25 +117,6 @@ async def queue_over(database_url: str, transport: str) -> AsyncIterator[Queue]:
         yield Queue(db)
     finally:
         await db.close()
-
-
-def finishing_together(count: int) -> HandlerRegistry:
-    """A meal-plan handler whose ``count`` jobs all end in the same tick: one completion
-    batch, as when a worker's jobs finish together."""
-    started = 0
-    all_started = asyncio.Event()
-
-    async def handler(job: ClaimedJob, context: JobContext) -> dict[str, Any]:
-        nonlocal started
-        started += 1
-        if started == count:
-            all_started.set()
-        await all_started.wait()
-        return {"plan": {"days": []}, "usage": {"total_tokens": 0}}
-
-    handlers = HandlerRegistry()
-    handlers.register(MEAL_PLAN_JOB, handler)
-    return handlers
 
 
 def config(**values: Any) -> WorkerConfig:
