@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,9 @@ from mealplan_cli.ops.errors import (
 from mealplan_cli.ops.metrics import WorkerMetrics
 
 log = logging.getLogger("mealworker.worker")
+
+REFUSED = "refused"
+"""``_record``'s answer when the database refused to record a job's outcome (not a status)."""
 
 
 @dataclass
@@ -186,32 +189,50 @@ class Lifecycle:
                 log.info("job %s done in %.2fs", job.id, seconds, extra=job_fields(job))
             self.completer.add(claim, result)
 
-    async def _fail(self, claim: Claim, error: str, retryable: bool) -> None:
+    async def _record(
+        self,
+        claim: Claim,
+        write: Callable[[], Awaitable[str | None]],
+        doing: str,
+        detail: str,
+    ) -> str | None:
+        """The job's outcome as the database records it: ``write``, retried through an outage
+        while the lease may still hold. None: the lease was lost, or the database stayed out of
+        reach. ``REFUSED``: the database refused the write; the job is settled as lost (it
+        returns to the queue when its lease expires)."""
         job = claim.job
-        extra = job_fields(job)
 
         def give_up() -> bool:
             return claim.state is ClaimState.LOST or time.monotonic() >= claim.lease_until
 
         try:
-            outcome = await retrying(
-                lambda: self.queue.fail(job, error[:2000], retryable=retryable),
-                self.outage,
-                give_up,
-            )
+            return await retrying(write, self.outage, give_up)
         except DatabaseUnavailableError:
-            outcome = None
+            return None
         except DatabaseError as refused:
             self.report.lost += 1
             log.error(
-                "job %s: the database refused to record its failure too (%s): %s; it returns "
-                "to the queue when its lease expires",
+                "job %s: the database refused to %s (%s): %s; it returns to the queue when its "
+                "lease expires",
                 job.id,
-                error,
+                doing,
+                detail,
                 describe(refused),
-                extra=extra,
+                extra=job_fields(job),
             )
-            self.claims.settle(claim, "lost", f"{error}; recording it refused: {refused}")
+            self.claims.settle(claim, "lost", f"{detail}; {doing} refused: {refused}")
+            return REFUSED
+
+    async def _fail(self, claim: Claim, error: str, retryable: bool) -> None:
+        job = claim.job
+        extra = job_fields(job)
+        outcome = await self._record(
+            claim,
+            lambda: self.queue.fail(job, error[:2000], retryable=retryable),
+            "record its failure too",
+            error,
+        )
+        if outcome == REFUSED:
             return
         if outcome == "pending":
             self.report.retried += 1
@@ -233,28 +254,11 @@ class Lifecycle:
         spent; an operator's cancel in the meantime is recorded as a cancel."""
         job = claim.job
         extra = job_fields(job)
-
-        def give_up() -> bool:
-            return claim.state is ClaimState.LOST or time.monotonic() >= claim.lease_until
-
         reason = deferral.reason[:2000]
-        try:
-            outcome = await retrying(
-                lambda: self.queue.defer(job, deferral.run_at, reason), self.outage, give_up
-            )
-        except DatabaseUnavailableError:
-            outcome = None
-        except DatabaseError as refused:
-            self.report.lost += 1
-            log.error(
-                "job %s: the database refused to defer it (%s): %s; it returns to the queue "
-                "when its lease expires",
-                job.id,
-                reason,
-                describe(refused),
-                extra=extra,
-            )
-            self.claims.settle(claim, "lost", f"{reason}; deferring it refused: {refused}")
+        outcome = await self._record(
+            claim, lambda: self.queue.defer(job, deferral.run_at, reason), "defer it", reason
+        )
+        if outcome == REFUSED:
             return
         if outcome == "cancel_requested":
             await self._fail(claim, "cancelled by an operator", True)
