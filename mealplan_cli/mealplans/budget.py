@@ -148,8 +148,6 @@ class DatabaseBudget:
         self.refresh_ms = round(refresh * 1000)
         self.stale_ms = round(stale_after * 1000)
         self._learned: dict[str, tuple[int | None, int | None]] = {}
-        self.waited_seconds = 0.0
-        self.refusals = 0
         self._figures = BudgetFigures(
             daily_tokens_cap=daily_tokens_cap, daily_usd_cap=daily_usd_cap
         )
@@ -180,6 +178,11 @@ class DatabaseBudget:
             daily_tokens_cap=settings.openai_daily_token_cap,
             daily_usd_cap=settings.openai_daily_usd_cap,
         )
+
+    @property
+    def waited_seconds(self) -> float:
+        """Time this process's calls spent waiting for the budget, every model together."""
+        return sum(self._figures.waited_seconds.values())
 
     def figures(self) -> BudgetFigures:
         """What ``/metrics`` shows of the budget (``ops.metrics.BudgetFigures``)."""
@@ -219,7 +222,6 @@ class DatabaseBudget:
                 break
         waited = time.monotonic() - started
         if slept and waited >= 0.05:  # a call that was not told to wait did not wait
-            self.waited_seconds += waited
             waits = self._figures.waited_seconds
             waits[model] = waits.get(model, 0.0) + waited
             await self._quietly("mealworker_budget_waited", model, p_ms=round(waited * 1000))
@@ -376,7 +378,6 @@ class DatabaseBudget:
         )
 
     async def refused(self, model: str, limits: RateLimits) -> None:
-        self.refusals += 1
         refused = self._figures.refused
         refused[model] = refused.get(model, 0) + 1
         log.info(
