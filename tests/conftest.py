@@ -89,12 +89,19 @@ def pg_template(pg_server_url: str) -> Iterator[str]:
     pg.drop(pg_server_url, name)
 
 
+@pytest.fixture(scope="session")
+def pg_pool(pg_server_url: str, pg_template: str) -> Iterator[pg.DatabasePool]:
+    pool = pg.DatabasePool(pg_server_url, pg_template)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
-    name = pg.clone(pg_server_url, pg_template)
+def database_url(pg_server_url: str, pg_pool: pg.DatabasePool) -> Iterator[str]:
+    """A migrated database for one test, as a fresh clone of the template would be."""
+    name = pg_pool.take()
     yield pg.with_database(pg_server_url, name)
-    pg.drop(pg_server_url, name)
+    pg_pool.give_back(name)
 
 
 @pytest.fixture

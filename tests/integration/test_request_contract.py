@@ -47,11 +47,11 @@ MACRO_FIELDS = {"protein": (5, 60), "carbs": (0, 80), "fat": (10, 80)}
 
 
 @pytest.fixture(scope="module")
-def conn(pg_server_url: str, pg_template: str) -> Iterator[psycopg.Connection[Any]]:
-    name = pg.clone(pg_server_url, pg_template)
+def conn(pg_server_url: str, pg_pool: pg.DatabasePool) -> Iterator[psycopg.Connection[Any]]:
+    name = pg_pool.take()
     with psycopg.connect(pg.with_database(pg_server_url, name), autocommit=True) as connection:
         yield connection
-    pg.drop(pg_server_url, name)
+    pg_pool.give_back(name)
 
 
 def both(conn: psycopg.Connection[Any], request: Any) -> tuple[str | None, str | None]:
