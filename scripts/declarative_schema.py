@@ -125,7 +125,7 @@ def migrated_dump(server_url: str) -> str:
 
         async def migrate() -> None:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await apply_migrations(conn)
+                await apply_migrations(conn, prior_schema=None)
 
         asyncio.run(migrate())
         return subprocess.run(

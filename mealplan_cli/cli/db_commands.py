@@ -106,14 +106,21 @@ async def _migrate(
     settings: Settings, *, apply: bool, adopt: bool
 ) -> tuple[list[MigrationStatus], list[Migration], list[str], str | None]:
     """(statuses, files applied, what adoption did, why the database needs --adopt)"""
-    from mealplan_cli.core.db import legacy_schema
     from mealplan_cli.core.db.connect import direct_connection, postgres_url
     from mealplan_cli.core.db.migrations import apply_migrations, migration_status
+    from mealplan_cli.mealplans import legacy_schema
+    from mealplan_cli.mealplans.adoption import find_node_worker_schema
 
     url = await postgres_url(settings, rest_advice=MIGRATE_NEEDS_SQL)
     notes: list[str] = []
     async with direct_connection(url) as conn:
-        applied = await apply_migrations(conn, adopt=adopt, report=notes) if apply else []
+        applied = (
+            await apply_migrations(
+                conn, prior_schema=find_node_worker_schema, adopt=adopt, report=notes
+            )
+            if apply
+            else []
+        )
         statuses = await migration_status(conn)
         legacy = None if apply or statuses[0].applied else await legacy_schema.inspect(conn)
         return statuses, applied, notes, legacy.refusal() if legacy else None

@@ -49,7 +49,7 @@ def create_template(server_url: str, migrations: list[Migration] | None = None) 
     async def migrate() -> None:
         url = with_database(server_url, name)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await apply_migrations(conn, migrations)
+            await apply_migrations(conn, migrations, prior_schema=None)
 
     asyncio.run(migrate())
     return name

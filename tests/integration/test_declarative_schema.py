@@ -107,7 +107,7 @@ def test_the_declarative_schema_is_what_the_migrations_make(
 
     async def migrate() -> None:
         async with await psycopg.AsyncConnection.connect(migrated, autocommit=True) as conn:
-            await apply_migrations(conn)
+            await apply_migrations(conn, prior_schema=None)
 
     asyncio.run(migrate())
     with psycopg.connect(declared, autocommit=True) as conn:

@@ -165,7 +165,7 @@ def migrate(url: str, *, before: str | None = None) -> None:
 
     async def run() -> None:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await apply_migrations(conn, migrations)
+            await apply_migrations(conn, migrations, prior_schema=None)
 
     asyncio.run(run())
 

@@ -97,7 +97,7 @@ def test_status_lists_applied_and_pending(empty_database: str) -> None:
 def test_two_migrations_at_once_apply_each_file_once(empty_database: str) -> None:
     async def one() -> list[Migration]:
         async with await psycopg.AsyncConnection.connect(empty_database, autocommit=True) as c:
-            return await apply_migrations(c)
+            return await apply_migrations(c, prior_schema=None)
 
     async def both() -> list[list[Migration]]:
         return list(await asyncio.gather(one(), one()))
@@ -113,7 +113,7 @@ def test_an_edited_migration_is_refused(empty_database: str) -> None:
 
     async def run(migrations: list[Migration]) -> None:
         async with await psycopg.AsyncConnection.connect(empty_database, autocommit=True) as c:
-            await apply_migrations(c, migrations)
+            await apply_migrations(c, migrations, prior_schema=None)
 
     asyncio.run(run(original))
     edited = [

@@ -148,7 +148,8 @@ async def _migrate_embedded(url: str, data_dir: Path, connect_timeout: float) ->
     if is_migrated(data_dir, fingerprint):
         return
     async with direct_connection(url, connect_timeout=connect_timeout) as conn:
-        await apply_migrations(conn)
+        # initdb made this database for mealworker alone: no other program's tables are in it.
+        await apply_migrations(conn, prior_schema=None)
     mark_migrated(data_dir, fingerprint)
 
 

@@ -13,18 +13,21 @@ by ``supabase db push`` of files written by ``migrate --export``) is taken into 
 without running again; a file of the same version with other statements (the Node worker's
 ``20240101000000_create_background_jobs.sql``) is not ours and counts for nothing.
 
-A database of the original Node worker has its own ``background_jobs`` and ``meal_plans``; see
-``mealplan_cli.core.db.adoption`` for how ``migrate`` refuses it, and how ``migrate --adopt`` takes
-it over.
+A database can hold another program's tables where the migrations would put theirs (the original
+Node worker's ``background_jobs`` and the app's ``meal_plans``). The caller says how to find them
+(``prior_schema``): the core knows no such program. ``mealplan_cli.mealplans.adoption`` finds the
+Node worker's; ``migrate`` refuses such a database, and ``migrate --adopt`` takes it over.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 
@@ -255,22 +258,52 @@ async def _apply_one(conn: Conn, migration: Migration) -> bool:
     return True
 
 
+class PriorSchema(Protocol):
+    """Another program's tables where the first migration would put its own."""
+
+    @property
+    def notes(self) -> list[str]:
+        """What ``prepare`` and ``finish`` did, for the operator."""
+        ...
+
+    def refusal(self) -> str:
+        """Why the migrations cannot run as the database is, and what to do."""
+        ...
+
+    def check_adoptable(self) -> None:
+        """Raises ``LegacySchemaError`` when even a take-over cannot be done."""
+        ...
+
+    async def prepare(self, conn: Conn) -> None:
+        """The take-over's part before the migrations, in their transaction."""
+        ...
+
+    async def finish(self, conn: Conn) -> None:
+        """The take-over's part after the migrations, in the same transaction."""
+        ...
+
+
+FindPriorSchema = Callable[[Conn], Awaitable[PriorSchema | None]]
+"""Looks for another program's tables before the first migration; None when there are none."""
+
+
 async def apply_migrations(
     conn: Conn,
     migrations: list[Migration] | None = None,
     *,
+    prior_schema: FindPriorSchema | None,
     adopt: bool = False,
     report: list[str] | None = None,
 ) -> list[Migration]:
     """Apply every pending migration, each in its own transaction; returns those applied.
 
-    ``conn`` must be in autocommit mode; transactions are opened here. A database that still
-    holds the Node worker's tables is refused (``LegacySchemaError``, nothing changed) unless
-    ``adopt``; then the take-over and every migration run in one transaction, so that it
-    either happens whole or not at all; what it did is appended to ``report``.
+    ``conn`` must be in autocommit mode; transactions are opened here. Before the first
+    migration, ``prior_schema`` looks for another program's tables (None: the caller knows the
+    database holds none, as in one mealworker created). A database holding them is refused
+    (``LegacySchemaError``, nothing changed) unless ``adopt``; then the take-over and every
+    migration run in one transaction, so that it either happens whole or not at all; what it
+    did is appended to ``report``.
     """
-    from mealplan_cli.core.db import adoption, legacy_schema
-
     migrations = migrations if migrations is not None else bundled_migrations()
     applied: list[Migration] = []
     async with conn.transaction():
@@ -279,25 +312,25 @@ async def apply_migrations(
             migrations[0].version in await _recorded(conn)
             or _ours_in_supabase_ledger(migrations[0], await _supabase_recorded(conn))
         )
-        legacy = None if first_done else await legacy_schema.inspect(conn)
-        if legacy is not None and legacy.problems:
+        prior = None if first_done or prior_schema is None else await prior_schema(conn)
+        if prior is not None:
             if not adopt:
-                raise LegacySchemaError(legacy.refusal())
-            legacy.check_adoptable()
+                raise LegacySchemaError(prior.refusal())
+            prior.check_adoptable()
         await conn.execute(LEDGER_DDL)
         await _take_over_supabase_records(conn, migrations)
-        if legacy is not None and legacy.problems:
+        if prior is not None:
             try:
-                grants = await adoption.prepare(conn, legacy)
+                await prior.prepare(conn)
                 applied = [m for m in migrations if await _apply_one(conn, m)]
-                await adoption.finish(conn, legacy, grants)
+                await prior.finish(conn)
             except psycopg.Error as error:
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 raise LegacySchemaError(
                     f"migrate --adopt failed, nothing was changed: {first}", code=error.sqlstate
                 ) from None
             if report is not None:
-                report.extend(legacy.notes)
+                report.extend(prior.notes)
             return applied
     for migration in migrations:
         async with conn.transaction():

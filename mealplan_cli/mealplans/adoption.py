@@ -5,10 +5,10 @@ and the app's ``public.meal_plans`` (the app's UI reads it; it has the app's own
 first migration creates its tables with ``create table if not exists``, so run as is it would
 keep the Node tables and fail half-way (``column "priority" does not exist``).
 
-So before the first migration runs, ``legacy_schema.inspect`` compares both tables with what
-mealworker needs. Without ``--adopt``, ``migrate`` refuses, having changed nothing, with a
-message naming each table and its missing or mistyped columns. With ``--adopt``, in ONE
-transaction together with every migration (all or nothing):
+So before the first migration runs, ``find_node_worker_schema`` (with ``legacy_schema.inspect``)
+compares both tables with what mealworker needs. Without ``--adopt``, ``migrate`` refuses,
+having changed nothing, with a message naming each table and its missing or mistyped columns.
+With ``--adopt``, in ONE transaction together with every migration (all or nothing):
 
 * ``public.background_jobs`` is moved, whole, to ``mealworker_legacy.background_jobs`` (``alter
   table ... set schema``: every row, index, trigger and sequence goes with it; history stays
@@ -30,13 +30,16 @@ refused even with ``--adopt``, naming the columns.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from psycopg import sql
 
-from mealplan_cli.core.db.legacy_schema import (
+from mealplan_cli.mealplans.legacy_schema import (
     LEGACY_SCHEMA,
     PLAN_COLUMNS,
     Conn,
     LegacySchema,
+    inspect,
     relation_exists,
 )
 
@@ -275,3 +278,34 @@ async def finish(conn: Conn, legacy: LegacySchema, grants: list[Grant]) -> None:
         f"queued again {jobs} pending job{'s' if jobs != 1 else ''} of the old queue "
         f"({plans} meal plan{'s' if plans != 1 else ''} back to pending)"
     )
+
+
+@dataclass
+class NodeWorkerSchema:
+    """The Node worker's tables as ``apply_migrations`` sees another program's schema: refused,
+    or taken over around the migrations with ``migrate --adopt``."""
+
+    legacy: LegacySchema
+    grants: list[Grant] = field(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return self.legacy.notes
+
+    def refusal(self) -> str:
+        return self.legacy.refusal()
+
+    def check_adoptable(self) -> None:
+        self.legacy.check_adoptable()
+
+    async def prepare(self, conn: Conn) -> None:
+        self.grants = await prepare(conn, self.legacy)
+
+    async def finish(self, conn: Conn) -> None:
+        await finish(conn, self.legacy, self.grants)
+
+
+async def find_node_worker_schema(conn: Conn) -> NodeWorkerSchema | None:
+    """The Node worker's tables in the way of the first migration, if any."""
+    legacy = await inspect(conn)
+    return None if legacy is None else NodeWorkerSchema(legacy)

@@ -4,7 +4,7 @@ A Node worker's database has its own ``public.background_jobs`` (no priority, ru
 columns...) and the app's ``public.meal_plans`` (with the app's own columns). ``inspect``
 compares both with what mealworker needs, before the first migration runs: ``migrate`` refuses
 such a database with ``LegacySchema.refusal``, and ``migrate --adopt`` takes it over
-(``mealplan_cli.core.db.adoption``) unless ``LegacySchema.check_adoptable`` says it cannot.
+(``mealplan_cli.mealplans.adoption``) unless ``LegacySchema.check_adoptable`` says it cannot.
 """
 
 from __future__ import annotations
