@@ -100,7 +100,7 @@ def requeue(
     rows = outcome.rows
     if as_json:
         stdout.out(json.dumps(rows, default=str))
-    else:
+    elif rows or not outcome.problems:
         verb = "would requeue" if dry_run else "requeued"
         from rich.table import Table
 

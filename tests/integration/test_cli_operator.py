@@ -309,9 +309,10 @@ UNKNOWN_PLAN = "00000000-0000-4000-8000-000000000000"
 def test_an_unknown_id_exits_1_everywhere(
     env: dict[str, str], command: list[str], message: str
 ) -> None:
-    code, _, err = cli(env, *command)
+    code, out, err = cli(env, *command)
     assert code == 1
     assert err.strip() == f"error: {message}"
+    assert out == "", "nothing was done, so nothing is reported as done"
 
 
 def test_requeue_by_id_says_why_a_job_was_not_requeued(
