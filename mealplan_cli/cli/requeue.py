@@ -37,6 +37,14 @@ def requeue(
     failed: Annotated[
         bool, typer.Option("--failed", help="Failed jobs (with the filters).")
     ] = False,
+    waiting: Annotated[
+        bool,
+        typer.Option(
+            "--waiting",
+            help="Jobs waiting with a reason until a later time (a daily OpenAI cap reached): "
+            "run them now (with the filters).",
+        ),
+    ] = False,
     since: Annotated[
         str | None, typer.Option(help="Only jobs that changed within this long, e.g. 24h.")
     ] = None,
@@ -59,12 +67,12 @@ def requeue(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Put jobs back in the queue: --stale (from cron), --failed with filters, or by id.
-    A meal plan job's meal plan goes back to pending with it. A completed job is requeued
-    only with --force: its meal plan would be written again. Exit 1 when a job named by id
-    was not requeued (unknown, completed without --force, or being processed)."""
-    if sum((stale, failed, bool(job_ids))) != 1:
-        raise typer.BadParameter("give exactly one of --stale, --failed or job ids")
+    """Put jobs back in the queue: --stale (from cron), --failed or --waiting with filters,
+    or by id. A meal plan job's meal plan goes back to pending with it. A completed job is
+    requeued only with --force: its meal plan would be written again. Exit 1 when a job named
+    by id was not requeued (unknown, completed without --force, or being processed)."""
+    if sum((stale, failed, waiting, bool(job_ids))) != 1:
+        raise typer.BadParameter("give exactly one of --stale, --failed, --waiting or job ids")
     if force and not job_ids:
         raise typer.BadParameter("--force applies to jobs named by id")
     refs = parse_refs(job_ids or [])
@@ -95,6 +103,7 @@ def requeue(
             reset_attempts=reset_attempts,
             dry_run=dry_run,
             force=force,
+            waiting=waiting,
         ),
     )
     rows = outcome.rows
@@ -146,6 +155,7 @@ async def _requeue(
     reset_attempts: bool,
     dry_run: bool,
     force: bool = False,
+    waiting: bool = False,
 ) -> Requeued:
     from mealplan_cli.core.db.connect import open_database
 
@@ -155,15 +165,20 @@ async def _requeue(
         problems = [missing(ref) for ref in unknown]
         if refs and not job_ids:
             return Requeued([], problems)
+        if job_ids:
+            statuses: tuple[str, ...] = (*BY_ID, "completed") if force else BY_ID
+        else:
+            statuses = ("pending",) if waiting else ("failed",)
         rows = await queue.requeue_jobs(
             job_ids=job_ids or None,
-            statuses=((*BY_ID, "completed") if force else BY_ID) if job_ids else ("failed",),
+            statuses=statuses,
             job_type=job_type,
             since=since,
             error_contains=error_contains,
             reset_attempts=reset_attempts,
             limit=limit,
             dry_run=dry_run,
+            waiting=waiting,
         )
         done = {int(row["job_id"]) for row in rows}
         for job_id in job_ids:

@@ -477,10 +477,12 @@ class Queue:
         reset_attempts: bool = False,
         limit: int = 100,
         dry_run: bool = False,
+        waiting: bool = False,
     ) -> list[Row]:
         """Jobs in ``statuses`` back to pending; never a processing one. Without statuses:
         failed, cancelled or pending jobs by id, failed ones by filter; a completed job only
-        when ``statuses`` names it."""
+        when ``statuses`` names it. ``waiting``: only pending jobs that wait with a reason
+        (``JobDeferred``), made runnable now."""
         return await self.db.call(
             "mealworker_requeue_jobs",
             p_job_ids=list(job_ids) if job_ids else None,
@@ -491,6 +493,8 @@ class Queue:
             p_reset_attempts=reset_attempts,
             p_limit=limit,
             p_dry_run=dry_run,
+            # Named only when asked, so a database a migration behind still requeues.
+            **({"p_waiting": True} if waiting else {}),
         )
 
     async def prune(

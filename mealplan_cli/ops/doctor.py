@@ -301,7 +301,7 @@ async def budget_check(settings: Settings, db: Database) -> Check:
             + f"; the daily cap ({by}) is reached: OpenAI jobs "
             + ("are written by the catalogue" if fallback else "wait")
             + f" until {str(capped)[:16]} UTC",
-            f"raise {by} (then `mealworker requeue` the waiting jobs to run them now)",
+            f"raise {by}, then `mealworker requeue --waiting` to run the waiting jobs now",
         )
     return Check(name, Verdict.ok, "; ".join(parts))
 

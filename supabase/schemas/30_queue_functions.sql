@@ -832,7 +832,7 @@ CREATE FUNCTION public.mealworker_report_progress(p_job_id bigint, p_lease_token
   select exists (select 1 from held);
 $$;
 
-CREATE FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[] DEFAULT NULL::bigint[], p_statuses text[] DEFAULT NULL::text[], p_job_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_error_contains text DEFAULT NULL::text, p_reset_attempts boolean DEFAULT false, p_limit integer DEFAULT 100, p_dry_run boolean DEFAULT false) RETURNS TABLE(job_id bigint, job_type text, previous_status text, last_error text)
+CREATE FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[] DEFAULT NULL::bigint[], p_statuses text[] DEFAULT NULL::text[], p_job_type text DEFAULT NULL::text, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_error_contains text DEFAULT NULL::text, p_reset_attempts boolean DEFAULT false, p_limit integer DEFAULT 100, p_dry_run boolean DEFAULT false, p_waiting boolean DEFAULT false) RETURNS TABLE(job_id bigint, job_type text, previous_status text, last_error text)
     LANGUAGE sql
     SET search_path TO ''
     AS $$
@@ -860,6 +860,8 @@ CREATE FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[] DEFAULT NULL::
        and (p_since is null or j.updated_at >= p_since)
        and (p_error_contains is null
             or strpos(lower(j.last_error), lower(p_error_contains)) > 0)
+       and (not coalesce(p_waiting, false)
+            or (j.wait_reason is not null and j.run_at > now()))
      order by j.id
      limit p_limit
        for update skip locked
@@ -1029,8 +1031,8 @@ GRANT ALL ON FUNCTION public.mealworker_release_jobs(p_worker_id text, p_job_ids
 REVOKE ALL ON FUNCTION public.mealworker_report_progress(p_job_id bigint, p_lease_token uuid, p_progress jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_report_progress(p_job_id bigint, p_lease_token uuid, p_progress jsonb) TO service_role;
 
-REVOKE ALL ON FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[], p_statuses text[], p_job_type text, p_since timestamp with time zone, p_error_contains text, p_reset_attempts boolean, p_limit integer, p_dry_run boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[], p_statuses text[], p_job_type text, p_since timestamp with time zone, p_error_contains text, p_reset_attempts boolean, p_limit integer, p_dry_run boolean) TO service_role;
+REVOKE ALL ON FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[], p_statuses text[], p_job_type text, p_since timestamp with time zone, p_error_contains text, p_reset_attempts boolean, p_limit integer, p_dry_run boolean, p_waiting boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_requeue_jobs(p_job_ids bigint[], p_statuses text[], p_job_type text, p_since timestamp with time zone, p_error_contains text, p_reset_attempts boolean, p_limit integer, p_dry_run boolean, p_waiting boolean) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_requeue_stale(p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_requeue_stale(p_limit integer) TO service_role;

@@ -11,14 +11,18 @@ import asyncio
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from mealplan_cli.core.db.embedded import start_server as start_embedded_server
-from mealplan_cli.core.db.migrations import Migration, apply_migrations
+from mealplan_cli.core.db.migrations import Migration, apply_migrations, bundled_migrations
 
 ENV_VAR = "MEALWORKER_TEST_DATABASE_URL"
 
@@ -53,6 +57,21 @@ def create_template(server_url: str, migrations: list[Migration] | None = None) 
 
     asyncio.run(migrate())
     return name
+
+
+@contextmanager
+def migrated_through(server_url: str, version: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """An autocommit connection (rows as dicts) to a new database migrated up to ``version``
+    and no further: the schema that migration was written for, to apply it again to (a later
+    migration may have changed what it defines)."""
+    name = create_template(server_url, [m for m in bundled_migrations() if m.version <= version])
+    try:
+        with psycopg.connect(
+            with_database(server_url, name), autocommit=True, row_factory=dict_row
+        ) as conn:
+            yield conn
+    finally:
+        drop(server_url, name)
 
 
 def clone(server_url: str, template: str) -> str:

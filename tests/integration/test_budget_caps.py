@@ -200,6 +200,40 @@ def test_a_waiting_plan_is_written_when_it_runs_again(
     assert "waiting" not in plan["progress"]
 
 
+def test_requeue_waiting_tells_the_app_its_plan_no_longer_waits(database_url: str) -> None:
+    """The operator raised the cap and ran ``requeue --waiting``: the meal plan is plain
+    pending again (no "waiting until midnight" for the app to show), its job runnable now."""
+    settings = Settings(database_url=SecretStr(database_url))
+    until = datetime(2999, 1, 1, tzinfo=UTC)
+
+    async def main() -> Enqueued:
+        async with open_database(settings) as db:
+            queue, plans = Queue(db), MealPlans(db)
+            enqueued = await plans.enqueue(MealPlanRequest(days=1))
+            (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
+            assert await plans.waiting(job, "daily OpenAI cap reached", until, "tomorrow")
+            assert await queue.defer(job, until, "daily OpenAI cap reached") == "pending"
+            return enqueued
+
+    enqueued = asyncio.run(main())
+    result = runner.invoke(app, ["requeue", "--waiting"], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    assert "requeued 1 job" in result.output
+    plan = fetch(
+        database_url,
+        "select status, progress from public.meal_plans where id = %s",
+        enqueued.meal_plan_id,
+    )
+    assert plan == {"status": "pending", "progress": {}}
+    job = fetch(
+        database_url,
+        "select status, wait_reason, run_at <= now() as runnable from public.background_jobs"
+        " where id = %s",
+        enqueued.job_id,
+    )
+    assert job == {"status": "pending", "wait_reason": None, "runnable": True}
+
+
 def test_a_waiting_plan_stops_saying_so_when_its_job_is_claimed(database_url: str) -> None:
     """Midnight passed: the job is claimed again, and neither the job nor the meal plan says
     it waits any more (the app shows it generating)."""

@@ -11,9 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from mealplan_cli.core.db.migrations import bundled_migrations
 from tests.helpers import pg
 from tests.helpers.sql import claim, insert_pending
 
@@ -100,17 +98,8 @@ def test_a_claim_for_no_types_claims_nothing(conn: Conn) -> None:
 def conn_then(pg_server_url: str) -> Iterator[Conn]:
     """A database migrated up to this migration and no further: the schema it was written for
     and is applied again to (a later migration changed the result of the claim it replaces)."""
-    through = MIGRATION.name.split("_")[0]
-    name = pg.create_template(
-        pg_server_url, [m for m in bundled_migrations() if m.version <= through]
-    )
-    try:
-        with psycopg.connect(
-            pg.with_database(pg_server_url, name), autocommit=True, row_factory=dict_row
-        ) as c:
-            yield c
-    finally:
-        pg.drop(pg_server_url, name)
+    with pg.migrated_through(pg_server_url, MIGRATION.name.split("_")[0]) as c:
+        yield c
 
 
 def test_an_operators_index_of_that_name_is_kept(conn_then: Conn) -> None:

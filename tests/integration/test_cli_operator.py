@@ -73,7 +73,7 @@ def test_requeue_failed_with_filters_and_a_dry_run(env: dict[str, str], database
 def test_requeue_needs_exactly_one_selection(env: dict[str, str]) -> None:
     code, _, err = cli(env, "requeue", "--stale", "--failed")
     assert code == 2
-    assert "exactly one of --stale, --failed or job ids" in err
+    assert "exactly one of --stale, --failed, --waiting or job ids" in " ".join(err.split())
 
 
 @pytest.mark.parametrize("command", ["requeue --failed", "tail --no-follow"])

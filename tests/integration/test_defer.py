@@ -4,6 +4,7 @@ handler raising ``JobDeferred`` through the worker (generic: ping-like jobs, no 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -156,3 +157,48 @@ def test_tail_and_stats_show_the_waiting_jobs(database_url: str) -> None:
     assert "waiting" in out.lower()
     assert 'the "partner" is closed' in out
     assert "2999-01-01" in out
+
+
+def test_requeue_waiting_runs_the_waiting_jobs_now_and_no_other(
+    env: dict[str, str], database_url: str
+) -> None:
+    """``requeue --waiting``: the jobs deferred with a reason, of the type asked for; a job
+    scheduled for later without a reason (a retry's backoff, ``enqueue --delay``) keeps its time.
+    """
+
+    async def main() -> tuple[list[int], int, int]:
+        async with open_runtime(Settings(database_url=SecretStr(database_url))) as rt:
+            queue = rt.queue
+            deferred = await queue.enqueue_jobs("ping", [{}, {}])
+            for job in await queue.claim("w1", ["ping"], 2, 30):
+                await queue.defer(job, LATER, "closed tonight")
+            (other_type,) = await queue.enqueue_jobs("weekday_only", [{}])
+            (job,) = await queue.claim("w1", ["weekday_only"], 1, 30)
+            await queue.defer(job, LATER, "closed until Monday")
+            (scheduled,) = await queue.enqueue_jobs("ping", [{}], run_at=LATER)
+            return deferred, other_type, scheduled
+
+    deferred, other_type, scheduled = asyncio.run(main())
+    code, out, err = cli(env, "requeue", "--waiting", "--type", "ping", "--dry-run", "--json")
+    assert code == 0, err
+    assert [row["job_id"] for row in json.loads(out)] == deferred
+    assert [job_row(database_url, i)["run_at"] for i in deferred] == [LATER, LATER]
+
+    code, out, err = cli(env, "requeue", "--waiting", "--type", "ping")
+    assert code == 0, err
+    assert "requeued 2 jobs" in out
+    for job_id in deferred:
+        row = job_row(database_url, job_id)
+        assert (row["status"], row["wait_reason"], row["attempts"]) == ("pending", None, 0)
+        assert row["run_at"] < LATER
+    assert job_row(database_url, other_type)["wait_reason"] == "closed until Monday"
+    assert job_row(database_url, scheduled)["run_at"] == LATER
+
+    code, out, err = cli(env, "requeue", "--waiting")
+    assert code == 0, err
+    assert "requeued 1 job" in out
+    assert job_row(database_url, other_type)["wait_reason"] is None
+    assert job_row(database_url, scheduled)["run_at"] == LATER
+    code, _, err = cli(env, "requeue", "--waiting", "--failed")
+    assert code == 2
+    assert "exactly one of" in " ".join(err.split())

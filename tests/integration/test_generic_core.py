@@ -31,6 +31,7 @@ from mealplan_cli.core.queue import QUEUE_FUNCTIONS, Queue
 from mealplan_cli.core.worker import Worker, WorkerConfig
 from scripts.declarative_schema import MEAL_PLAN_FUNCTIONS
 from tests.fakes.postgrest_server import FakePostgrest
+from tests.helpers import pg
 from tests.helpers.batches import finishing_together
 from tests.helpers.sql import Conn, Row, call, claim, complete
 
@@ -78,7 +79,12 @@ def test_every_function_is_the_queues_or_a_domains(conn: Conn) -> None:
     assert not QUEUE_FUNCTIONS & MEAL_PLAN_FUNCTIONS
 
 
-def test_the_migration_applies_again_and_keeps_the_grants(conn: Conn) -> None:
+def test_the_migration_applies_again_and_keeps_the_grants(pg_server_url: str) -> None:
+    with pg.migrated_through(pg_server_url, MIGRATION.name.split("_")[0]) as conn:
+        applies_again_and_keeps_the_grants(conn)
+
+
+def applies_again_and_keeps_the_grants(conn: Conn) -> None:
     def catalogue() -> list[Row]:
         return conn.execute(
             "select p.proname, pg_get_function_result(p.oid) as result,"
