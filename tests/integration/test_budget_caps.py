@@ -200,20 +200,27 @@ def test_a_waiting_plan_is_written_when_it_runs_again(
     assert "waiting" not in plan["progress"]
 
 
+UNTIL = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+async def a_plan_waiting_for_the_cap(queue: Queue, plans: MealPlans) -> Enqueued:
+    """A meal plan whose job a worker deferred to ``UNTIL`` for the daily cap, saying so to
+    the app, as ``mealplans/job.py`` does."""
+    enqueued = await plans.enqueue(MealPlanRequest(days=1))
+    (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
+    assert await plans.waiting(job, "daily OpenAI cap reached", UNTIL, "tomorrow")
+    assert await queue.defer(job, UNTIL, "daily OpenAI cap reached") == "pending"
+    return enqueued
+
+
 def test_requeue_waiting_tells_the_app_its_plan_no_longer_waits(database_url: str) -> None:
     """The operator raised the cap and ran ``requeue --waiting``: the meal plan is plain
     pending again (no "waiting until midnight" for the app to show), its job runnable now."""
     settings = Settings(database_url=SecretStr(database_url))
-    until = datetime(2999, 1, 1, tzinfo=UTC)
 
     async def main() -> Enqueued:
         async with open_database(settings) as db:
-            queue, plans = Queue(db), MealPlans(db)
-            enqueued = await plans.enqueue(MealPlanRequest(days=1))
-            (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
-            assert await plans.waiting(job, "daily OpenAI cap reached", until, "tomorrow")
-            assert await queue.defer(job, until, "daily OpenAI cap reached") == "pending"
-            return enqueued
+            return await a_plan_waiting_for_the_cap(Queue(db), MealPlans(db))
 
     enqueued = asyncio.run(main())
     result = runner.invoke(app, ["requeue", "--waiting"], env={"DATABASE_URL": database_url})
@@ -238,15 +245,11 @@ def test_a_waiting_plan_stops_saying_so_when_its_job_is_claimed(database_url: st
     """Midnight passed: the job is claimed again, and neither the job nor the meal plan says
     it waits any more (the app shows it generating)."""
     settings = Settings(database_url=SecretStr(database_url))
-    until = datetime(2999, 1, 1, tzinfo=UTC)
 
     async def main() -> tuple[Enqueued, dict[str, Any]]:
         async with open_database(settings) as db:
             queue, plans = Queue(db), MealPlans(db)
-            enqueued = await plans.enqueue(MealPlanRequest(days=1))
-            (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
-            assert await plans.waiting(job, "daily OpenAI cap reached", until, "tomorrow")
-            assert await queue.defer(job, until, "daily OpenAI cap reached") == "pending"
+            enqueued = await a_plan_waiting_for_the_cap(queue, plans)
             waiting = await plans.get(enqueued.meal_plan_id)
             assert waiting is not None
             with psycopg.connect(database_url, autocommit=True) as conn:  # midnight passes
@@ -255,7 +258,7 @@ def test_a_waiting_plan_stops_saying_so_when_its_job_is_claimed(database_url: st
             return enqueued, {"status": waiting.status, "progress": waiting.progress}
 
     enqueued, waiting = asyncio.run(main())
-    assert datetime.fromisoformat(waiting["progress"].pop("until")) == until
+    assert datetime.fromisoformat(waiting["progress"].pop("until")) == UNTIL
     assert waiting == {
         "status": "pending",
         "progress": {
