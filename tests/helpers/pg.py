@@ -54,6 +54,9 @@ def create_template(server_url: str, migrations: list[Migration] | None = None) 
         url = with_database(server_url, name)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await apply_migrations(conn, migrations, prior_schema=None)
+            # Statistics for the tables the migrations filled (the ledger), so that autovacuum
+            # adding them in a clone later cannot tell it from a fresh one (DatabasePool).
+            await conn.execute("analyze")
 
     asyncio.run(migrate())
     return name
