@@ -339,10 +339,10 @@ def test_the_usd_cap_counts_calls_in_flight_at_their_worst_and_answers_at_their_
         db = await open_db()
         try:
             budget = DatabaseBudget(db, "key-usd", daily_usd_cap=0.01, tokens_cap=10_000_000)
-            await budget.take(MODEL, 1000, 0.006)
+            first = await budget.take(MODEL, 1000, 0.006)
             with pytest.raises(SpendCapReachedError) as second:
                 await budget.take(MODEL, 1000, 0.006)
-            await budget.spent(MODEL, 0.006, Spend(800, 200, 100, 0.001))
+            await budget.spent(MODEL, 0.006, Spend(800, 200, 100, 0.001), first)
             await budget.take(MODEL, 1000, 0.006)  # $0.001 spent + $0.006: fits
             with pytest.raises(SpendCapReachedError) as fourth:
                 await budget.take(MODEL, 1000, 0.006)
