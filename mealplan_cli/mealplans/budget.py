@@ -19,9 +19,10 @@ waits until then (``mealplans.job``). Each answer's cost is told back (``spent``
 dollar cap counts what was spent, not the worst case reserved.
 
 That worst case is a reservation of its own (``20240124000000_usd_reservations.sql``), held
-only while its call can still be running: a job's call is bound to the job's lease (kept by the
-worker's heartbeats), any other call to an expiry of the client's whole time for a call. So a
-worker killed mid-call holds the fleet's dollars until its lease runs out, not until midnight.
+while its call can still be running: until the HTTP request's own time is up, and for a job's
+call as long as the job's lease is held (kept by the worker's heartbeats). So a worker killed
+mid-call holds the fleet's dollars for a few minutes, not until midnight, and one cut off from
+the database still has its call counted while that call could be answered.
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ WAITER_REFRESH_SECONDS = 2.0
 """A call waiting in line asks again at least this often, which shows it is alive."""
 
 CALL_MARGIN_SECONDS = 30.0
-"""Beyond the client's own time for a call (OPENAI_TIMEOUT_SECONDS x OPENAI_MAX_ATTEMPTS): the
-sleep after an early reservation, and the clocks of this machine and the database."""
+"""Beyond the client's own time for one request (OPENAI_TIMEOUT_SECONDS; each attempt reserves
+anew): the sleep after an early reservation, and the clocks of this machine and the database."""
 
-CALL_SECONDS = 120.0 * 4 + CALL_MARGIN_SECONDS
-"""How long a call of no job holds its worst case, unless the settings say otherwise (the
-default timeout and attempts)."""
+CALL_SECONDS = 120.0 + CALL_MARGIN_SECONDS
+"""How long a reservation holds at least, unless the settings say otherwise (the default
+timeout)."""
 
 WAITER_STALE_SECONDS = 10.0
 """A waiter not seen for this long (five missed asks: its worker died) no longer holds its
@@ -168,7 +169,7 @@ class DatabaseBudget:
         self.refresh_ms = round(refresh * 1000)
         self.stale_ms = round(stale_after * 1000)
         self.expires_ms = round(call_seconds * 1000)
-        """A reservation bound to no lease ends this long after it was made."""
+        """A reservation holds at least this long after it was made (its call's time)."""
         self._learned: dict[str, tuple[int | None, int | None]] = {}
         self._figures = BudgetFigures(
             daily_tokens_cap=daily_tokens_cap, daily_usd_cap=daily_usd_cap
@@ -199,8 +200,7 @@ class DatabaseBudget:
             requests_cap=settings.openai_rpm_limit,
             daily_tokens_cap=settings.openai_daily_token_cap,
             daily_usd_cap=settings.openai_daily_usd_cap,
-            call_seconds=settings.openai_timeout_seconds * settings.openai_max_attempts
-            + CALL_MARGIN_SECONDS,
+            call_seconds=settings.openai_timeout_seconds + CALL_MARGIN_SECONDS,
         )
 
     @property

@@ -8,18 +8,15 @@
 -- no call was spending, and `stats` showed it under way.
 --
 -- Now each call's worst case is a row of `openai_reservations`, ended by its own `spent` (or
--- `refund`), and counted only while it is live:
---   * a call of a job whose lease was held when it reserved is bound to that lease (the job's id
---     and lease token): live while the job is processing under the same token and the lease has
---     not expired. Heartbeats keep a long call's reservation live; a lease that expires, is
---     requeued (`mealworker_requeue_stale`) or taken by another worker ends it. The queue takes
---     a worker whose lease ran out for dead; so does the budget. (A worker cut off from the
---     database for longer than its lease may still be finishing a call sent before: that call's
---     cost is then not held for, as its job may then run twice. Its `spent`, when the database
---     is back, still counts what it cost.)
---   * any other call (no job, or its lease not held when it reserved) ends at an expiry the
---     caller gives (`p_expires_ms`: the worker passes the client's whole time for a call,
---     OPENAI_TIMEOUT_SECONDS x OPENAI_MAX_ATTEMPTS plus a margin).
+-- `refund`), and counted while its call can still be running: until the call's own time is up
+-- (`p_expires_ms` from the reservation: the worker passes OPENAI_TIMEOUT_SECONDS plus a margin,
+-- as each reservation is one HTTP request) and, for a call of a job whose lease was held when
+-- it reserved, for as long as that lease stays held (the job's id and lease token, kept by the
+-- worker's heartbeats). So a worker killed mid-call holds its worst case until both its lease
+-- and its call's time have run out, about two and a half minutes by default, not until
+-- midnight; and a worker cut off from the database, whose lease runs out while its call may
+-- still be answered, still has that call counted until the call's time is up, so the fleet
+-- cannot overshoot the cap by it.
 -- The cap check counts what was spent, the live reservations and this call, all under the key's
 -- `openai_spend` row lock as before, so concurrent workers still cannot overshoot the cap
 -- between them. Each take of dollars deletes the key's ended reservations (those of earlier
@@ -71,8 +68,7 @@ set search_path = ''
 as $$
   select r.id, r.usd,
          r.day = p_today
-         and case when r.lease_token is null then coalesce(r.expires_at > p_now, false)
-                  else j.id is not null end
+         and (coalesce(r.expires_at > p_now, false) or j.id is not null)
     from public.openai_reservations r
     left join public.background_jobs j
       on j.id = r.job_id
@@ -100,8 +96,9 @@ drop function if exists public.mealworker_budget_take(text, text, bigint, int, b
   double precision, bigint, double precision, double precision);
 
 -- Reserve one call's charge (20240120000001_budget_caps.sql), its worst-case cost p_usd now a
--- reservation of its own: bound to the lease of job p_job_id when p_lease_token holds it, else
--- ending p_expires_ms from now; neither given, added to openai_spend.usd_reserved as before.
+-- reservation of its own: live for p_expires_ms from now, and as long as the lease of job
+-- p_job_id stays held when p_lease_token holds it now; neither given, added to
+-- openai_spend.usd_reserved as before.
 -- reservation: its id, for `mealworker_budget_spent` or `_refund` (null when no dollars are
 -- counted or none was made).
 create or replace function public.mealworker_budget_take(
@@ -298,7 +295,7 @@ begin
       insert into public.openai_reservations as r
         (budget_key, model, day, usd, job_id, lease_token, expires_at, created_at)
       values (p_key, p_model, v_today, p_usd, p_job_id, v_lease,
-              case when v_lease is null then v_now + interval '1 millisecond' * p_expires_ms end,
+              v_now + interval '1 millisecond' * p_expires_ms,
               v_now)
       returning r.id into v_reservation;
       update public.openai_spend x

@@ -73,8 +73,7 @@ CREATE FUNCTION mealworker_private.openai_reservations_of(p_key text, p_today da
     AS $$
   select r.id, r.usd,
          r.day = p_today
-         and case when r.lease_token is null then coalesce(r.expires_at > p_now, false)
-                  else j.id is not null end
+         and (coalesce(r.expires_at > p_now, false) or j.id is not null)
     from public.openai_reservations r
     left join public.background_jobs j
       on j.id = r.job_id

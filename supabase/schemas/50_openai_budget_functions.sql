@@ -355,7 +355,7 @@ begin
       insert into public.openai_reservations as r
         (budget_key, model, day, usd, job_id, lease_token, expires_at, created_at)
       values (p_key, p_model, v_today, p_usd, p_job_id, v_lease,
-              case when v_lease is null then v_now + interval '1 millisecond' * p_expires_ms end,
+              v_now + interval '1 millisecond' * p_expires_ms,
               v_now)
       returning r.id into v_reservation;
       update public.openai_spend x

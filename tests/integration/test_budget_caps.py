@@ -19,7 +19,13 @@ from typer.testing import CliRunner
 from mealplan_cli.cli import app
 from mealplan_cli.core.db.connect import open_database
 from mealplan_cli.core.queue import Queue
-from mealplan_cli.mealplans.budget import CallOwner, DatabaseBudget, budget_key, calls_of
+from mealplan_cli.mealplans.budget import (
+    CALL_SECONDS,
+    CallOwner,
+    DatabaseBudget,
+    budget_key,
+    calls_of,
+)
 from mealplan_cli.mealplans.generation.budget import Spend
 from mealplan_cli.mealplans.generation.request import MealPlanRequest
 from mealplan_cli.mealplans.plans import Enqueued, MealPlans
@@ -571,12 +577,14 @@ def usd_under_way(database_url: str, key: str = USD_KEY) -> float:
 
 
 @pytest.mark.parametrize("end", ["lease expired", "requeued and claimed again"])
-def test_a_dead_workers_worst_case_ends_with_its_lease(
+def test_a_dead_workers_worst_case_ends_with_its_lease_and_its_calls_time(
     open_db: Opener, database_url: str, end: str
 ) -> None:
     """A worker reserved a call's worst case for its job, then died before ``spent``: once its
-    lease has run out (or the job went to another worker), the next call under the cap goes.
-    Before, the dead call's worst case held every call back until midnight."""
+    lease has run out (or the job went to another worker) and its call's time is up, the next
+    call under the cap goes. Before, the dead call's worst case held every call back until
+    midnight. While the call's time is not up, a lost lease is not enough: a worker cut off
+    from the database may still be answered, and the cap must not be overshot by that call."""
 
     async def main() -> tuple[SpendCapReachedError, list[dict[str, Any]], float]:
         db = await open_db()
@@ -596,6 +604,13 @@ def test_a_dead_workers_worst_case_ends_with_its_lease(
                 assert await queue.requeue_stale() == [(job.id, "pending")]
                 (again,) = await queue.claim("w2", ["generate_meal_plan"], 1, 30)
                 assert again.lease_token != job.lease_token
+            with pytest.raises(SpendCapReachedError):  # its call may still be answered
+                await other.take(MODEL, 1000, 0.006)
+            with psycopg.connect(database_url, autocommit=True) as conn:  # its time is up
+                conn.execute(
+                    "update public.openai_reservations"
+                    " set expires_at = now() - interval '1 millisecond'"
+                )
             under_way = usd_under_way(database_url)  # ended, not deleted yet
             await other.take(MODEL, 1000, 0.006)  # $0.006 of $0.01: fits again
             return held.value, dead, under_way
@@ -607,7 +622,7 @@ def test_a_dead_workers_worst_case_ends_with_its_lease(
     [reservation] = dead
     assert reservation["job_id"] is not None
     assert reservation["lease_token"] is not None
-    assert reservation["expires_in"] is None  # bound to the lease, not to a time
+    assert reservation["expires_in"].total_seconds() == pytest.approx(CALL_SECONDS, abs=0.01)
     assert under_way == 0
     [left] = reservations(database_url)  # the dead one was deleted by the take
     assert left["job_id"] is None
@@ -654,7 +669,7 @@ def test_a_call_of_no_job_holds_its_worst_case_until_its_expiry(
     open_db: Opener, database_url: str
 ) -> None:
     """``mealworker generate`` and other callers outside the queue: the worst case ends after
-    the client's whole time for a call (timeout x attempts, plus a margin)."""
+    the request's time (OPENAI_TIMEOUT_SECONDS, plus a margin; each attempt reserves anew)."""
     settings = Settings(
         openai_api_key=SecretStr("sk-no-job"),
         openai_timeout_seconds=10,
@@ -685,7 +700,7 @@ def test_a_call_of_no_job_holds_its_worst_case_until_its_expiry(
     assert "up to $0.0060 more in calls under way" in held.reason
     [left] = reservations(database_url)
     assert (left["job_id"], left["lease_token"]) == (None, None)
-    assert left["expires_in"].total_seconds() == pytest.approx(10 * 2 + 30, abs=0.01)
+    assert left["expires_in"].total_seconds() == pytest.approx(10 + 30, abs=0.01)
 
 
 def test_stats_shows_only_live_reservations_under_way(
