@@ -17,6 +17,12 @@ the same call: when one leaves no room, ``take`` raises ``SpendCapReachedError``
 the cap opens again (the next UTC midnight by the database's clock), and the meal-plan job
 waits until then (``mealplans.job``). Each answer's cost is told back (``spent``), so that the
 dollar cap counts what was spent, not the worst case reserved.
+
+That worst case is a reservation of its own (``20240124000000_usd_reservations.sql``), held
+while its call can still be running: until the HTTP request's own time is up, and for a job's
+call as long as the job's lease is held (kept by the worker's heartbeats). So a worker killed
+mid-call holds the fleet's dollars for a few minutes, not until midnight, and one cut off from
+the database still has its call counted while that call could be answered.
 """
 
 from __future__ import annotations
@@ -61,6 +67,14 @@ TURN_LEAD_SECONDS = 0.25
 WAITER_REFRESH_SECONDS = 2.0
 """A call waiting in line asks again at least this often, which shows it is alive."""
 
+CALL_MARGIN_SECONDS = 30.0
+"""Beyond the client's own time for one request (OPENAI_TIMEOUT_SECONDS; each attempt reserves
+anew): the sleep after an early reservation, and the clocks of this machine and the database."""
+
+CALL_SECONDS = 120.0 + CALL_MARGIN_SECONDS
+"""How long a reservation holds at least, unless the settings say otherwise (the default
+timeout)."""
+
 WAITER_STALE_SECONDS = 10.0
 """A waiter not seen for this long (five missed asks: its worker died) no longer holds its
 place; one that comes back takes its place again, since the order is by the job's age."""
@@ -73,7 +87,8 @@ class CallOwner:
     ``group`` is who takes turns with whom (a user); None lets the database find the job's
     meal plan's user, and a job without one is its own group. ``created_at`` is the job's age
     (the database reads it when None). No job at all: each call is its own group. ``job``, the
-    claimed job itself, lets a long wait be noted in its history (``tail``)."""
+    claimed job itself, lets a long wait be noted in its history (``tail``) and binds the calls'
+    worst cases to its lease."""
 
     job_id: int | None = None
     created_at: datetime | None = None
@@ -83,6 +98,11 @@ class CallOwner:
     @classmethod
     def of(cls, job: ClaimedJob) -> CallOwner:
         return cls(job.id, job.created_at, job=job)
+
+    @property
+    def lease_token(self) -> uuid.UUID | None:
+        """The lease the calls' reservations are bound to (None: no claimed job)."""
+        return None if self.job is None else self.job.lease_token
 
 
 NO_JOB = CallOwner()
@@ -134,6 +154,7 @@ class DatabaseBudget:
         lead: float = TURN_LEAD_SECONDS,
         refresh: float = WAITER_REFRESH_SECONDS,
         stale_after: float = WAITER_STALE_SECONDS,
+        call_seconds: float = CALL_SECONDS,
     ) -> None:
         if stale_after <= refresh:
             raise ValueError("a waiter must ask again well before it is taken for dead")
@@ -147,6 +168,8 @@ class DatabaseBudget:
         self.lead_ms = round(lead * 1000)
         self.refresh_ms = round(refresh * 1000)
         self.stale_ms = round(stale_after * 1000)
+        self.expires_ms = round(call_seconds * 1000)
+        """A reservation holds at least this long after it was made (its call's time)."""
         self._learned: dict[str, tuple[int | None, int | None]] = {}
         self._figures = BudgetFigures(
             daily_tokens_cap=daily_tokens_cap, daily_usd_cap=daily_usd_cap
@@ -177,6 +200,7 @@ class DatabaseBudget:
             requests_cap=settings.openai_rpm_limit,
             daily_tokens_cap=settings.openai_daily_token_cap,
             daily_usd_cap=settings.openai_daily_usd_cap,
+            call_seconds=settings.openai_timeout_seconds + CALL_MARGIN_SECONDS,
         )
 
     @property
@@ -188,7 +212,9 @@ class DatabaseBudget:
         """What ``/metrics`` shows of the budget (``ops.metrics.BudgetFigures``)."""
         return self._figures
 
-    async def take(self, model: str, tokens: int, worst_usd: float | None = None) -> None:
+    async def take(
+        self, model: str, tokens: int, worst_usd: float | None = None
+    ) -> uuid.UUID | None:
         self._check_fits(model, tokens, worst_usd)
         owner = _owner.get() or NO_JOB
         waiter = uuid.uuid4()  # this call's place in the line, the same on each ask
@@ -207,6 +233,7 @@ class DatabaseBudget:
             if reason == "waiting" and not in_line:
                 in_line = True
                 log.debug("waiting for the budget: %s calls ahead", answer.get("ahead"))
+            reservation = _reservation(answer) if reserved else None
             if wait_ms > 0:
                 slept = True
                 why.add(str(reason or "per-minute limit"))
@@ -214,7 +241,7 @@ class DatabaseBudget:
                     await asyncio.sleep(wait_ms / 1000)
                 except asyncio.CancelledError:
                     if reserved:
-                        await asyncio.shield(self._refund(model, tokens, worst_usd))
+                        await asyncio.shield(self._refund(model, tokens, worst_usd, reservation))
                     elif in_line:
                         await asyncio.shield(self._leave(model, waiter))
                     raise
@@ -227,8 +254,15 @@ class DatabaseBudget:
             await self._quietly("mealworker_budget_waited", model, p_ms=round(waited * 1000))
         if waited >= NOTED_WAIT_SECONDS:
             await self._note_wait(model, waited, why)
+        return reservation
 
-    async def spent(self, model: str, worst_usd: float | None, spend: Spend | None) -> None:
+    async def spent(
+        self,
+        model: str,
+        worst_usd: float | None,
+        spend: Spend | None,
+        reservation: uuid.UUID | None = None,
+    ) -> None:
         if spend is None:  # no answer read: it may have been billed, count the worst case
             spend = Spend(cost_usd=worst_usd)
         try:
@@ -241,8 +275,9 @@ class DatabaseBudget:
                 p_input_tokens=spend.input_tokens,
                 p_cached_tokens=spend.cached_tokens,
                 p_output_tokens=spend.output_tokens,
+                p_reservation=reservation,
             )
-        except DatabaseUnavailableError as error:  # the reservation stays: counted at worst
+        except DatabaseUnavailableError as error:  # the reservation stays while it is live
             log.debug("mealworker_budget_spent not recorded: %s", error)
             return
         if today is not None:
@@ -353,6 +388,8 @@ class DatabaseBudget:
                     p_lead_ms=self.lead_ms,
                     p_refresh_ms=self.refresh_ms,
                     p_stale_ms=self.stale_ms,
+                    p_lease_token=owner.lease_token,
+                    p_expires_ms=self.expires_ms,
                 )
             except DatabaseUnavailableError as error:
                 log.debug("budget not reachable, no call sent yet: %s", error)
@@ -389,7 +426,9 @@ class DatabaseBudget:
             "mealworker_budget_refused", model, p_wait_ms=limits.retry_after_ms or 0
         )
 
-    async def _refund(self, model: str, tokens: int, worst_usd: float | None) -> None:
+    async def _refund(
+        self, model: str, tokens: int, worst_usd: float | None, reservation: uuid.UUID | None
+    ) -> None:
         await self._quietly(
             "mealworker_budget_refund",
             model,
@@ -399,6 +438,7 @@ class DatabaseBudget:
             p_requests_cap=self.requests_cap,
             p_share=self.share,
             p_usd=worst_usd,
+            p_reservation=reservation,
         )
 
     async def _leave(self, model: str, waiter: uuid.UUID) -> None:
@@ -411,6 +451,12 @@ class DatabaseBudget:
             await self.db.call(function, p_key=self.key, p_model=model, **params)
         except DatabaseUnavailableError as error:
             log.debug("%s not recorded: %s", function, error)
+
+
+def _reservation(answer: Row) -> uuid.UUID | None:
+    """The reservation a take made (a UUID from psycopg, its text from PostgREST)."""
+    value = answer.get("reservation")
+    return None if value is None else uuid.UUID(str(value))
 
 
 async def budget_stats(db: Database) -> list[dict[str, object]]:

@@ -67,6 +67,29 @@ CREATE FUNCTION mealworker_private.list_items(p_value jsonb) RETURNS text[]
   end
 $$;
 
+CREATE FUNCTION mealworker_private.openai_reservations_of(p_key text, p_today date, p_now timestamp with time zone) RETURNS TABLE(id uuid, usd numeric, live boolean)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select r.id, r.usd,
+         r.day = p_today
+         and (coalesce(r.expires_at > p_now, false) or j.id is not null)
+    from public.openai_reservations r
+    left join public.background_jobs j
+      on j.id = r.job_id
+     and j.lease_token = r.lease_token  -- implies status = 'processing' (check constraint)
+     and j.lease_expires_at > p_now
+   where r.budget_key = p_key;
+$$;
+
+CREATE FUNCTION mealworker_private.openai_reserved_usd(p_key text, p_today date, p_now timestamp with time zone) RETURNS numeric
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+  select coalesce(sum(r.usd) filter (where r.live), 0)
+    from mealworker_private.openai_reservations_of(p_key, p_today, p_now) r;
+$$;
+
 CREATE FUNCTION mealworker_private.ws_pydantic() RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path TO ''
@@ -93,6 +116,12 @@ GRANT ALL ON FUNCTION mealworker_private.lax_int(p_value jsonb) TO service_role;
 
 REVOKE ALL ON FUNCTION mealworker_private.list_items(p_value jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION mealworker_private.list_items(p_value jsonb) TO service_role;
+
+REVOKE ALL ON FUNCTION mealworker_private.openai_reservations_of(p_key text, p_today date, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION mealworker_private.openai_reservations_of(p_key text, p_today date, p_now timestamp with time zone) TO service_role;
+
+REVOKE ALL ON FUNCTION mealworker_private.openai_reserved_usd(p_key text, p_today date, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION mealworker_private.openai_reserved_usd(p_key text, p_today date, p_now timestamp with time zone) TO service_role;
 
 REVOKE ALL ON FUNCTION mealworker_private.ws_pydantic() FROM PUBLIC;
 GRANT ALL ON FUNCTION mealworker_private.ws_pydantic() TO service_role;

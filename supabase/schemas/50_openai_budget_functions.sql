@@ -44,7 +44,7 @@ CREATE FUNCTION public.mealworker_budget_leave(p_key text, p_model text, p_waite
    where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;
 $$;
 
-CREATE FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_usd double precision DEFAULT NULL::double precision) RETURNS void
+CREATE FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_usd double precision DEFAULT NULL::double precision, p_reservation uuid DEFAULT NULL::uuid) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -67,7 +67,10 @@ begin
          probe_until = null,
          updated_at = v_now
    where o.budget_key = p_key and o.model = p_model;
-  if p_usd is not null then
+  if p_reservation is not null then
+    delete from public.openai_reservations r
+     where r.id = p_reservation and r.budget_key = p_key;
+  elsif p_usd is not null then
     update public.openai_spend x
        set usd_reserved = greatest(x.usd_reserved - greatest(p_usd, 0), 0),
            updated_at = v_now
@@ -98,7 +101,7 @@ begin
 end
 $$;
 
-CREATE FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision DEFAULT NULL::double precision, p_cost_usd double precision DEFAULT NULL::double precision, p_input_tokens bigint DEFAULT 0, p_cached_tokens bigint DEFAULT 0, p_output_tokens bigint DEFAULT 0) RETURNS double precision
+CREATE FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision DEFAULT NULL::double precision, p_cost_usd double precision DEFAULT NULL::double precision, p_input_tokens bigint DEFAULT 0, p_cached_tokens bigint DEFAULT 0, p_output_tokens bigint DEFAULT 0, p_reservation uuid DEFAULT NULL::uuid) RETURNS double precision
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -123,18 +126,25 @@ begin
                     + greatest(coalesce(p_cost_usd, 0), 0),
          updated_at = v_now
    where o.budget_key = p_key and o.model = p_model;
-  if p_reserved_usd is null and p_cost_usd is null then
+  if p_reserved_usd is null and p_cost_usd is null and p_reservation is null then
     return null;
   end if;
   insert into public.openai_spend as x (budget_key, day)
   values (p_key, v_today)
   on conflict (budget_key, day) do nothing;
   update public.openai_spend x
-     set usd_reserved = greatest(x.usd_reserved - greatest(coalesce(p_reserved_usd, 0), 0), 0),
+     set usd_reserved = case when p_reservation is null
+                             then greatest(x.usd_reserved
+                                           - greatest(coalesce(p_reserved_usd, 0), 0), 0)
+                             else x.usd_reserved end,
          usd_spent = x.usd_spent + greatest(coalesce(p_cost_usd, 0), 0),
          updated_at = v_now
    where x.budget_key = p_key and x.day = v_today
   returning x.usd_spent into v_spent;
+  if p_reservation is not null then
+    delete from public.openai_reservations r
+     where r.id = p_reservation and r.budget_key = p_key;
+  end if;
   return v_spent::double precision;
 end
 $$;
@@ -162,7 +172,8 @@ CREATE FUNCTION public.mealworker_budget_stats() RETURNS TABLE(budget_key text, 
          case when o.capped_until > now() then o.capped_until end,
          case when o.capped_until > now() then o.capped_by end,
          x.usd_spent::double precision,
-         x.usd_reserved::double precision,
+         (x.usd_reserved
+          + mealworker_private.openai_reserved_usd(o.budget_key, t.day, now()))::double precision,
          x.daily_usd_cap::double precision
     from public.openai_budgets o
    cross join today t
@@ -170,7 +181,7 @@ CREATE FUNCTION public.mealworker_budget_stats() RETURNS TABLE(budget_key text, 
    order by o.budget_key, o.model;
 $$;
 
-CREATE FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision, usd_reserved_today double precision)
+CREATE FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision, p_job_id bigint DEFAULT NULL::bigint, p_lease_token uuid DEFAULT NULL::uuid, p_expires_ms integer DEFAULT NULL::integer) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision, usd_reserved_today double precision, reservation uuid)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -188,6 +199,10 @@ declare
   v_ready timestamptz := v_now;
   v_charged_today bigint;
   v_capped_by text;
+  v_live numeric := 0;
+  v_ended uuid[];
+  v_lease uuid;
+  v_reservation uuid;
 begin
   v_midnight := (v_today + 1)::timestamp at time zone 'utc';
   if p_tokens is null or p_tokens < 0 or p_requests is null or p_requests < 0 then
@@ -204,6 +219,11 @@ begin
                     'non-negative amount (got %)', p_usd
       using errcode = '22023';
   end if;
+  if p_expires_ms < 0 then
+    raise exception 'mealworker_budget_take: a reservation cannot expire in the past (got % ms)',
+                    p_expires_ms
+      using errcode = '22023';
+  end if;
   insert into public.openai_budgets as o (budget_key, model)
   values (p_key, p_model)
   on conflict (budget_key, model) do nothing;
@@ -212,7 +232,7 @@ begin
    where o.budget_key = p_key and o.model = p_model
      for update;
   -- The key's spend today, locked after the model's row (every function takes them in this
-  -- order), and only when dollars are counted.
+  -- order, then reservations), and only when dollars are counted.
   if p_usd is not null then
     insert into public.openai_spend as x (budget_key, day)
     values (p_key, v_today)
@@ -221,10 +241,21 @@ begin
       from public.openai_spend x
      where x.budget_key = p_key and x.day = v_today
        for update;
+    -- The live reservations counted, the ended ones deleted, in one pass over the key's.
+    select coalesce(sum(r.usd) filter (where r.live), 0),
+           pg_catalog.array_agg(r.id) filter (where not r.live)
+      into v_live, v_ended
+      from mealworker_private.openai_reservations_of(p_key, v_today, v_now) r;
+    if v_ended is not null then
+      delete from public.openai_reservations r where r.id = any (v_ended);
+    end if;
   else
     select * into s
       from public.openai_spend x
      where x.budget_key = p_key and x.day = v_today;
+    if found then
+      v_live := mealworker_private.openai_reserved_usd(p_key, v_today, v_now);
+    end if;
   end if;
   v_charged_today := case when b.day = v_today then b.tokens_charged else 0 end;
 
@@ -232,7 +263,8 @@ begin
     return query select
       pg_catalog.ceil(extract(epoch from b.blocked_until - v_now) * 1000)::int, false,
       b.tokens_limit, b.requests_limit, 'rate_limited'::text, b.blocked_until, v_charged_today,
-      s.usd_spent::double precision, s.usd_reserved::double precision;
+      s.usd_spent::double precision, (s.usd_reserved + v_live)::double precision,
+      null::uuid;
     return;
   end if;
 
@@ -240,7 +272,8 @@ begin
   if p_daily_tokens_cap is not null and v_charged_today + p_tokens > p_daily_tokens_cap then
     v_capped_by := 'tokens';
   elsif p_daily_usd_cap is not null
-        and coalesce(s.usd_spent, 0) + coalesce(s.usd_reserved, 0) + p_usd > p_daily_usd_cap then
+        and coalesce(s.usd_spent, 0) + coalesce(s.usd_reserved, 0) + v_live + p_usd
+            > p_daily_usd_cap then
     v_capped_by := 'usd';
   end if;
   if v_capped_by is not null then
@@ -260,7 +293,7 @@ begin
       false, b.tokens_limit, b.requests_limit,
       case v_capped_by when 'tokens' then 'daily_cap' else 'daily_usd_cap' end,
       v_midnight, v_charged_today, s.usd_spent::double precision,
-      s.usd_reserved::double precision;
+      (s.usd_reserved + v_live)::double precision, null::uuid;
     return;
   end if;
 
@@ -273,7 +306,7 @@ begin
     if b.probe_until is not null and b.probe_until > v_now then
       return query select 200, false, b.tokens_limit, b.requests_limit, 'probing'::text,
         v_now + interval '200 milliseconds', v_charged_today, s.usd_spent::double precision,
-        s.usd_reserved::double precision;
+        (s.usd_reserved + v_live)::double precision, null::uuid;
       return;
     end if;
     update public.openai_budgets o set probe_until = v_now + interval '30 seconds'
@@ -310,21 +343,42 @@ begin
          updated_at = v_now
    where o.budget_key = p_key and o.model = p_model;
   if p_usd is not null then
-    update public.openai_spend x
-       set usd_reserved = x.usd_reserved + p_usd,
-           daily_usd_cap = p_daily_usd_cap,
-           updated_at = v_now
-     where x.budget_key = p_key and x.day = v_today;
+    if p_lease_token is not null
+       and exists (select 1
+                     from public.background_jobs j
+                    where j.id = p_job_id
+                      and j.lease_token = p_lease_token  -- implies status = 'processing'
+                      and j.lease_expires_at > v_now) then
+      v_lease := p_lease_token;
+    end if;
+    if v_lease is not null or p_expires_ms is not null then
+      insert into public.openai_reservations as r
+        (budget_key, model, day, usd, job_id, lease_token, expires_at, created_at)
+      values (p_key, p_model, v_today, p_usd, p_job_id, v_lease,
+              v_now + interval '1 millisecond' * p_expires_ms,
+              v_now)
+      returning r.id into v_reservation;
+      update public.openai_spend x
+         set daily_usd_cap = p_daily_usd_cap, updated_at = v_now
+       where x.budget_key = p_key and x.day = v_today;
+    else
+      update public.openai_spend x
+         set usd_reserved = x.usd_reserved + p_usd,
+             daily_usd_cap = p_daily_usd_cap,
+             updated_at = v_now
+       where x.budget_key = p_key and x.day = v_today;
+    end if;
   end if;
 
   return query select
     pg_catalog.ceil(extract(epoch from v_ready - v_now) * 1000)::int, true,
     b.tokens_limit, b.requests_limit, null::text, v_ready, v_charged_today + p_tokens,
-    s.usd_spent::double precision, (s.usd_reserved + p_usd)::double precision;
+    s.usd_spent::double precision,
+    (s.usd_reserved + v_live + p_usd)::double precision, v_reservation;
 end
 $$;
 
-CREATE FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision, p_job_id bigint DEFAULT NULL::bigint, p_job_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_group text DEFAULT NULL::text, p_lead_ms integer DEFAULT 250, p_refresh_ms integer DEFAULT 2000, p_stale_ms integer DEFAULT 10000) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision, usd_reserved_today double precision, ahead integer)
+CREATE FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer DEFAULT 1, p_tokens_cap bigint DEFAULT NULL::bigint, p_requests_cap bigint DEFAULT NULL::bigint, p_share double precision DEFAULT 1.0, p_daily_tokens_cap bigint DEFAULT NULL::bigint, p_usd double precision DEFAULT NULL::double precision, p_daily_usd_cap double precision DEFAULT NULL::double precision, p_job_id bigint DEFAULT NULL::bigint, p_job_created_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_group text DEFAULT NULL::text, p_lead_ms integer DEFAULT 250, p_refresh_ms integer DEFAULT 2000, p_stale_ms integer DEFAULT 10000, p_lease_token uuid DEFAULT NULL::uuid, p_expires_ms integer DEFAULT NULL::integer) RETURNS TABLE(wait_ms integer, reserved boolean, tokens_limit bigint, requests_limit bigint, reason text, retry_at timestamp with time zone, tokens_charged_today bigint, usd_spent_today double precision, usd_reserved_today double precision, ahead integer, reservation uuid)
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -384,12 +438,13 @@ begin
                         and w.seen_at > v_alive_since) then
     return query select k.wait_ms, k.reserved, k.tokens_limit, k.requests_limit, k.reason,
                         k.retry_at, k.tokens_charged_today, k.usd_spent_today,
-                        k.usd_reserved_today, 0
+                        k.usd_reserved_today, 0, k.reservation
       from public.mealworker_budget_take(
         p_key => p_key, p_model => p_model, p_tokens => p_tokens, p_requests => p_requests,
         p_tokens_cap => p_tokens_cap, p_requests_cap => p_requests_cap, p_share => p_share,
         p_daily_tokens_cap => p_daily_tokens_cap, p_usd => p_usd,
-        p_daily_usd_cap => p_daily_usd_cap) k;
+        p_daily_usd_cap => p_daily_usd_cap, p_job_id => p_job_id,
+        p_lease_token => p_lease_token, p_expires_ms => p_expires_ms) k;
     return;
   end if;
 
@@ -446,7 +501,8 @@ begin
       least(pg_catalog.ceil(extract(epoch from v_ready - v_lead - v_now) * 1000),
             greatest(p_refresh_ms, 1))::int,
       false, b.tokens_limit, b.requests_limit, 'waiting'::text,
-      v_ready - v_lead, null::bigint, null::double precision, null::double precision, v_ahead;
+      v_ready - v_lead, null::bigint, null::double precision, null::double precision, v_ahead,
+      null::uuid;
     return;
   end if;
 
@@ -456,7 +512,8 @@ begin
       p_key => p_key, p_model => p_model, p_tokens => p_tokens, p_requests => p_requests,
       p_tokens_cap => p_tokens_cap, p_requests_cap => p_requests_cap, p_share => p_share,
       p_daily_tokens_cap => p_daily_tokens_cap, p_usd => p_usd,
-      p_daily_usd_cap => p_daily_usd_cap);
+      p_daily_usd_cap => p_daily_usd_cap, p_job_id => p_job_id,
+      p_lease_token => p_lease_token, p_expires_ms => p_expires_ms);
   if t.reserved then
     -- Served: out of the line, and its group has had its turn in this round.
     delete from public.openai_budget_waiters w
@@ -478,7 +535,7 @@ begin
   end if;
   return query select t.wait_ms, t.reserved, t.tokens_limit, t.requests_limit, t.reason,
                       t.retry_at, t.tokens_charged_today, t.usd_spent_today,
-                      t.usd_reserved_today, v_ahead;
+                      t.usd_reserved_today, v_ahead, t.reservation;
 end
 $$;
 
@@ -528,23 +585,23 @@ GRANT ALL ON FUNCTION public.mealworker_budget_learn(p_key text, p_model text, p
 REVOKE ALL ON FUNCTION public.mealworker_budget_leave(p_key text, p_model text, p_waiter uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_leave(p_key text, p_model text, p_waiter uuid) TO service_role;
 
-REVOKE ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision) TO service_role;
+REVOKE ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision, p_reservation uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_refund(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_usd double precision, p_reservation uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_budget_refused(p_key text, p_model text, p_wait_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_refused(p_key text, p_model text, p_wait_ms integer) TO service_role;
 
-REVOKE ALL ON FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision, p_cost_usd double precision, p_input_tokens bigint, p_cached_tokens bigint, p_output_tokens bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision, p_cost_usd double precision, p_input_tokens bigint, p_cached_tokens bigint, p_output_tokens bigint) TO service_role;
+REVOKE ALL ON FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision, p_cost_usd double precision, p_input_tokens bigint, p_cached_tokens bigint, p_output_tokens bigint, p_reservation uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_spent(p_key text, p_model text, p_reserved_usd double precision, p_cost_usd double precision, p_input_tokens bigint, p_cached_tokens bigint, p_output_tokens bigint, p_reservation uuid) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_budget_stats() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_stats() TO service_role;
 
-REVOKE ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision) TO service_role;
+REVOKE ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_lease_token uuid, p_expires_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_take(p_key text, p_model text, p_tokens bigint, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_lease_token uuid, p_expires_ms integer) TO service_role;
 
-REVOKE ALL ON FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_job_created_at timestamp with time zone, p_group text, p_lead_ms integer, p_refresh_ms integer, p_stale_ms integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_job_created_at timestamp with time zone, p_group text, p_lead_ms integer, p_refresh_ms integer, p_stale_ms integer) TO service_role;
+REVOKE ALL ON FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_job_created_at timestamp with time zone, p_group text, p_lead_ms integer, p_refresh_ms integer, p_stale_ms integer, p_lease_token uuid, p_expires_ms integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.mealworker_budget_take_turn(p_key text, p_model text, p_tokens bigint, p_waiter uuid, p_requests integer, p_tokens_cap bigint, p_requests_cap bigint, p_share double precision, p_daily_tokens_cap bigint, p_usd double precision, p_daily_usd_cap double precision, p_job_id bigint, p_job_created_at timestamp with time zone, p_group text, p_lead_ms integer, p_refresh_ms integer, p_stale_ms integer, p_lease_token uuid, p_expires_ms integer) TO service_role;
 
 REVOKE ALL ON FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.mealworker_budget_waited(p_key text, p_model text, p_ms bigint) TO service_role;

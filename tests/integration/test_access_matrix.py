@@ -66,8 +66,19 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_events_since": {},
     "mealworker_image_cache_get": {"p_query": "dal"},
     "mealworker_image_cache_put": {"p_query": "dal", "p_photo": None},
-    "mealworker_budget_take": {"p_key": "k", "p_model": "m", "p_tokens": 1},
-    "mealworker_budget_refund": {"p_key": "k", "p_model": "m", "p_tokens": 1},
+    "mealworker_budget_take": {
+        "p_key": "k",
+        "p_model": "m",
+        "p_tokens": 1,
+        "p_usd": 0.001,
+        "p_expires_ms": 1000,
+    },
+    "mealworker_budget_refund": {
+        "p_key": "k",
+        "p_model": "m",
+        "p_tokens": 1,
+        "p_reservation": str(uuid.uuid4()),
+    },
     "mealworker_budget_learn": {
         "p_key": "k",
         "p_model": "m",
@@ -77,7 +88,12 @@ QUEUE_FUNCTIONS: dict[str, dict[str, Any]] = {
     "mealworker_budget_refused": {"p_key": "k", "p_model": "m"},
     "mealworker_budget_waited": {"p_key": "k", "p_model": "m", "p_ms": 1},
     "mealworker_budget_stats": {},
-    "mealworker_budget_spent": {"p_key": "k", "p_model": "m", "p_cost_usd": 0.001},
+    "mealworker_budget_spent": {
+        "p_key": "k",
+        "p_model": "m",
+        "p_cost_usd": 0.001,
+        "p_reservation": str(uuid.uuid4()),
+    },
     "mealworker_defer_job": {
         "p_job_id": 1,
         "p_lease_token": str(uuid.uuid4()),
@@ -115,6 +131,7 @@ TABLES = (
     "openai_spend",
     "openai_budget_waiters",
     "openai_budget_rounds",
+    "openai_reservations",
 )
 
 
@@ -234,6 +251,7 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("anon", "None", "openai_spend"): "denied",
         ("anon", "None", "openai_budget_waiters"): "denied",
         ("anon", "None", "openai_budget_rounds"): "denied",
+        ("anon", "None", "openai_reservations"): "denied",
         ("authenticated", str(ALICE), "meal_plans"): 1,
         ("authenticated", str(ALICE), "background_jobs"): "denied",
         ("authenticated", str(ALICE), "background_job_events"): "denied",
@@ -243,6 +261,7 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("authenticated", str(ALICE), "openai_spend"): "denied",
         ("authenticated", str(ALICE), "openai_budget_waiters"): "denied",
         ("authenticated", str(ALICE), "openai_budget_rounds"): "denied",
+        ("authenticated", str(ALICE), "openai_reservations"): "denied",
         ("service_role", "None", "meal_plans"): 2,
         ("service_role", "None", "background_jobs"): 2,
         ("service_role", "None", "background_job_events"): 2,
@@ -252,4 +271,5 @@ def test_tables_are_visible_only_as_intended(server: FakePostgrest, database_url
         ("service_role", "None", "openai_spend"): 0,
         ("service_role", "None", "openai_budget_waiters"): 0,
         ("service_role", "None", "openai_budget_rounds"): 0,
+        ("service_role", "None", "openai_reservations"): 0,
     }

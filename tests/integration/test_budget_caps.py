@@ -19,7 +19,13 @@ from typer.testing import CliRunner
 from mealplan_cli.cli import app
 from mealplan_cli.core.db.connect import open_database
 from mealplan_cli.core.queue import Queue
-from mealplan_cli.mealplans.budget import CallOwner, DatabaseBudget, budget_key, calls_of
+from mealplan_cli.mealplans.budget import (
+    CALL_SECONDS,
+    CallOwner,
+    DatabaseBudget,
+    budget_key,
+    calls_of,
+)
 from mealplan_cli.mealplans.generation.budget import Spend
 from mealplan_cli.mealplans.generation.request import MealPlanRequest
 from mealplan_cli.mealplans.plans import Enqueued, MealPlans
@@ -342,10 +348,10 @@ def test_the_usd_cap_counts_calls_in_flight_at_their_worst_and_answers_at_their_
         db = await open_db()
         try:
             budget = DatabaseBudget(db, "key-usd", daily_usd_cap=0.01, tokens_cap=10_000_000)
-            await budget.take(MODEL, 1000, 0.006)
+            first = await budget.take(MODEL, 1000, 0.006)
             with pytest.raises(SpendCapReachedError) as second:
                 await budget.take(MODEL, 1000, 0.006)
-            await budget.spent(MODEL, 0.006, Spend(800, 200, 100, 0.001))
+            await budget.spent(MODEL, 0.006, Spend(800, 200, 100, 0.001), first)
             await budget.take(MODEL, 1000, 0.006)  # $0.001 spent + $0.006: fits
             with pytest.raises(SpendCapReachedError) as fourth:
                 await budget.take(MODEL, 1000, 0.006)
@@ -392,6 +398,7 @@ def test_the_spend_of_a_plan_is_what_its_answers_cost(
     budget = fetch(database_url, "select * from public.mealworker_budget_stats()")
     assert budget["key_usd_spent"] == pytest.approx(usage["cost_usd"])
     assert budget["key_usd_reserved"] == pytest.approx(0, abs=1e-9)  # every call settled
+    assert reservations(database_url) == []  # each ended by its own spent
     assert budget["cost_usd"] == pytest.approx(usage["cost_usd"])
     assert budget["tokens_input"] == usage["input_tokens"]
     assert budget["tokens_output"] == usage["output_tokens"]
@@ -541,3 +548,192 @@ def test_a_long_budget_wait_is_in_the_job_history_and_the_metrics(database_url: 
     assert result.exit_code == 0, result.stderr
     assert "budget_wait" in result.stdout
     assert "for the OpenAI budget" in result.stdout
+
+
+USD_KEY = "key-usd"
+
+
+def expire_leases(database_url: str) -> None:
+    """Every worker holding a job died: their leases run out (as after SIGKILL, OOM, a reboot)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "update public.background_jobs set lease_expires_at = now() - interval '1 second'"
+            " where status = 'processing'"
+        )
+
+
+def reservations(database_url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        return conn.execute(
+            "select job_id, lease_token, usd::float8 as usd, expires_at - created_at as expires_in"
+            " from public.openai_reservations order by created_at"
+        ).fetchall()
+
+
+def usd_under_way(database_url: str, key: str = USD_KEY) -> float:
+    row = fetch(
+        database_url,
+        "select key_usd_reserved from public.mealworker_budget_stats() where budget_key = %s",
+        key,
+    )
+    return float(row["key_usd_reserved"])
+
+
+@pytest.mark.parametrize("end", ["lease expired", "requeued and claimed again"])
+def test_a_dead_workers_worst_case_ends_with_its_lease_and_its_calls_time(
+    open_db: Opener, database_url: str, end: str
+) -> None:
+    """A worker reserved a call's worst case for its job, then died before ``spent``: once its
+    lease has run out (or the job went to another worker) and its call's time is up, the next
+    call under the cap goes. Before, the dead call's worst case held every call back until
+    midnight. While the call's time is not up, a lost lease is not enough: a worker cut off
+    from the database may still be answered, and the cap must not be overshot by that call."""
+
+    async def main() -> tuple[SpendCapReachedError, list[dict[str, Any]], float]:
+        db = await open_db()
+        try:
+            queue = Queue(db)
+            await queue.enqueue_jobs("generate_meal_plan", [{}])
+            (job,) = await queue.claim("w1", ["generate_meal_plan"], 1, 30)
+            dying = DatabaseBudget(db, USD_KEY, daily_usd_cap=0.01, tokens_cap=10_000_000)
+            with calls_of(CallOwner.of(job)):
+                assert await dying.take(MODEL, 1000, 0.006) is not None  # and never spent
+            other = DatabaseBudget(db, USD_KEY, daily_usd_cap=0.01, tokens_cap=10_000_000)
+            with pytest.raises(SpendCapReachedError) as held:  # while its lease is held
+                await other.take(MODEL, 1000, 0.006)
+            dead = reservations(database_url)
+            expire_leases(database_url)
+            if end == "requeued and claimed again":
+                assert await queue.requeue_stale() == [(job.id, "pending")]
+                (again,) = await queue.claim("w2", ["generate_meal_plan"], 1, 30)
+                assert again.lease_token != job.lease_token
+            with pytest.raises(SpendCapReachedError):  # its call may still be answered
+                await other.take(MODEL, 1000, 0.006)
+            with psycopg.connect(database_url, autocommit=True) as conn:  # its time is up
+                conn.execute(
+                    "update public.openai_reservations"
+                    " set expires_at = now() - interval '1 millisecond'"
+                )
+            under_way = usd_under_way(database_url)  # ended, not deleted yet
+            await other.take(MODEL, 1000, 0.006)  # $0.006 of $0.01: fits again
+            return held.value, dead, under_way
+        finally:
+            await db.close()
+
+    held, dead, under_way = asyncio.run(main())
+    assert "up to $0.0060 more in calls under way" in held.reason
+    [reservation] = dead
+    assert reservation["job_id"] is not None
+    assert reservation["lease_token"] is not None
+    assert reservation["expires_in"].total_seconds() == pytest.approx(CALL_SECONDS, abs=0.01)
+    assert under_way == 0
+    [left] = reservations(database_url)  # the dead one was deleted by the take
+    assert left["job_id"] is None
+    assert usd_under_way(database_url) == pytest.approx(0.006)
+
+
+def test_a_held_lease_keeps_its_worst_case_counted(open_db: Opener, database_url: str) -> None:
+    """Two workers' calls at once, for two claimed jobs, under a cap that fits one: one goes,
+    the other waits for the next day; heartbeats keep the first call's worst case counted."""
+
+    async def main() -> list[Any]:
+        one, two = await open_db(), await open_db()
+        try:
+            queue = Queue(one)
+            await queue.enqueue_jobs("generate_meal_plan", [{}, {}])
+            jobs = await queue.claim("w1", ["generate_meal_plan"], 2, 30)
+            budgets = [
+                DatabaseBudget(db, USD_KEY, daily_usd_cap=0.01, tokens_cap=10_000_000)
+                for db in (one, two)
+            ]
+
+            async def call(budget: DatabaseBudget, job: Any) -> Any:
+                with calls_of(CallOwner.of(job)):
+                    return await budget.take(MODEL, 1000, 0.006)
+
+            results = await asyncio.gather(
+                *(call(b, j) for b, j in zip(budgets, jobs, strict=True)),
+                return_exceptions=True,
+            )
+            assert await queue.heartbeat("w1", jobs, 30) == []
+            with pytest.raises(SpendCapReachedError):
+                await call(budgets[0], jobs[1])
+            return results
+        finally:
+            await one.close()
+            await two.close()
+
+    results = asyncio.run(main())
+    assert sorted(type(r).__name__ for r in results) == ["SpendCapReachedError", "UUID"]
+    assert usd_under_way(database_url) == pytest.approx(0.006)
+
+
+def test_a_call_of_no_job_holds_its_worst_case_until_its_expiry(
+    open_db: Opener, database_url: str
+) -> None:
+    """``mealworker generate`` and other callers outside the queue: the worst case ends after
+    the request's time (OPENAI_TIMEOUT_SECONDS, plus a margin; each attempt reserves anew)."""
+    settings = Settings(
+        openai_api_key=SecretStr("sk-no-job"),
+        openai_timeout_seconds=10,
+        openai_max_attempts=2,
+        openai_daily_usd_cap=0.01,
+        openai_tpm_limit=10_000_000,
+    )
+
+    async def main() -> SpendCapReachedError:
+        db = await open_db()
+        try:
+            budget = DatabaseBudget.from_settings(db, settings)
+            assert budget is not None
+            await budget.take(MODEL, 1000, 0.006)  # and never spent
+            with pytest.raises(SpendCapReachedError) as held:
+                await budget.take(MODEL, 1000, 0.006)
+            with psycopg.connect(database_url, autocommit=True) as conn:  # its time is up
+                conn.execute(
+                    "update public.openai_reservations"
+                    " set expires_at = now() - interval '1 millisecond'"
+                )
+            await budget.take(MODEL, 1000, 0.006)
+            return held.value
+        finally:
+            await db.close()
+
+    held = asyncio.run(main())
+    assert "up to $0.0060 more in calls under way" in held.reason
+    [left] = reservations(database_url)
+    assert (left["job_id"], left["lease_token"]) == (None, None)
+    assert left["expires_in"].total_seconds() == pytest.approx(10 + 30, abs=0.01)
+
+
+def test_stats_shows_only_live_reservations_under_way(
+    env: dict[str, str], database_url: str
+) -> None:
+    """A dead worker's worst case is not "under way" in ``stats --json``; a live call's is, and
+    so is what was reserved the old way (without a lease or an expiry) today."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute("insert into public.background_jobs (job_type, payload) values ('x', '{}')")
+        [job] = conn.execute(
+            "select * from public.mealworker_claim_jobs('w1', array['x'], 1, 30)"
+        ).fetchall()
+        for usd, job_id, lease, expires_ms in [
+            (0.004, job["id"], job["lease_token"], None),  # its worker dies below
+            (0.002, None, None, 600_000),
+            (0.001, None, None, 0),  # its time already up
+            (0.0005, None, None, None),  # neither: until spent, or midnight
+        ]:
+            taken = conn.execute(
+                "select reserved from public.mealworker_budget_take(%s, %s, 10,"
+                " p_tokens_cap => 1000000, p_usd => %s, p_job_id => %s, p_lease_token => %s,"
+                " p_expires_ms => %s)",
+                (USD_KEY, MODEL, usd, job_id, lease, expires_ms),
+            ).fetchone()
+            assert taken == {"reserved": True}
+    expire_leases(database_url)
+    result = runner.invoke(app, ["stats", "--json"], env=env)
+    assert result.exit_code == 0, result.stderr
+    [budget] = json.loads(result.stdout)["budget"]
+    assert budget["key_usd_reserved"] == pytest.approx(0.002 + 0.0005)
+    # The next take deleted the call whose time was up; stats only reads: the dead worker's
+    # reservation stays until a take of the key deletes it.
+    assert [r["usd"] for r in reservations(database_url)] == [0.004, 0.002]

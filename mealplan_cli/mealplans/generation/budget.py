@@ -8,7 +8,8 @@ built by the runtime; the library never sees the queue), ``learn`` reads the lim
 answer's ``x-ratelimit-*`` headers, and ``refused`` tells the budget about a 429 that still
 happened, so that every worker holds back, not just this one. ``spent`` tells it what each
 call cost by its answer's usage, so that a daily cap in dollars counts what was spent rather
-than the worst case reserved by ``take``.
+than the worst case reserved by ``take``; it is handed back the reservation ``take`` returned,
+so that it ends that call's worst case and no other.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -128,15 +130,25 @@ class CallBudget(Protocol):
     """True when a 429 is the budget's business (told to ``refused``, then asked again at no
     cost to the job); False when the call's own retries handle it, as without a budget."""
 
-    async def take(self, model: str, tokens: int, worst_usd: float | None = None) -> None:
+    async def take(
+        self, model: str, tokens: int, worst_usd: float | None = None
+    ) -> uuid.UUID | None:
         """Wait until a call of ``tokens`` (prompt estimate plus reservation) may be sent;
-        ``worst_usd`` is what it can cost at most (None: the price is unknown). Raises
-        ``SpendCapReachedError`` when a daily cap leaves no room for it today."""
+        ``worst_usd`` is what it can cost at most (None: the price is unknown). Returns the id
+        of the call's reservation of ``worst_usd``, for ``spent`` (None: nothing reserved).
+        Raises ``SpendCapReachedError`` when a daily cap leaves no room for it today."""
         ...
 
-    async def spent(self, model: str, worst_usd: float | None, spend: Spend | None) -> None:
-        """A call taken with ``worst_usd`` ended: ``spend`` is what it used and cost, None when
-        unknown (no answer read: it counts at its worst case)."""
+    async def spent(
+        self,
+        model: str,
+        worst_usd: float | None,
+        spend: Spend | None,
+        reservation: uuid.UUID | None = None,
+    ) -> None:
+        """A call taken with ``worst_usd`` (its ``reservation``, as ``take`` returned it) ended:
+        ``spend`` is what it used and cost, None when unknown (no answer read: it counts at its
+        worst case)."""
         ...
 
     async def learn(self, model: str, limits: RateLimits) -> None:
@@ -153,10 +165,18 @@ class NoBudget:
 
     shared = False
 
-    async def take(self, model: str, tokens: int, worst_usd: float | None = None) -> None:
+    async def take(
+        self, model: str, tokens: int, worst_usd: float | None = None
+    ) -> uuid.UUID | None:
         return None
 
-    async def spent(self, model: str, worst_usd: float | None, spend: Spend | None) -> None:
+    async def spent(
+        self,
+        model: str,
+        worst_usd: float | None,
+        spend: Spend | None,
+        reservation: uuid.UUID | None = None,
+    ) -> None:
         return None
 
     async def learn(self, model: str, limits: RateLimits) -> None:

@@ -166,7 +166,7 @@ class StructuredCalls:
         worst = worst_case_usd(self.price, prompt_tokens, max_tokens)
         refused = 0
         while True:
-            await self.budget.take(self.model, charge, worst)
+            reservation = await self.budget.take(self.model, charge, worst)
             tally.usage = tally.usage + Usage(charged_tokens=charge)
             spend: Spend | None = None  # unknown until an answer is read: the worst case
             try:
@@ -193,7 +193,7 @@ class StructuredCalls:
                 spend = NOTHING_SPENT
                 raise
             finally:
-                await asyncio.shield(self.budget.spent(self.model, worst, spend))
+                await asyncio.shield(self.budget.spent(self.model, worst, spend, reservation))
             await self.budget.learn(self.model, RateLimits.from_headers(raw.headers))
             return raw.parse()
 
