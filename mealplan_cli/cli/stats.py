@@ -104,6 +104,12 @@ def budget_view(row: dict[str, Any]) -> Table:
     table.add_row("cost today", cost)
     table.add_row("429s today", str(row.get("refused") or 0))
     table.add_row("waited today", _seconds(int(row.get("waited_ms") or 0) / 1000))
+    if row.get("calls_waiting"):
+        table.add_row(
+            "calls waiting their turn",
+            f"{int(row['calls_waiting']):,} (longest "
+            f"{_seconds(int(row.get('longest_wait_ms') or 0) / 1000)} so far)",
+        )
     if row.get("capped_until"):
         by = "USD" if row.get("capped_by") == "usd" else "token"
         state = f"[red]daily {by} cap reached: jobs wait until {_when(row['capped_until'])}[/]"

@@ -462,6 +462,15 @@ def _reservation(answer: Row) -> uuid.UUID | None:
 async def budget_stats(db: Database) -> list[dict[str, object]]:
     """Each budget as ``stats --json`` shows it: limits learned, today's charge, the tokens the
     answers used and what they cost, 429s, waits, the share of the bucket free now, the daily
-    caps and until when one holds calls back."""
-    rows = await db.call("mealworker_budget_stats")
-    return [dict(row) for row in rows]
+    caps and until when one holds calls back, and the calls waiting in line for their turn now
+    (``calls_waiting``, and the longest of their waits so far, ``longest_wait_ms``)."""
+    rows = [dict(row) for row in await db.call("mealworker_budget_stats")]
+    line: dict[tuple[object, object], list[int]] = {}
+    for waiter in await db.call("mealworker_budget_waiters"):
+        key = (waiter["budget_key"], waiter["model"])
+        line.setdefault(key, []).append(int(waiter["waiting_ms"] or 0))
+    for row in rows:
+        waits = line.get((row["budget_key"], row["model"]), [])
+        row["calls_waiting"] = len(waits)
+        row["longest_wait_ms"] = max(waits, default=0)
+    return rows

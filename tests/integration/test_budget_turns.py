@@ -6,6 +6,7 @@ and through PostgREST), several ``DatabaseBudget`` objects standing for several 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from mealplan_cli.runtime import open_runtime
 from mealplan_cli.settings.config import Settings
 from tests.conftest import OPENAI_TEST_KEY, openai_settings
 from tests.fakes.openai_server import FakeOpenAI
+from tests.helpers.cli import cli
 
 KEY = "key-turns"
 MODEL = "m"
@@ -317,3 +319,41 @@ def test_a_call_of_no_job_is_its_own_group(database_url: str) -> None:
     waiting = asyncio.run(main())
     assert waiting[1]["job_id"] is None
     assert waiting[1]["turn_group"].startswith("call:")
+
+
+def test_stats_shows_the_calls_waiting_their_turn(env: dict[str, str], database_url: str) -> None:
+    """An operator asking why plans are slow sees the line: how many calls wait their turn for
+    each budget, and the longest wait so far; a budget with no line says nothing of one."""
+
+    async def main() -> None:
+        async with open_database(Settings(database_url=SecretStr(database_url))) as db:
+            await learn(db)
+            for user in ("ann", "bob", "ann"):  # larger than the bucket: they stay in line
+                await db.call(
+                    "mealworker_budget_take_turn",
+                    p_key=KEY,
+                    p_model=MODEL,
+                    p_tokens=10 * LIMIT,
+                    p_waiter=uuid.uuid4(),
+                    p_group=user,
+                    p_stale_ms=3_600_000,
+                )
+            await db.call(
+                "mealworker_budget_learn",
+                p_key="key-idle",
+                p_model=MODEL,
+                p_tokens_limit=LIMIT,
+                p_requests_limit=10_000,
+            )
+
+    asyncio.run(main())
+    code, out, err = cli(env, "stats", "--json")
+    assert code == 0, err
+    budgets = {row["budget_key"]: row for row in json.loads(out)["budget"]}
+    assert budgets[KEY]["calls_waiting"] == 3
+    assert budgets[KEY]["longest_wait_ms"] >= 0
+    assert (budgets["key-idle"]["calls_waiting"], budgets["key-idle"]["longest_wait_ms"]) == (0, 0)
+    code, out, err = cli(env, "stats")
+    assert code == 0, err
+    assert "calls waiting their turn" in out
+    assert out.count("calls waiting their turn") == 1  # the idle budget shows no line
