@@ -78,6 +78,18 @@ async def learn(db: Database, limit: int = LIMIT) -> None:
     )
 
 
+async def wait_in_line(db: Database, **params: Any) -> None:
+    """One ask of a call larger than the bucket: it joins the line and stays there."""
+    await db.call(
+        "mealworker_budget_take_turn",
+        p_key=KEY,
+        p_model=MODEL,
+        p_tokens=10 * LIMIT,
+        p_waiter=uuid.uuid4(),
+        **params,
+    )
+
+
 async def line(db: Database, key: str = KEY, model: str = MODEL) -> list[dict[str, Any]]:
     return [dict(r) for r in await db.call("mealworker_budget_waiters", p_key=key, p_model=model)]
 
@@ -185,13 +197,8 @@ def test_a_dead_waiter_is_skipped(database_url: str) -> None:
     async def main() -> tuple[DatabaseBudget, list[dict[str, Any]]]:
         async with open_database(Settings(database_url=SecretStr(database_url))) as db:
             await learn(db)
-            await db.call(
-                "mealworker_budget_take_turn",
-                p_key=KEY,
-                p_model=MODEL,
-                p_tokens=10 * LIMIT,
-                p_waiter=uuid.uuid4(),
-                p_job_created_at=datetime(2000, 1, 1, tzinfo=UTC),
+            await wait_in_line(
+                db, p_job_created_at=datetime(2000, 1, 1, tzinfo=UTC)
             )  # and never again
             budget = quick(db, stale_after=0.5, refresh=0.1)
             await asyncio.wait_for(budget.take(MODEL, CHARGE), 30)
@@ -329,15 +336,7 @@ def test_stats_shows_the_calls_waiting_their_turn(env: dict[str, str], database_
         async with open_database(Settings(database_url=SecretStr(database_url))) as db:
             await learn(db)
             for user in ("ann", "bob", "ann"):  # larger than the bucket: they stay in line
-                await db.call(
-                    "mealworker_budget_take_turn",
-                    p_key=KEY,
-                    p_model=MODEL,
-                    p_tokens=10 * LIMIT,
-                    p_waiter=uuid.uuid4(),
-                    p_group=user,
-                    p_stale_ms=3_600_000,
-                )
+                await wait_in_line(db, p_group=user, p_stale_ms=3_600_000)
             await db.call(
                 "mealworker_budget_learn",
                 p_key="key-idle",
