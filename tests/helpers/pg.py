@@ -222,11 +222,19 @@ class DatabasePool:
         return self.idle.pop() if self.idle else clone(self.server_url, self.template)
 
     def give_back(self, name: str) -> None:
-        """Ends every session on ``name``, then keeps it for the next test or drops it."""
-        if self._disconnect(name) and self._reset(name):
-            self.idle.append(name)
-        else:
+        """Ends every session on ``name``, then keeps it for the next test (under a new name)
+        or drops it.
+
+        The new name keeps what a database per test gave: a process the test left behind (a
+        worker that reconnects after an outage) finds its database gone, and can never reach
+        the next test's rows."""
+        renamed = f"mw_test_{uuid.uuid4().hex[:12]}"
+        if not self._disconnect(name) or not self._rename(name, renamed):
             drop(self.server_url, name)
+        elif self._reset(renamed):
+            self.idle.append(renamed)
+        else:
+            drop(self.server_url, renamed)
 
     def close(self) -> None:
         for name in self.idle:
@@ -257,6 +265,17 @@ class DatabasePool:
                 return True
             self.admin.execute("select pg_sleep(0.01)")
         return False
+
+    def _rename(self, name: str, new: str) -> bool:
+        try:
+            self.admin.execute(
+                sql.SQL("alter database {} rename to {}").format(
+                    sql.Identifier(name), sql.Identifier(new)
+                )
+            )
+        except psycopg.Error:  # a session came back in between: drop it instead
+            return False
+        return True
 
     def _reset(self, name: str) -> bool:
         try:

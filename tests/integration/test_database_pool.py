@@ -47,7 +47,13 @@ def test_a_returned_database_comes_back_empty_with_its_ledger_and_sequences_rest
     with pytest.raises(psycopg.OperationalError):
         lingering.execute("select 1")
     lingering.close()
-    assert pool.take() == name
+    with pytest.raises(psycopg.OperationalError, match="does not exist"):
+        psycopg.connect(url)  # a process left behind cannot reach the next test's database
+    assert len(pool.idle) == 1  # kept for the next test
+    renamed = pool.take()
+    assert renamed != name
+    assert not exists(pool, name)
+    url = pg.with_database(pg_server_url, renamed)
     with psycopg.connect(url) as db:
         assert db.execute("select count(*) from public.background_jobs").fetchone() == (0,)
         assert db.execute("select count(*) from public.background_job_events").fetchone() == (0,)
@@ -86,6 +92,5 @@ def test_a_database_a_test_changed_is_dropped_not_reused(
 
     pool.give_back(name)
 
-    assert name not in pool.idle
+    assert pool.idle == []  # dropped: the next test gets a new clone
     assert not exists(pool, name)
-    assert pool.take() != name
