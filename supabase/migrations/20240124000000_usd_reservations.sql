@@ -17,6 +17,10 @@
 -- midnight; and a worker cut off from the database, whose lease runs out while its call may
 -- still be answered, still has that call counted until the call's time is up, so the fleet
 -- cannot overshoot the cap by it.
+-- A call that fits what was spent but not the calls under way as well waits for them (reason
+-- `usd_in_flight`, asked again every second, its place in the fair line kept) instead of being
+-- deferred to midnight: near the cap, the worst cases of a few concurrent calls made the next
+-- job wait a whole day while the cap still had room.
 -- The cap check counts what was spent, the live reservations and this call, all under the key's
 -- `openai_spend` row lock as before, so concurrent workers still cannot overshoot the cap
 -- between them. Each take of dollars deletes the key's ended reservations (those of earlier
@@ -214,6 +218,16 @@ begin
   elsif p_daily_usd_cap is not null
         and coalesce(s.usd_spent, 0) + coalesce(s.usd_reserved, 0) + v_live + p_usd
             > p_daily_usd_cap then
+    if v_live > 0
+       and coalesce(s.usd_spent, 0) + coalesce(s.usd_reserved, 0) + p_usd <= p_daily_usd_cap then
+      -- It fits once the calls under way have settled (each at its real cost, mostly far below
+      -- its worst case, or ended with its time): a wait of a second, not of a day, and the
+      -- budget is not marked capped. No attempt is spent on it.
+      return query select 1000, false, b.tokens_limit, b.requests_limit,
+        'usd_in_flight'::text, v_now + interval '1 second', v_charged_today,
+        s.usd_spent::double precision, (s.usd_reserved + v_live)::double precision, null::uuid;
+      return;
+    end if;
     v_capped_by := 'usd';
   end if;
   if v_capped_by is not null then
@@ -498,7 +512,7 @@ begin
       delete from public.openai_budget_rounds r
        where r.budget_key = p_key and r.model = p_model and r.round < v_turn;
     end if;
-  elsif t.reason is null or t.reason not in ('probing', 'rate_limited') then
+  elsif t.reason is null or t.reason not in ('probing', 'rate_limited', 'usd_in_flight') then
     -- Refused for good (the daily cap): out of the line.
     delete from public.openai_budget_waiters w
      where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;

@@ -274,6 +274,16 @@ begin
   elsif p_daily_usd_cap is not null
         and coalesce(s.usd_spent, 0) + coalesce(s.usd_reserved, 0) + v_live + p_usd
             > p_daily_usd_cap then
+    if v_live > 0
+       and coalesce(s.usd_spent, 0) + coalesce(s.usd_reserved, 0) + p_usd <= p_daily_usd_cap then
+      -- It fits once the calls under way have settled (each at its real cost, mostly far below
+      -- its worst case, or ended with its time): a wait of a second, not of a day, and the
+      -- budget is not marked capped. No attempt is spent on it.
+      return query select 1000, false, b.tokens_limit, b.requests_limit,
+        'usd_in_flight'::text, v_now + interval '1 second', v_charged_today,
+        s.usd_spent::double precision, (s.usd_reserved + v_live)::double precision, null::uuid;
+      return;
+    end if;
     v_capped_by := 'usd';
   end if;
   if v_capped_by is not null then
@@ -526,7 +536,7 @@ begin
       delete from public.openai_budget_rounds r
        where r.budget_key = p_key and r.model = p_model and r.round < v_turn;
     end if;
-  elsif t.reason is null or t.reason not in ('probing', 'rate_limited') then
+  elsif t.reason is null or t.reason not in ('probing', 'rate_limited', 'usd_in_flight') then
     -- Refused for good (the daily cap): out of the line.
     delete from public.openai_budget_waiters w
      where w.budget_key = p_key and w.model = p_model and w.waiter = p_waiter;

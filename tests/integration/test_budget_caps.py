@@ -341,42 +341,54 @@ def test_the_usd_cap_makes_the_job_wait_and_says_why(
 def test_the_usd_cap_counts_calls_in_flight_at_their_worst_and_answers_at_their_cost(
     open_db: Opener, database_url: str
 ) -> None:
-    """Two calls whose worst cases together exceed the cap: the second waits; once the first
-    answer's real cost is known (far below its worst case), there is room again."""
+    """Two calls whose worst cases together exceed the cap: the second waits for the first,
+    not for midnight, and nothing says the cap is reached; once the first answer's real cost is
+    known (far below its worst case), there is room again. A call that does not fit what was
+    really spent waits for the next UTC day."""
 
     async def main() -> tuple[Any, ...]:
         db = await open_db()
         try:
-            budget = DatabaseBudget(db, "key-usd", daily_usd_cap=0.01, tokens_cap=10_000_000)
+            budget = DatabaseBudget(db, USD_KEY, daily_usd_cap=0.01, tokens_cap=10_000_000)
             first = await budget.take(MODEL, 1000, 0.006)
-            with pytest.raises(SpendCapReachedError) as second:
-                await budget.take(MODEL, 1000, 0.006)
+            waits = would_go(database_url)
+            capped = fetch(
+                database_url,
+                "select capped_until from public.openai_budgets where budget_key = %s",
+                USD_KEY,
+            )
+            second = asyncio.create_task(budget.take(MODEL, 1000, 0.006))
+            with pytest.raises(TimeoutError):  # no room until the first call settles
+                await asyncio.wait_for(asyncio.shield(second), 0.5)
             await budget.spent(MODEL, 0.006, Spend(800, 200, 100, 0.001), first)
-            await budget.take(MODEL, 1000, 0.006)  # $0.001 spent + $0.006: fits
-            with pytest.raises(SpendCapReachedError) as fourth:
+            reservation = await asyncio.wait_for(second, 30)  # $0.001 spent + $0.006: fits
+            await budget.spent(MODEL, 0.006, Spend(800, 0, 100, 0.005), reservation)
+            with pytest.raises(SpendCapReachedError) as third:  # $0.006 + $0.006 > $0.01
                 await budget.take(MODEL, 1000, 0.006)
             with pytest.raises(SpendCapTooSmallError) as never:
                 await budget.take(MODEL, 1000, 0.02)
-            return second.value, fourth.value, never.value, budget.figures()
+            return waits, capped, third.value, never.value, budget.figures()
         finally:
             await db.close()
 
-    second, fourth, never, figures = asyncio.run(main())
-    assert "$0.0000 of $0.01 spent today, up to $0.0060 more in calls under way" in (second.reason)
-    assert "OPENAI_DAILY_USD_CAP" in second.reason
-    assert second.until == next_utc_midnight(database_url, datetime.now().astimezone())
-    assert "$0.0010 of $0.01 spent today" in fourth.reason
+    waits, capped, third, never, figures = asyncio.run(main())
+    assert waits == (False, "usd_in_flight")
+    assert capped == {"capped_until": None}
+    assert "$0.0060 of $0.01 spent today" in third.reason
+    assert "OPENAI_DAILY_USD_CAP" in third.reason
+    assert third.until == next_utc_midnight(database_url, datetime.now().astimezone())
     assert never.until is None
     assert not never.retryable
     assert "more than the whole daily OpenAI cap of $0.0100" in str(never)
-    assert figures.cost_today_usd == pytest.approx(0.001)
+    assert figures.cost_today_usd == pytest.approx(0.006)
     row = fetch(
         database_url,
-        "select * from public.mealworker_budget_stats() where budget_key = 'key-usd'",
+        "select * from public.mealworker_budget_stats() where budget_key = %s",
+        USD_KEY,
     )
-    assert row["key_usd_spent"] == pytest.approx(0.001)
-    assert row["key_usd_reserved"] == pytest.approx(0.006)
-    assert (row["tokens_input"], row["tokens_cached"], row["tokens_output"]) == (800, 200, 100)
+    assert row["key_usd_spent"] == pytest.approx(0.006)
+    assert row["key_usd_reserved"] == pytest.approx(0)
+    assert (row["tokens_input"], row["tokens_cached"], row["tokens_output"]) == (1600, 200, 200)
     assert row["capped_by"] == "usd"
 
 
@@ -570,6 +582,23 @@ def reservations(database_url: str) -> list[dict[str, Any]]:
         ).fetchall()
 
 
+def would_go(database_url: str, usd: float = 0.006, key: str = USD_KEY) -> tuple[bool, Any]:
+    """Whether a call of ``usd`` at worst would go now under a $0.01 cap, and the reason it
+    would not: the take, rolled back, so that the budget is left as it was."""
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        row = conn.execute(
+            "select reserved, reason from public.mealworker_budget_take(%s, %s, 1000,"
+            " p_tokens_cap => 10000000, p_usd => %s, p_daily_usd_cap => 0.01,"
+            " p_expires_ms => 600000)",
+            (key, MODEL, usd),
+        ).fetchone()
+    assert row is not None
+    return row["reserved"], row["reason"]
+
+
 def usd_under_way(database_url: str, key: str = USD_KEY) -> float:
     row = fetch(
         database_url,
@@ -589,7 +618,7 @@ def test_a_dead_workers_worst_case_ends_with_its_lease_and_its_calls_time(
     midnight. While the call's time is not up, a lost lease is not enough: a worker cut off
     from the database may still be answered, and the cap must not be overshot by that call."""
 
-    async def main() -> tuple[SpendCapReachedError, list[dict[str, Any]], float]:
+    async def main() -> tuple[tuple[bool, Any], list[dict[str, Any]], float]:
         db = await open_db()
         try:
             queue = Queue(db)
@@ -599,16 +628,14 @@ def test_a_dead_workers_worst_case_ends_with_its_lease_and_its_calls_time(
             with calls_of(CallOwner.of(job)):
                 assert await dying.take(MODEL, 1000, 0.006) is not None  # and never spent
             other = DatabaseBudget(db, USD_KEY, daily_usd_cap=0.01, tokens_cap=10_000_000)
-            with pytest.raises(SpendCapReachedError) as held:  # while its lease is held
-                await other.take(MODEL, 1000, 0.006)
+            held = would_go(database_url)  # while its lease is held
             dead = reservations(database_url)
             expire_leases(database_url)
             if end == "requeued and claimed again":
                 assert await queue.requeue_stale() == [(job.id, "pending")]
                 (again,) = await queue.claim("w2", ["generate_meal_plan"], 1, 30)
                 assert again.lease_token != job.lease_token
-            with pytest.raises(SpendCapReachedError):  # its call may still be answered
-                await other.take(MODEL, 1000, 0.006)
+            assert would_go(database_url) == held  # its call may still be answered
             with psycopg.connect(database_url, autocommit=True) as conn:  # its time is up
                 conn.execute(
                     "update public.openai_reservations"
@@ -616,12 +643,12 @@ def test_a_dead_workers_worst_case_ends_with_its_lease_and_its_calls_time(
                 )
             under_way = usd_under_way(database_url)  # ended, not deleted yet
             await other.take(MODEL, 1000, 0.006)  # $0.006 of $0.01: fits again
-            return held.value, dead, under_way
+            return held, dead, under_way
         finally:
             await db.close()
 
     held, dead, under_way = asyncio.run(main())
-    assert "up to $0.0060 more in calls under way" in held.reason
+    assert held == (False, "usd_in_flight")  # it waits for that call, not for midnight
     [reservation] = dead
     assert reservation["job_id"] is not None
     assert reservation["lease_token"] is not None
@@ -634,9 +661,9 @@ def test_a_dead_workers_worst_case_ends_with_its_lease_and_its_calls_time(
 
 def test_a_held_lease_keeps_its_worst_case_counted(open_db: Opener, database_url: str) -> None:
     """Two workers' calls at once, for two claimed jobs, under a cap that fits one: one goes,
-    the other waits for the next day; heartbeats keep the first call's worst case counted."""
+    the other waits for it to settle; heartbeats keep the first call's worst case counted."""
 
-    async def main() -> list[Any]:
+    async def main() -> tuple[list[Any], tuple[bool, Any]]:
         one, two = await open_db(), await open_db()
         try:
             queue = Queue(one)
@@ -651,21 +678,23 @@ def test_a_held_lease_keeps_its_worst_case_counted(open_db: Opener, database_url
                 with calls_of(CallOwner.of(job)):
                     return await budget.take(MODEL, 1000, 0.006)
 
-            results = await asyncio.gather(
-                *(call(b, j) for b, j in zip(budgets, jobs, strict=True)),
-                return_exceptions=True,
-            )
+            calls = [asyncio.create_task(call(b, j)) for b, j in zip(budgets, jobs, strict=True)]
+            done, waiting = await asyncio.wait(calls, timeout=30, return_when="FIRST_COMPLETED")
             assert await queue.heartbeat("w1", jobs, 30) == []
-            with pytest.raises(SpendCapReachedError):
-                await call(budgets[0], jobs[1])
-            return results
+            held = would_go(database_url)
+            for task in waiting:  # its worker stops: the wait ends without a reservation
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            return [task.result() for task in done], held
         finally:
             await one.close()
             await two.close()
 
-    results = asyncio.run(main())
-    assert sorted(type(r).__name__ for r in results) == ["SpendCapReachedError", "UUID"]
+    served, held = asyncio.run(main())
+    assert [type(r).__name__ for r in served] == ["UUID"]
+    assert held == (False, "usd_in_flight")
     assert usd_under_way(database_url) == pytest.approx(0.006)
+    assert len(reservations(database_url)) == 1
 
 
 def test_a_call_of_no_job_holds_its_worst_case_until_its_expiry(
@@ -681,26 +710,24 @@ def test_a_call_of_no_job_holds_its_worst_case_until_its_expiry(
         openai_tpm_limit=10_000_000,
     )
 
-    async def main() -> SpendCapReachedError:
+    async def main() -> tuple[bool, Any]:
         db = await open_db()
         try:
             budget = DatabaseBudget.from_settings(db, settings)
             assert budget is not None
             await budget.take(MODEL, 1000, 0.006)  # and never spent
-            with pytest.raises(SpendCapReachedError) as held:
-                await budget.take(MODEL, 1000, 0.006)
+            held = would_go(database_url, key=budget.key)
             with psycopg.connect(database_url, autocommit=True) as conn:  # its time is up
                 conn.execute(
                     "update public.openai_reservations"
                     " set expires_at = now() - interval '1 millisecond'"
                 )
             await budget.take(MODEL, 1000, 0.006)
-            return held.value
+            return held
         finally:
             await db.close()
 
-    held = asyncio.run(main())
-    assert "up to $0.0060 more in calls under way" in held.reason
+    assert asyncio.run(main()) == (False, "usd_in_flight")
     [left] = reservations(database_url)
     assert (left["job_id"], left["lease_token"]) == (None, None)
     assert left["expires_in"].total_seconds() == pytest.approx(10 + 30, abs=0.01)
