@@ -33,10 +33,19 @@ UNSPLASH_TEST_KEY = "unsplash-test-7a1e5c"
 
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may see the developer's environment or ``.env``, nor reach the internet."""
+    """No test may see the developer's environment or ``.env``, nor reach the internet, nor
+    the size of the terminal pytest runs in (pytest-xdist's workers have COLUMNS=80: output
+    meant for a pipe would wrap there and nowhere else)."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
-    for name in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "HTTP_PROXY", "HTTPS_PROXY"):
+    for name in (
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "COLUMNS",
+        "LINES",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
