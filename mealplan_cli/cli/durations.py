@@ -1,10 +1,11 @@
-"""Durations as operators type them: ``90s``, ``10m``, ``24h``, ``7d``."""
+"""Durations as operators type them: ``90s``, ``10m``, ``24h``, ``7d``; and times as they read
+them, in UTC minutes."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import overload
+from typing import Any, overload
 
 import typer
 
@@ -54,3 +55,18 @@ def ago(
 
 def _refused(message: str, option: str | None) -> typer.BadParameter:
     return typer.BadParameter(message, param_hint=f"'{option}'" if option else None)
+
+
+def utc_minutes(value: Any) -> str:
+    """A time from the database (a datetime, or its ISO text over REST) as UTC minutes,
+    ``2024-05-02 00:00 UTC``; ``-`` for none, and text that is no time as it is."""
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

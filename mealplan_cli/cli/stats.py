@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,6 +16,7 @@ from mealplan_cli.cli.app import (
     stderr,
     stdout,
 )
+from mealplan_cli.cli.durations import utc_minutes
 from mealplan_cli.cli.wording import plural
 from mealplan_cli.core.queue import Queue, WaitingJobs
 from mealplan_cli.ops.errors import ConfigurationError
@@ -41,14 +41,6 @@ def _seconds(value: Any) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _when(value: Any) -> str:
-    """A time from the database as UTC minutes (``2024-05-02 00:00 UTC``)."""
-    if value is None:
-        return "-"
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def waiting_view(waiting: list[WaitingJobs]) -> Table:
     from rich.table import Table
 
@@ -61,9 +53,9 @@ def waiting_view(waiting: list[WaitingJobs]) -> Table:
         title_justify="left",
     )
     for group in waiting:
-        until = _when(group.first_run_at)
+        until = utc_minutes(group.first_run_at)
         if group.last_run_at != group.first_run_at:
-            until += f" .. {_when(group.last_run_at)}"
+            until += f" .. {utc_minutes(group.last_run_at)}"
         table.add_row(group.job_type, str(group.jobs), until, group.reason)
     return table
 
@@ -112,9 +104,10 @@ def budget_view(row: dict[str, Any]) -> Table:
         )
     if row.get("capped_until"):
         by = "USD" if row.get("capped_by") == "usd" else "token"
-        state = f"[red]daily {by} cap reached: jobs wait until {_when(row['capped_until'])}[/]"
+        until = utc_minutes(row["capped_until"])
+        state = f"[red]daily {by} cap reached: jobs wait until {until}[/]"
     elif row.get("blocked_until"):
-        state = f"[yellow]a 429 holds calls until {_when(row['blocked_until'])}[/]"
+        state = f"[yellow]a 429 holds calls until {utc_minutes(row['blocked_until'])}[/]"
     else:
         state = "open"
     table.add_row("state", state)
@@ -123,9 +116,9 @@ def budget_view(row: dict[str, Any]) -> Table:
 
 def health_view(
     health: QueueHealth,
-    database: str = "",
     budgets: list[dict[str, Any]] | None = None,
     waiting: list[WaitingJobs] | None = None,
+    database: str = "",
 ) -> Group:
     from rich.console import Group
     from rich.table import Table
@@ -229,7 +222,7 @@ def stats(
         }
         stdout.out(json.dumps(shown, default=str))
     else:
-        stdout.print(health_view(health, database, budgets, waiting))
+        stdout.print(health_view(health, budgets, waiting, database))
     crossed = [t for t in thresholds if t.crossed(health.metrics())]
     if crossed:
         values = health.metrics()
@@ -263,31 +256,35 @@ async def _figures(db: Database) -> dict[str, Any]:
     return {**await Queue(db).stats(), **await MealPlans(db).stats()}
 
 
-async def _health(
-    settings: Settings,
-) -> tuple[QueueHealth, list[dict[str, Any]], list[WaitingJobs]]:
-    from mealplan_cli.core.db.connect import open_database
+Read = tuple[QueueHealth, list[dict[str, Any]], list[WaitingJobs]]
+"""What ``stats`` shows: the queue's health, the OpenAI budgets, the waiting jobs."""
+
+
+async def _read(db: Database, settings: Settings) -> Read:
     from mealplan_cli.mealplans.budget import budget_stats
 
+    health = QueueHealth(await _figures(db), settings.lease_seconds)
+    return health, await budget_stats(db), await Queue(db).waiting()
+
+
+async def _health(settings: Settings) -> Read:
+    from mealplan_cli.core.db.connect import open_database
+
     async with open_database(settings) as db:
-        health = QueueHealth(await _figures(db), settings.lease_seconds)
-        return health, await budget_stats(db), await Queue(db).waiting()
+        return await _read(db, settings)
 
 
 async def _watch(settings: Settings, interval: float, database: str) -> None:
     from rich.live import Live
 
     from mealplan_cli.core.db.connect import open_database
-    from mealplan_cli.mealplans.budget import budget_stats
 
     async with open_database(settings) as db:
         said = False
         with Live(console=stdout, refresh_per_second=4) as live:
             try:
                 while True:
-                    health = QueueHealth(await _figures(db), settings.lease_seconds)
-                    budgets, waiting = await budget_stats(db), await Queue(db).waiting()
-                    live.update(health_view(health, database, budgets, waiting))
+                    live.update(health_view(*await _read(db, settings), database=database))
                     said = said or ready(f"refreshing every {interval:g}s; Ctrl-C to stop")
                     await asyncio.sleep(interval)
             except asyncio.CancelledError:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mealplan_cli.cli.app import app, fail, load_settings, ready, run_async, stdout
-from mealplan_cli.cli.durations import ago
+from mealplan_cli.cli.durations import ago, utc_minutes
 from mealplan_cli.cli.job_refs import JobRef, missing, parse_ref, resolve
 from mealplan_cli.core.db.base import Row
 from mealplan_cli.core.queue import Queue
@@ -51,14 +51,6 @@ EVENT_STYLES = {
 }
 
 
-def _utc(value: Any) -> str:
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def _detail(row: Row) -> str:
     detail = row.get("detail") or {}
     if not isinstance(detail, dict):
@@ -66,7 +58,7 @@ def _detail(row: Row) -> str:
     if detail.get("last_error"):
         return str(detail["last_error"])
     if row.get("event") == "deferred" and detail.get("reason"):
-        return f"{detail['reason']} (waits until {_utc(detail.get('run_at'))})"
+        return f"{detail['reason']} (waits until {utc_minutes(detail.get('run_at'))})"
     if row.get("event") == "budget_wait" and "waited_ms" in detail:
         seconds = float(detail["waited_ms"]) / 1000
         why = f": {detail['why']}" if detail.get("why") else ""
