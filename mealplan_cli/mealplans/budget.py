@@ -75,6 +75,15 @@ CALL_SECONDS = 120.0 + CALL_MARGIN_SECONDS
 """How long a reservation holds at least, unless the settings say otherwise (the default
 timeout)."""
 
+WAIT_REASONS: dict[str | None, str] = {
+    None: "the per-minute limit",
+    "waiting": "turns with other calls",
+    "probing": "the limit being learned",
+    "rate_limited": "a 429 from OpenAI",
+    "usd_in_flight": "calls under way near the dollar cap",
+}
+"""Why a call waited (the take's reason), as ``tail`` shows it in a ``budget_wait`` event."""
+
 WAITER_STALE_SECONDS = 10.0
 """A waiter not seen for this long (five missed asks: its worker died) no longer holds its
 place; one that comes back takes its place again, since the order is by the job's age."""
@@ -236,7 +245,7 @@ class DatabaseBudget:
             reservation = _reservation(answer) if reserved else None
             if wait_ms > 0:
                 slept = True
-                why.add(str(reason or "per-minute limit"))
+                why.add(WAIT_REASONS.get(str(reason), WAIT_REASONS[None]))
                 try:
                     await asyncio.sleep(wait_ms / 1000)
                 except asyncio.CancelledError:

@@ -21,6 +21,7 @@ from mealplan_cli.core.db.connect import open_database
 from mealplan_cli.core.queue import Queue
 from mealplan_cli.mealplans.budget import (
     CALL_SECONDS,
+    WAIT_REASONS,
     CallOwner,
     DatabaseBudget,
     budget_key,
@@ -550,6 +551,9 @@ def test_a_long_budget_wait_is_in_the_job_history_and_the_metrics(database_url: 
     [wait] = [e for e in events(database_url, job_id) if e["event"] == "budget_wait"]
     assert wait["detail"]["waited_ms"] >= 1000
     assert wait["detail"]["model"] == 'm"x'
+    why = wait["detail"]["why"].split(", ")  # in words, not the database's codes
+    assert "turns with other calls" in why
+    assert set(why) <= set(WAIT_REASONS.values())
     assert 'mealworker_openai_budget_wait_seconds_total{model="m\\"x"} 1.' in metrics
     assert 'mealworker_openai_budget_tokens_per_minute{model="m\\"x"} 60000' in metrics
     result = runner.invoke(
@@ -559,7 +563,8 @@ def test_a_long_budget_wait_is_in_the_job_history_and_the_metrics(database_url: 
     )
     assert result.exit_code == 0, result.stderr
     assert "budget_wait" in result.stdout
-    assert "for the OpenAI budget" in result.stdout
+    assert 'for the OpenAI budget (m"x): ' in " ".join(result.stdout.split())
+    assert "turns with other calls" in " ".join(result.stdout.split())
 
 
 USD_KEY = "key-usd"
