@@ -118,6 +118,52 @@ def events(url: str, job_id: int) -> list[dict[str, Any]]:
         ).fetchall()
 
 
+USD_KEY = "key-usd"
+
+
+def expire_leases(database_url: str) -> None:
+    """Every worker holding a job died: their leases run out (as after SIGKILL, OOM, a reboot)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "update public.background_jobs set lease_expires_at = now() - interval '1 second'"
+            " where status = 'processing'"
+        )
+
+
+def reservations(database_url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        return conn.execute(
+            "select job_id, lease_token, usd::float8 as usd, expires_at - created_at as expires_in"
+            " from public.openai_reservations order by created_at"
+        ).fetchall()
+
+
+def would_go(database_url: str, usd: float = 0.006, key: str = USD_KEY) -> tuple[bool, Any]:
+    """Whether a call of ``usd`` at worst would go now under a $0.01 cap, and the reason it
+    would not: the take, rolled back, so that the budget is left as it was."""
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as conn,
+        conn.transaction(force_rollback=True),
+    ):
+        row = conn.execute(
+            "select reserved, reason from public.mealworker_budget_take(%s, %s, 1000,"
+            " p_tokens_cap => 10000000, p_usd => %s, p_daily_usd_cap => 0.01,"
+            " p_expires_ms => 600000)",
+            (key, MODEL, usd),
+        ).fetchone()
+    assert row is not None
+    return row["reserved"], row["reason"]
+
+
+def usd_under_way(database_url: str, key: str = USD_KEY) -> float:
+    row = fetch(
+        database_url,
+        "select key_usd_reserved from public.mealworker_budget_stats() where budget_key = %s",
+        key,
+    )
+    return float(row["key_usd_reserved"])
+
+
 @pytest.mark.parametrize("transport", ["postgres", "rest"])
 def test_the_token_cap_makes_the_job_wait_for_the_next_utc_day(
     fake_openai: FakeOpenAI, database_url: str, transport: str
@@ -565,52 +611,6 @@ def test_a_long_budget_wait_is_in_the_job_history_and_the_metrics(database_url: 
     assert "budget_wait" in result.stdout
     assert 'for the OpenAI budget (m"x): ' in " ".join(result.stdout.split())
     assert "turns with other calls" in " ".join(result.stdout.split())
-
-
-USD_KEY = "key-usd"
-
-
-def expire_leases(database_url: str) -> None:
-    """Every worker holding a job died: their leases run out (as after SIGKILL, OOM, a reboot)."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "update public.background_jobs set lease_expires_at = now() - interval '1 second'"
-            " where status = 'processing'"
-        )
-
-
-def reservations(database_url: str) -> list[dict[str, Any]]:
-    with psycopg.connect(database_url, row_factory=dict_row) as conn:
-        return conn.execute(
-            "select job_id, lease_token, usd::float8 as usd, expires_at - created_at as expires_in"
-            " from public.openai_reservations order by created_at"
-        ).fetchall()
-
-
-def would_go(database_url: str, usd: float = 0.006, key: str = USD_KEY) -> tuple[bool, Any]:
-    """Whether a call of ``usd`` at worst would go now under a $0.01 cap, and the reason it
-    would not: the take, rolled back, so that the budget is left as it was."""
-    with (
-        psycopg.connect(database_url, row_factory=dict_row) as conn,
-        conn.transaction(force_rollback=True),
-    ):
-        row = conn.execute(
-            "select reserved, reason from public.mealworker_budget_take(%s, %s, 1000,"
-            " p_tokens_cap => 10000000, p_usd => %s, p_daily_usd_cap => 0.01,"
-            " p_expires_ms => 600000)",
-            (key, MODEL, usd),
-        ).fetchone()
-    assert row is not None
-    return row["reserved"], row["reason"]
-
-
-def usd_under_way(database_url: str, key: str = USD_KEY) -> float:
-    row = fetch(
-        database_url,
-        "select key_usd_reserved from public.mealworker_budget_stats() where budget_key = %s",
-        key,
-    )
-    return float(row["key_usd_reserved"])
 
 
 @pytest.mark.parametrize("end", ["lease expired", "requeued and claimed again"])
