@@ -493,8 +493,7 @@ class Queue:
             p_reset_attempts=reset_attempts,
             p_limit=limit,
             p_dry_run=dry_run,
-            # Named only when asked, so a database a migration behind still requeues.
-            **({"p_waiting": True} if waiting else {}),
+            p_waiting=waiting,
         )
 
     async def prune(
